@@ -1,0 +1,124 @@
+//! chat-local: every function's routes on one port, on the embedded store, as one process.
+//! Prints the URL and credentials on start; stops cleanly on Ctrl-C / SIGTERM.
+
+use clap::Parser;
+use shared::domain::clock::SystemClock;
+use shared::service::{AppKeys, Chat, TaskMode};
+use shared::store::embedded::Embedded;
+use shared::store::Table;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "chat-local", about = "Stream-compatible chat backend as one local process")]
+struct Args {
+    /// Port for REST and WebSocket (not 3030: the JS client rewrites it to 8800 for WebSocket).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Where data and generated credentials are kept.
+    #[arg(long, default_value = "./.chat-data")]
+    data_dir: PathBuf,
+    /// Keep everything in memory (nothing survives the process).
+    #[arg(long)]
+    in_memory: bool,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: String,
+}
+
+fn random_string(len: usize) -> String {
+    use rand::distr::{Alphanumeric, SampleString};
+    Alphanumeric.sample_string(&mut rand::rng(), len).to_lowercase()
+}
+
+/// `CHAT_API_KEY` / `CHAT_API_SECRET` win; otherwise the credentials kept in the data
+/// directory, generated on first start.
+fn credentials(data_dir: Option<&Path>) -> Result<AppKeys, String> {
+    let env_key = std::env::var("CHAT_API_KEY").ok().filter(|v| !v.is_empty());
+    let env_secret = std::env::var("CHAT_API_SECRET").ok().filter(|v| !v.is_empty());
+    let path = data_dir.map(|d| d.join("credentials.json"));
+    let stored: Option<serde_json::Value> = path
+        .as_ref()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let stored_field = |f: &str| stored.as_ref().and_then(|s| s.get(f)).and_then(|v| v.as_str()).map(str::to_string);
+    let keys = AppKeys {
+        api_key: env_key.or_else(|| stored_field("api_key")).unwrap_or_else(|| random_string(12)),
+        api_secret: env_secret.or_else(|| stored_field("api_secret")).unwrap_or_else(|| random_string(48)),
+    };
+    if let (Some(path), None) = (&path, &stored) {
+        let doc = serde_json::json!({"api_key": keys.api_key, "api_secret": keys.api_secret});
+        std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap_or_default())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(keys)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args).await {
+        eprintln!("chat-local: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let (store, data_dir): (Arc<dyn Table>, Option<&Path>) = if args.in_memory {
+        (Arc::new(Embedded::in_memory().map_err(|e| e.to_string())?), None)
+    } else {
+        std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+        (Arc::new(Embedded::open(&args.data_dir).map_err(|e| e.to_string())?), Some(args.data_dir.as_path()))
+    };
+    let keys = credentials(data_dir)?;
+    let chat = Chat::new(store, Arc::new(SystemClock), keys.clone(), TaskMode::Background);
+    chat.bootstrap().await.map_err(|e| e.to_string())?;
+    let resumed = chat.resume_pending_tasks().await.map_err(|e| e.to_string())?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed unfinished tasks");
+    }
+
+    let routes = api_app::routes().merge(api_users::routes());
+    let app = shared::http::with_edge(routes, chat);
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().map_err(|e| format!("bad address: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("chat-local listening on http://{local}");
+    println!("api_key:    {}", keys.api_key);
+    println!("api_secret: {}", keys.api_secret);
+    match data_dir {
+        Some(d) => println!("data dir:   {}", d.display()),
+        None => println!("data dir:   (in memory)"),
+    }
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

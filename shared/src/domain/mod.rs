@@ -1,0 +1,17 @@
+//! Types and rules of the product, free of I/O: permissions, filters, channel types, users,
+//! app settings, validation limits.
+
+// pub mod app_settings;
+// pub mod caller;
+pub mod channel_type;
+pub mod clock;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod filter;
+pub mod limits;
+pub mod patch;
+pub mod permissions;
+pub mod user;
+
+pub use error::{ApiError, ApiResult, ErrorCode};

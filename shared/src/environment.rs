@@ -1,0 +1,30 @@
+//! Building the product from a Lambda function's environment: the DynamoDB store named by
+//! `TABLE_PREFIX` and the app's credentials.
+
+use crate::domain::clock::SystemClock;
+use crate::service::{AppKeys, Chat, TaskMode};
+use crate::store::dynamodb::DynamoDb;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvironmentError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Api(#[from] crate::domain::ApiError),
+}
+
+fn required(name: &'static str) -> Result<String, EnvironmentError> {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(EnvironmentError::Missing(name))
+}
+
+/// The product for a Lambda function: DynamoDB tables `<TABLE_PREFIX><name>`, credentials from
+/// `CHAT_API_KEY` / `CHAT_API_SECRET`, async tasks run before the invocation returns.
+pub async fn chat_from_env() -> Result<Chat, EnvironmentError> {
+    let prefix = std::env::var("TABLE_PREFIX").unwrap_or_else(|_| "chat-".into());
+    let keys = AppKeys { api_key: required("CHAT_API_KEY")?, api_secret: required("CHAT_API_SECRET")? };
+    let store = DynamoDb::from_env(prefix).await?;
+    Ok(Chat::new(Arc::new(store), Arc::new(SystemClock), keys, TaskMode::Inline))
+}

@@ -1,0 +1,114 @@
+//! Routes of the app function: app settings, channel types, roles, permissions and tasks.
+
+use super::auth::Auth;
+use super::reply::{Body, HttpResult, Reply};
+use crate::domain::caller::Caller;
+use crate::domain::channel_type::ChannelTypeConfig;
+use crate::service::roles::permission_json;
+use crate::service::Chat;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+pub fn routes() -> Router<Chat> {
+    Router::new()
+        .route("/app", get(get_app).patch(update_app))
+        .route("/channeltypes", get(list_channel_types).post(create_channel_type))
+        .route("/channeltypes/{name}", get(get_channel_type).put(update_channel_type).delete(delete_channel_type))
+        .route("/roles", get(list_roles).post(create_role))
+        .route("/roles/{name}", axum::routing::delete(delete_role))
+        .route("/permissions", get(list_permissions))
+        .route("/permissions/{id}", get(get_permission))
+        .route("/tasks/{id}", get(get_task))
+}
+
+/// Settings a client-side caller must not read.
+const SECRET_SETTINGS: &[&str] = &["sqs_key", "sqs_secret", "sns_key", "sns_secret", "event_hooks", "webhook_url", "before_message_send_hook_url", "custom_action_handler_url"];
+
+async fn get_app(State(chat): State<Chat>, auth: Auth) -> HttpResult {
+    let mut app = match serde_json::to_value(&auth.settings) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    if !auth.caller.is_server() {
+        for k in SECRET_SETTINGS {
+            app.remove(*k);
+        }
+    }
+    let configs: Map<String, Value> = chat.list_channel_types_raw().await?.iter().map(|ct| (ct.name.clone(), ct.to_json())).collect();
+    app.insert("channel_configs".into(), Value::Object(configs));
+    Ok(Reply::json(json!({"app": app})))
+}
+
+async fn update_app(State(chat): State<Chat>, auth: Auth, Body(body): Body<Map<String, Value>>) -> HttpResult {
+    chat.update_app_settings(&auth.caller, &body).await?;
+    Ok(Reply::empty())
+}
+
+fn channel_type_reply(ct: &ChannelTypeConfig) -> Reply {
+    Reply::json(ct.to_json())
+}
+
+async fn list_channel_types(State(chat): State<Chat>, auth: Auth) -> HttpResult {
+    let types: Map<String, Value> = chat.list_channel_types(&auth.caller).await?.iter().map(|ct| (ct.name.clone(), ct.to_json())).collect();
+    Ok(Reply::json(json!({"channel_types": types})))
+}
+
+async fn create_channel_type(State(chat): State<Chat>, auth: Auth, Body(body): Body<Map<String, Value>>) -> HttpResult {
+    Ok(channel_type_reply(&chat.create_channel_type(&auth.caller, &body).await?))
+}
+
+async fn get_channel_type(State(chat): State<Chat>, auth: Auth, Path(name): Path<String>) -> HttpResult {
+    Ok(channel_type_reply(&chat.get_channel_type(&auth.caller, &name).await?))
+}
+
+async fn update_channel_type(State(chat): State<Chat>, auth: Auth, Path(name): Path<String>, Body(body): Body<Map<String, Value>>) -> HttpResult {
+    Ok(channel_type_reply(&chat.update_channel_type(&auth.caller, &name, &body).await?))
+}
+
+async fn delete_channel_type(State(chat): State<Chat>, auth: Auth, Path(name): Path<String>) -> HttpResult {
+    chat.delete_channel_type(&auth.caller, &name).await?;
+    Ok(Reply::empty())
+}
+
+async fn list_roles(State(chat): State<Chat>, auth: Auth) -> HttpResult {
+    let roles = chat.list_roles(&auth.caller).await?;
+    Ok(Reply::json(json!({"roles": roles})))
+}
+
+#[derive(Deserialize)]
+struct CreateRole {
+    name: String,
+}
+
+async fn create_role(State(chat): State<Chat>, auth: Auth, Body(body): Body<CreateRole>) -> HttpResult {
+    let role = chat.create_role(&auth.caller, &body.name).await?;
+    Ok(Reply::json(json!({"role": role})))
+}
+
+async fn delete_role(State(chat): State<Chat>, auth: Auth, Path(name): Path<String>) -> HttpResult {
+    chat.delete_role(&auth.caller, &name).await?;
+    Ok(Reply::empty())
+}
+
+fn require_server(caller: &Caller, what: &str) -> Result<(), super::reply::ErrorReply> {
+    caller.require_server(what).map_err(Into::into)
+}
+
+async fn list_permissions(State(chat): State<Chat>, auth: Auth) -> HttpResult {
+    require_server(&auth.caller, "listing permissions")?;
+    let list: Vec<Value> = chat.list_permissions().iter().map(permission_json).collect();
+    Ok(Reply::json(json!({"permissions": list})))
+}
+
+async fn get_permission(State(chat): State<Chat>, auth: Auth, Path(id): Path<String>) -> HttpResult {
+    require_server(&auth.caller, "reading permissions")?;
+    Ok(Reply::json(json!({"permission": permission_json(chat.get_permission(&id)?)})))
+}
+
+async fn get_task(State(chat): State<Chat>, auth: Auth, Path(id): Path<String>) -> HttpResult {
+    require_server(&auth.caller, "reading tasks")?;
+    Ok(Reply::json(chat.get_task(&id).await?.to_json()))
+}

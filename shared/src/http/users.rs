@@ -1,0 +1,156 @@
+//! Routes of the users function: users, guests and the async tasks they start.
+
+use super::auth::{sign_user_token, Auth};
+use super::reply::{Body, HttpResult, Params, Reply};
+use crate::domain::ApiError;
+use crate::service::users::{DeleteUserOptions, DeleteUsers, QueryUsers, UserPatch};
+use crate::service::Chat;
+use axum::extract::{Path, State};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+pub fn routes() -> Router<Chat> {
+    Router::new()
+        .route("/users", get(query_users).post(upsert_users).patch(update_users_partial))
+        .route("/users/{id}", delete(delete_user))
+        .route("/users/{id}/deactivate", post(deactivate_user))
+        .route("/users/{id}/reactivate", post(reactivate_user))
+        .route("/users/deactivate", post(deactivate_users))
+        .route("/users/reactivate", post(reactivate_users))
+        .route("/users/delete", post(delete_users))
+        .route("/users/restore", post(restore_users))
+        .route("/guest", post(create_guest))
+}
+
+fn users_map(users: Vec<crate::domain::user::User>) -> Value {
+    Value::Object(users.into_iter().map(|u| (u.id.clone(), u.to_json())).collect())
+}
+
+#[derive(Deserialize)]
+struct UpsertBody {
+    users: Value,
+}
+
+/// `users` may be a map keyed by id (Python and JS SDKs) or a list.
+async fn upsert_users(State(chat): State<Chat>, auth: Auth, Body(body): Body<UpsertBody>) -> HttpResult {
+    let list: Vec<Map<String, Value>> = match body.users {
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(id, u)| match u {
+                Value::Object(mut o) => {
+                    o.entry("id").or_insert(Value::String(id));
+                    Ok(o)
+                }
+                _ => Err(ApiError::field("users", format!("user {id:?} must be an object"))),
+            })
+            .collect::<Result<_, _>>()?,
+        Value::Array(items) => items
+            .into_iter()
+            .map(|u| match u {
+                Value::Object(o) => Ok(o),
+                _ => Err(ApiError::field("users", "each user must be an object")),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => return Err(ApiError::field("users", "users must be a map of id to user").into()),
+    };
+    let users = chat.upsert_users(&auth.caller, list).await?;
+    Ok(Reply::json(json!({"users": users_map(users)})))
+}
+
+#[derive(Deserialize)]
+struct PartialBody {
+    users: Vec<UserPatch>,
+}
+
+async fn update_users_partial(State(chat): State<Chat>, auth: Auth, Body(body): Body<PartialBody>) -> HttpResult {
+    let users = chat.update_users_partial(&auth.caller, body.users).await?;
+    Ok(Reply::json(json!({"users": users_map(users)})))
+}
+
+async fn query_users(State(chat): State<Chat>, auth: Auth, params: Params) -> HttpResult {
+    let q: QueryUsers = params.payload()?;
+    let users = chat.query_users(&auth.caller, q).await?;
+    Ok(Reply::json(json!({"users": users.iter().map(|u| u.to_json()).collect::<Vec<_>>()})))
+}
+
+async fn delete_user(State(chat): State<Chat>, auth: Auth, Path(id): Path<String>, params: Params) -> HttpResult {
+    let opts = DeleteUserOptions {
+        mark_messages_deleted: params.flag("mark_messages_deleted")?,
+        hard_delete: params.flag("hard_delete")?,
+        delete_conversation_channels: params.flag("delete_conversation_channels")?,
+        new_channel_owner_id: params.get("new_channel_owner_id").map(str::to_string),
+    };
+    let user = chat.delete_user(&auth.caller, &id, opts).await?;
+    Ok(Reply::json(json!({"user": user.to_json()})))
+}
+
+#[derive(Deserialize, Default)]
+struct ActivationBody {
+    #[serde(default)]
+    mark_messages_deleted: Option<bool>,
+    #[serde(default)]
+    restore_messages: Option<bool>,
+    #[serde(default)]
+    created_by_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    user_ids: Vec<String>,
+}
+
+async fn deactivate_user(State(chat): State<Chat>, auth: Auth, Path(id): Path<String>, Body(b): Body<ActivationBody>) -> HttpResult {
+    let user = chat.deactivate_user(&auth.caller, &id, b.mark_messages_deleted.unwrap_or(false), b.created_by_id.as_deref()).await?;
+    Ok(Reply::json(json!({"user": user.to_json()})))
+}
+
+async fn reactivate_user(State(chat): State<Chat>, auth: Auth, Path(id): Path<String>, Body(b): Body<ActivationBody>) -> HttpResult {
+    let user = chat
+        .reactivate_user(&auth.caller, &id, b.restore_messages.unwrap_or(false), b.name.as_deref(), b.created_by_id.as_deref())
+        .await?;
+    Ok(Reply::json(json!({"user": user.to_json()})))
+}
+
+async fn deactivate_users(State(chat): State<Chat>, auth: Auth, Body(b): Body<ActivationBody>) -> HttpResult {
+    let task_id = chat.deactivate_users(&auth.caller, b.user_ids, true, b.mark_messages_deleted.unwrap_or(false), b.created_by_id).await?;
+    Ok(Reply::json(json!({"task_id": task_id})))
+}
+
+async fn reactivate_users(State(chat): State<Chat>, auth: Auth, Body(b): Body<ActivationBody>) -> HttpResult {
+    let task_id = chat.deactivate_users(&auth.caller, b.user_ids, false, b.restore_messages.unwrap_or(false), b.created_by_id).await?;
+    Ok(Reply::json(json!({"task_id": task_id})))
+}
+
+async fn delete_users(State(chat): State<Chat>, auth: Auth, Body(b): Body<DeleteUsers>) -> HttpResult {
+    let task_id = chat.delete_users(&auth.caller, b).await?;
+    Ok(Reply::json(json!({"task_id": task_id})))
+}
+
+#[derive(Deserialize)]
+struct RestoreBody {
+    #[serde(default)]
+    user_ids: Vec<String>,
+}
+
+async fn restore_users(State(chat): State<Chat>, auth: Auth, Body(b): Body<RestoreBody>) -> HttpResult {
+    chat.restore_users(&auth.caller, b.user_ids).await?;
+    Ok(Reply::empty())
+}
+
+#[derive(Deserialize)]
+struct GuestBody {
+    user: Map<String, Value>,
+}
+
+/// Guests need only the api_key: the request may be anonymous.
+async fn create_guest(State(chat): State<Chat>, _auth: Auth, Body(b): Body<GuestBody>) -> HttpResult {
+    // The Python SDK nests the user once more (`{"user": {"user": {...}}}`): accept both.
+    let obj = match b.user.get("user") {
+        Some(Value::Object(inner)) if !b.user.contains_key("id") => inner.clone(),
+        _ => b.user,
+    };
+    let user = chat.create_guest(obj).await?;
+    let token = sign_user_token(&chat.keys.api_secret, &user.id, Some(chat.now().timestamp()))?;
+    Ok(Reply::json(json!({"access_token": token, "user": user.to_json()})))
+}

@@ -1,0 +1,8 @@
+//! The chat product as a library: domain rules, storage, use cases and the HTTP edge that every
+//! Lambda function and the local runtime share.
+
+pub mod domain;
+// pub mod environment;
+// pub mod http;
+// pub mod service;
+pub mod store;

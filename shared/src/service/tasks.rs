@@ -1,0 +1,160 @@
+//! Async tasks (`task_id` + `GET /tasks/{id}`): the job is stored first, then run in the
+//! background or inline; unfinished jobs are indexed so a restarted process resumes them.
+
+use super::{to_doc, Chat, TaskMode};
+use crate::domain::ids::random_id;
+use crate::domain::limits::TASK_RETENTION_SECS;
+use crate::domain::ApiError;
+use crate::store::layout::task_key;
+use crate::store::{Condition, Item, Query, TableName, Write, Index};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// Unfinished tasks are listed under this `gsi1` partition.
+const PENDING_TASKS_PK: &str = "tasks_pending";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskJob {
+    DeactivateUsers { user_ids: Vec<String>, mark_messages_deleted: bool, created_by_id: Option<String> },
+    ReactivateUsers { user_ids: Vec<String>, restore_messages: bool, created_by_id: Option<String> },
+    DeleteUsers { user_ids: Vec<String>, user: String, messages: Option<String>, conversations: Option<String>, new_channel_owner_id: Option<String> },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub job: TaskJob,
+    #[serde(default)]
+    pub result: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+}
+
+impl Task {
+    /// `GET /tasks/{id}` body.
+    pub fn to_json(&self) -> Value {
+        let mut v = json!({
+            "task_id": self.id,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "result": self.result,
+        });
+        if let Some(e) = &self.error {
+            v["error"] = e.clone();
+        }
+        v
+    }
+}
+
+fn task_item(task: &Task, version: u64) -> Result<Item, ApiError> {
+    let (pk, sk) = task_key(&task.id);
+    let mut item = Item::new(pk, sk, to_doc(task)?);
+    item.version = version;
+    if matches!(task.status.as_str(), "waiting" | "pending" | "running") {
+        item = item.with_gsi1(PENDING_TASKS_PK, task.created_at.clone());
+    } else {
+        item.ttl = Some(chrono::Utc::now().timestamp() + TASK_RETENTION_SECS);
+    }
+    Ok(item)
+}
+
+impl Chat {
+    /// Store a job as a pending task and start it; returns the task id.
+    pub async fn start_task(&self, job: TaskJob) -> Result<String, ApiError> {
+        let now = self.now_str();
+        let task = Task { id: random_id(), status: "pending".into(), created_at: now.clone(), updated_at: now, job, result: json!({}), error: None };
+        let item = task_item(&task, 1)?;
+        self.store.write(Write::Put { table: TableName::App, item, condition: Condition::NotExists }).await?;
+        let id = task.id.clone();
+        match self.task_mode {
+            TaskMode::Inline => self.run_task(task).await,
+            TaskMode::Background => {
+                let chat = self.clone();
+                tokio::spawn(async move { chat.run_task(task).await });
+            }
+        }
+        Ok(id)
+    }
+
+    pub async fn get_task(&self, id: &str) -> Result<Task, ApiError> {
+        self.load::<Task>(TableName::App, task_key(id))
+            .await?
+            .map(|(t, _)| t)
+            .ok_or_else(|| ApiError::not_found(format!("Can't find task with id {id}")))
+    }
+
+    /// Run every task a previous process left unfinished.
+    pub async fn resume_pending_tasks(&self) -> Result<usize, ApiError> {
+        let page = self.store.query(Query::new(TableName::App, PENDING_TASKS_PK).index(Index::Gsi1).limit(1000)).await?;
+        let mut n = 0;
+        for item in page.items {
+            if let Ok(task) = serde_json::from_value::<Task>(item.data) {
+                n += 1;
+                self.run_task(task).await;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn run_task(&self, mut task: Task) {
+        let outcome = self.execute_job(&task.job).await;
+        task.updated_at = self.now_str();
+        match outcome {
+            Ok(result) => {
+                task.status = "completed".into();
+                task.result = result;
+            }
+            Err(e) => {
+                task.status = "failed".into();
+                task.error = Some(json!({"type": "task_error", "description": e.message}));
+            }
+        }
+        let stored = self.store.get(TableName::App, &task_key(&task.id).0, "task").await;
+        let version = stored.ok().flatten().map(|i| i.version).unwrap_or(1);
+        match task_item(&task, version + 1) {
+            Ok(item) => {
+                if let Err(e) = self.store.write(Write::Put { table: TableName::App, item, condition: Condition::None }).await {
+                    tracing::error!(task = %task.id, error = %e, "task result could not be stored");
+                }
+            }
+            Err(e) => tracing::error!(task = %task.id, error = %e, "task result could not be encoded"),
+        }
+    }
+
+    async fn execute_job(&self, job: &TaskJob) -> Result<Value, ApiError> {
+        match job {
+            TaskJob::DeactivateUsers { user_ids, mark_messages_deleted, created_by_id } => {
+                let mut users = Vec::new();
+                for id in user_ids {
+                    let user = self.set_deactivated(id, true, *mark_messages_deleted, created_by_id.as_deref()).await?;
+                    users.push(json!({"id": user.id, "deactivated_at": user.deactivated_at}));
+                }
+                Ok(json!({"users": users}))
+            }
+            TaskJob::ReactivateUsers { user_ids, restore_messages, created_by_id } => {
+                let mut users = Vec::new();
+                for id in user_ids {
+                    let user = self.set_deactivated(id, false, *restore_messages, created_by_id.as_deref()).await?;
+                    users.push(json!({"id": user.id}));
+                }
+                Ok(json!({"users": users}))
+            }
+            TaskJob::DeleteUsers { user_ids, user, .. } => {
+                let mut result = serde_json::Map::new();
+                for id in user_ids {
+                    let status = match self.finish_user_deletion(id, user).await {
+                        Ok(()) => json!({"status": "ok"}),
+                        Err(e) => json!({"status": "error", "error": e.message}),
+                    };
+                    result.insert(id.clone(), status);
+                }
+                Ok(Value::Object(result))
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Item layouts: where each kind of record lives (table, partition key, sort key, index keys),
+//! so every reader and writer of a record agrees on one place.
+
+use crate::domain::clock::format_time;
+use crate::domain::event::Event;
+use crate::domain::ids::time_ordered_id;
+use crate::store::{Condition, Item, Query, TableName, Write};
+
+/// How long outbox events stay readable after their change feed delivered them.
+pub const EVENT_RETENTION_SECS: i64 = 7 * 24 * 3600;
+
+pub fn app_settings_key() -> (String, String) {
+    ("app".into(), "settings".into())
+}
+
+pub fn channel_type_key(name: &str) -> (String, String) {
+    ("channeltype".into(), name.into())
+}
+
+pub fn channel_types_query() -> Query {
+    Query::new(TableName::App, "channeltype")
+}
+
+pub fn role_key(name: &str) -> (String, String) {
+    ("role".into(), name.into())
+}
+
+pub fn roles_query() -> Query {
+    Query::new(TableName::App, "role")
+}
+
+pub fn user_key(id: &str) -> (String, String) {
+    (format!("user#{id}"), "user".into())
+}
+
+/// Users listed in id order on `gsi1` (query users walks this index, never the table).
+pub const USERS_INDEX_PK: &str = "users";
+
+/// Users by role on `gsi2` (is a role still in use?).
+pub fn users_with_role_pk(role: &str) -> String {
+    format!("role#{role}")
+}
+
+pub fn user_item(id: &str, role: &str, data: serde_json::Value, version: u64) -> Item {
+    let (pk, sk) = user_key(id);
+    let mut item = Item::new(pk, sk, data).with_gsi1(USERS_INDEX_PK, id).with_gsi2(users_with_role_pk(role), id);
+    item.version = version;
+    item
+}
+
+/// A claimed username (normalised) within a uniqueness scope (`app` or `team:<team>`).
+pub fn username_key(scope: &str, normalized: &str) -> (String, String) {
+    (format!("username#{scope}#{normalized}"), "username".into())
+}
+
+pub fn task_key(id: &str) -> (String, String) {
+    (format!("task#{id}"), "task".into())
+}
+
+/// The outbox write for an event, to go in the same transaction as the change it describes.
+pub fn outbox_write(event: &Event) -> Write {
+    let mut item = Item::new(event.scope.clone(), time_ordered_id(event.created_at), event.to_json());
+    item.ttl = Some(event.created_at.timestamp() + EVENT_RETENTION_SECS);
+    if let Some(obj) = item.data.as_object_mut() {
+        obj.insert("created_at".into(), serde_json::Value::String(format_time(event.created_at)));
+    }
+    Write::Put { table: TableName::Events, item, condition: Condition::NotExists }
+}

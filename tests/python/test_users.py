@@ -1,0 +1,219 @@
+"""Users through the official Python SDK: upsert, partial update, query, deactivate,
+reactivate, delete, restore, guests and token revocation."""
+
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from stream_chat.base.exceptions import StreamAPIException
+
+
+def wait_task(client, task_id, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        task = client.get_task(task_id)
+        if task["status"] in ("completed", "failed"):
+            return task
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} did not finish")
+
+
+def test_upsert_returns_users_keyed_by_id_with_custom_fields(client, user_id):
+    resp = client.upsert_user({"id": user_id, "role": "admin", "book": "dune", "nested": {"a": [1, 2]}})
+    assert "duration" in resp
+    user = resp["users"][user_id]
+    assert user["role"] == "admin"
+    assert user["book"] == "dune"
+    assert user["nested"] == {"a": [1, 2]}
+    assert user["created_at"] and user["updated_at"]
+
+
+def test_upsert_replaces_the_whole_user(client, user_id):
+    client.upsert_user({"id": user_id, "book": "dune", "color": "red"})
+    user = client.upsert_user({"id": user_id, "book": "1984"})["users"][user_id]
+    assert user["book"] == "1984"
+    assert "color" not in user
+    assert user["role"] == "user"
+
+
+def test_batch_upsert_fails_whole_on_first_error(client):
+    good = "u-" + uuid.uuid4().hex[:10]
+    with pytest.raises(StreamAPIException) as err:
+        client.upsert_users([{"id": good}, {"id": "bad id!"}])
+    assert err.value.error_code == 4
+    assert client.query_users({"id": good})["users"] == []
+
+
+def test_upsert_limits(client):
+    with pytest.raises(StreamAPIException):
+        client.upsert_users([{"id": f"bulk-{i}"} for i in range(101)])
+    with pytest.raises(StreamAPIException):
+        client.upsert_user({"id": "big-" + uuid.uuid4().hex[:6], "bio": "x" * 6000})
+
+
+def test_partial_update_sets_and_unsets_dotted_paths(client, user_id):
+    client.upsert_user({"id": user_id, "field": {"text": "value", "keep": 1}, "gone": True})
+    resp = client.update_user_partial(
+        {"id": user_id, "set": {"role": "admin", "field2.subfield": "test"}, "unset": ["field.text", "gone"]}
+    )
+    user = resp["users"][user_id]
+    assert user["role"] == "admin"
+    assert user["field"] == {"keep": 1}
+    assert user["field2"] == {"subfield": "test"}
+    assert "gone" not in user
+
+
+def test_partial_update_of_missing_user_is_an_error(client):
+    with pytest.raises(StreamAPIException):
+        client.update_user_partial({"id": "nobody-" + uuid.uuid4().hex[:6], "set": {"a": 1}})
+
+
+def test_query_users_filters_sorts_and_pages(client):
+    tag = uuid.uuid4().hex[:8]
+    ids = [f"q-{tag}-{i}" for i in range(5)]
+    client.upsert_users([{"id": uid, "tag": tag, "age": i * 10, "name": f"Person {tag} {i}"} for i, uid in enumerate(ids)])
+    resp = client.query_users({"tag": tag}, {"age": -1})
+    assert [u["id"] for u in resp["users"]] == list(reversed(ids))
+    resp = client.query_users({"tag": tag, "age": {"$gte": 20}}, [{"field": "age", "direction": 1}], limit=2, offset=1)
+    assert [u["id"] for u in resp["users"]] == ids[3:5]
+    resp = client.query_users({"id": {"$in": ids[:2]}})
+    assert sorted(u["id"] for u in resp["users"]) == ids[:2]
+    resp = client.query_users({"$or": [{"id": ids[0]}, {"age": 40, "tag": tag}]}, {"id": 1})
+    assert [u["id"] for u in resp["users"]] == [ids[0], ids[4]]
+    resp = client.query_users({"name": {"$autocomplete": tag}}, {"id": 1})
+    assert [u["id"] for u in resp["users"]] == ids
+    resp = client.query_users({"tag": tag}, id_gt=ids[2])
+    assert [u["id"] for u in resp["users"]] == [ids[4], ids[3]]
+
+
+def test_query_users_rejects_bad_queries(client):
+    with pytest.raises(StreamAPIException) as err:
+        client.query_users({"id": {"$nope": 1}})
+    assert err.value.error_code == 4
+    with pytest.raises(StreamAPIException):
+        client.query_users({"banned": {"$gt": True}})
+    with pytest.raises(StreamAPIException):
+        client.query_users({}, offset=1001)
+
+
+def test_deactivate_and_reactivate(client, user_id):
+    client.upsert_user({"id": user_id, "name": "Deactivate Me"})
+    user = client.deactivate_user(user_id, mark_messages_deleted=False, created_by_id=user_id)["user"]
+    assert user["deactivated_at"]
+    assert client.query_users({"id": user_id})["users"] == []
+    assert len(client.query_users({"id": user_id}, include_deactivated_users=True)["users"]) == 1
+    user = client.reactivate_user(user_id, restore_messages=False, name="I am back")["user"]
+    assert "deactivated_at" not in user
+    assert user["name"] == "I am back"
+    assert len(client.query_users({"id": user_id})["users"]) == 1
+
+
+def test_batch_deactivate_and_reactivate_run_as_tasks(client):
+    ids = ["bd-" + uuid.uuid4().hex[:8] for _ in range(3)]
+    client.upsert_users([{"id": i} for i in ids])
+    resp = client.deactivate_users(ids, mark_messages_deleted=True)
+    assert len(resp["task_id"]) == 36
+    task = wait_task(client, resp["task_id"])
+    assert task["status"] == "completed"
+    assert sorted(u["id"] for u in task["result"]["users"]) == sorted(ids)
+    assert all(u["deactivated_at"] for u in task["result"]["users"])
+    assert client.query_users({"id": {"$in": ids}})["users"] == []
+    task = wait_task(client, client.reactivate_users(ids)["task_id"])
+    assert task["status"] == "completed"
+    assert len(client.query_users({"id": {"$in": ids}})["users"]) == 3
+
+
+def test_delete_soft_hard_and_restore(client):
+    soft, hard = "sd-" + uuid.uuid4().hex[:8], "hd-" + uuid.uuid4().hex[:8]
+    client.upsert_users([{"id": soft}, {"id": hard}])
+    assert client.delete_user(soft)["user"]["deleted_at"]
+    assert client.query_users({"id": soft})["users"] == []
+    client.restore_users([soft])
+    assert len(client.query_users({"id": soft})["users"]) == 1
+    client.delete_user(hard, mark_messages_deleted=True, hard_delete=True)
+    assert client.query_users({"id": hard})["users"] == []
+    # a hard-deleted id can be reused
+    assert client.upsert_user({"id": hard})["users"][hard]["id"] == hard
+
+
+def test_batch_delete_is_a_task_with_per_user_results(client):
+    ids = ["del-" + uuid.uuid4().hex[:8] for _ in range(2)]
+    client.upsert_users([{"id": i} for i in ids])
+    resp = client.delete_users(ids, "hard", conversations="hard", messages="hard")
+    task = wait_task(client, resp["task_id"])
+    assert task["status"] == "completed"
+    for i in ids:
+        assert task["result"][i] == {"status": "ok"}
+    assert client.query_users({"id": {"$in": ids}})["users"] == []
+
+
+def test_unknown_task_is_not_found(client):
+    with pytest.raises(StreamAPIException) as err:
+        client.get_task(str(uuid.uuid4()))
+    assert err.value.error_code == 16
+
+
+def test_unique_usernames_per_app(client):
+    client.update_app_settings(enforce_unique_usernames="app")
+    try:
+        tag = uuid.uuid4().hex[:8]
+        first, second = f"un1-{tag}", f"un2-{tag}"
+        client.upsert_user({"id": first, "name": f"John Doe {tag}"})
+        with pytest.raises(StreamAPIException) as err:
+            client.upsert_user({"id": second, "name": f"john.doe{tag}"})
+        assert err.value.error_code == 6
+        # the owner may keep its name, and a freed name can be taken
+        client.upsert_user({"id": first, "name": f"John Doe {tag}", "x": 1})
+        client.upsert_user({"id": first, "name": f"Someone Else {tag}"})
+        client.upsert_user({"id": second, "name": f"john.doe{tag}"})
+    finally:
+        client.update_app_settings(enforce_unique_usernames="no")
+
+
+def test_unique_usernames_per_team(client):
+    client.update_app_settings(enforce_unique_usernames="team")
+    try:
+        tag = uuid.uuid4().hex[:8]
+        client.upsert_user({"id": f"t1-{tag}", "name": f"Ann {tag}", "teams": ["red"]})
+        client.upsert_user({"id": f"t2-{tag}", "name": f"Ann {tag}", "teams": ["blue"]})
+        with pytest.raises(StreamAPIException) as err:
+            client.upsert_user({"id": f"t3-{tag}", "name": f"ann{tag}", "teams": ["blue", "green"]})
+        assert err.value.error_code == 6
+    finally:
+        client.update_app_settings(enforce_unique_usernames="no")
+
+
+def test_guest_user_gets_a_token_and_guest_role(server):
+    gid = "guest-" + uuid.uuid4().hex[:8]
+    resp = server.request("POST", "/guest", auth_type="anonymous", json={"user": {"id": gid, "name": "Visitor"}})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["user"]["role"] == "guest"
+    token = body["access_token"]
+    me = server.request("GET", "/users", token=token, params={"payload": '{"filter_conditions": {"id": "%s"}}' % gid})
+    assert me.status_code == 200, me.text
+    assert me.json()["users"][0]["role"] == "guest"
+
+
+def test_privacy_settings_are_stored(client, user_id):
+    settings = {"typing_indicators": {"enabled": False}, "read_receipts": {"enabled": False}}
+    client.upsert_user({"id": user_id, "privacy_settings": settings})
+    user = client.query_users({"id": user_id})["users"][0]
+    assert user["privacy_settings"] == settings
+
+
+def test_user_token_revocation(server, client, user_id):
+    client.upsert_user({"id": user_id})
+    old = server.user_token(user_id, iat=int(time.time()) - 60)
+    assert server.request("GET", "/app", token=old).status_code == 200
+    client.revoke_user_token(user_id, datetime.now(timezone.utc) - timedelta(seconds=10))
+    resp = server.request("GET", "/app", token=old)
+    assert resp.status_code == 401
+    assert resp.json()["code"] == 42
+    fresh = server.user_token(user_id, iat=int(time.time()))
+    assert server.request("GET", "/app", token=fresh).status_code == 200
+    no_iat = server.user_token(user_id)
+    assert server.request("GET", "/app", token=no_iat).json()["code"] == 42
+    client.revoke_user_token(user_id, None)
+    assert server.request("GET", "/app", token=no_iat).status_code == 200
