@@ -17,14 +17,25 @@ pub enum EnvironmentError {
 }
 
 fn required(name: &'static str) -> Result<String, EnvironmentError> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(EnvironmentError::Missing(name))
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(EnvironmentError::Missing(name))
 }
 
 /// The product for a Lambda function: DynamoDB tables `<TABLE_PREFIX><name>`, credentials from
 /// `CHAT_API_KEY` / `CHAT_API_SECRET`, async tasks run before the invocation returns.
 pub async fn chat_from_env() -> Result<Chat, EnvironmentError> {
     let prefix = std::env::var("TABLE_PREFIX").unwrap_or_else(|_| "chat-".into());
-    let keys = AppKeys { api_key: required("CHAT_API_KEY")?, api_secret: required("CHAT_API_SECRET")? };
+    let keys = AppKeys {
+        api_key: required("CHAT_API_KEY")?,
+        api_secret: required("CHAT_API_SECRET")?,
+    };
     let store = DynamoDb::from_env(prefix).await?;
-    Ok(Chat::new(Arc::new(store), Arc::new(SystemClock), keys, TaskMode::Inline))
+    Ok(Chat::new(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        keys,
+        TaskMode::Inline,
+    ))
 }

@@ -2,7 +2,7 @@
 //! Lambda function and the local runtime share.
 
 pub mod domain;
-// pub mod environment;
-// pub mod http;
-// pub mod service;
+pub mod environment;
+pub mod http;
+pub mod service;
 pub mod store;

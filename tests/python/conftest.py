@@ -37,8 +37,13 @@ class LocalServer:
 
     def start(self):
         port = free_port()
-        env = dict(os.environ, CHAT_API_KEY=self.api_key, CHAT_API_SECRET=self.api_secret, RUST_LOG="warn")
-        self.log = open(Path(self.data_dir) / "server.log", "ab")
+        env = dict(os.environ, RUST_LOG="warn")
+        env.pop("CHAT_API_KEY", None)
+        env.pop("CHAT_API_SECRET", None)
+        if self.api_key is not None:
+            env.update(CHAT_API_KEY=self.api_key, CHAT_API_SECRET=self.api_secret)
+        self.log_path = Path(self.data_dir) / "server.log"
+        self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(BINARY), "--port", str(port), "--data-dir", str(self.data_dir)],
             stdout=self.log,
@@ -52,11 +57,22 @@ class LocalServer:
                 raise RuntimeError(f"chat-local exited with {self.proc.returncode}; see {self.data_dir}/server.log")
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    self.printed = self.read_printed()
                     return self
             except requests.RequestException:
                 pass
             time.sleep(0.05)
         raise RuntimeError("chat-local did not become healthy within 30 s")
+
+    def read_printed(self):
+        """The `name: value` lines chat-local printed on start (api_key, api_secret, ...)."""
+        self.log.flush()
+        printed = {}
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if ":" in line and not line.startswith(" "):
+                key, _, value = line.partition(":")
+                printed[key.strip()] = value.strip()
+        return printed
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -25,3 +25,22 @@ def test_restart_keeps_everything(restartable):
     assert f"role{tag}" in [r["name"] for r in client.list_roles()["roles"]]
     assert client.get_channel_type(f"ct{tag}")["typing_events"] is False
     assert client.get_channel_type("messaging")["grants"]["guest"] == []
+
+
+def test_generated_credentials_are_printed_and_kept(tmp_path):
+    from conftest import LocalServer
+
+    srv = LocalServer(str(tmp_path), None, None).start()
+    try:
+        key, secret = srv.printed["api_key"], srv.printed["api_secret"]
+        assert len(key) >= 8 and len(secret) >= 32
+        srv.api_key, srv.api_secret = key, secret
+        srv.client().upsert_user({"id": "kept"})
+        srv.stop()
+        srv.api_key = None
+        srv.start()
+        assert (srv.printed["api_key"], srv.printed["api_secret"]) == (key, secret)
+        srv.api_key, srv.api_secret = key, secret
+        assert srv.client().query_users({"id": "kept"})["users"][0]["id"] == "kept"
+    finally:
+        srv.stop()

@@ -2,7 +2,11 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt().json().with_target(false).without_time().init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_target(false)
+        .without_time()
+        .init();
     let chat = shared::environment::chat_from_env().await?;
     chat.bootstrap().await?;
     lambda_http::run(api_app::router(chat)).await

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "chat-local", about = "Stream-compatible chat backend as one local process")]
+#[command(
+    name = "chat-local",
+    about = "Stream-compatible chat backend as one local process"
+)]
 struct Args {
     /// Port for REST and WebSocket (not 3030: the JS client rewrites it to 8800 for WebSocket).
     #[arg(long, default_value_t = 8080)]
@@ -32,23 +35,37 @@ struct Args {
 
 fn random_string(len: usize) -> String {
     use rand::distr::{Alphanumeric, SampleString};
-    Alphanumeric.sample_string(&mut rand::rng(), len).to_lowercase()
+    Alphanumeric
+        .sample_string(&mut rand::rng(), len)
+        .to_lowercase()
 }
 
 /// `CHAT_API_KEY` / `CHAT_API_SECRET` win; otherwise the credentials kept in the data
 /// directory, generated on first start.
 fn credentials(data_dir: Option<&Path>) -> Result<AppKeys, String> {
     let env_key = std::env::var("CHAT_API_KEY").ok().filter(|v| !v.is_empty());
-    let env_secret = std::env::var("CHAT_API_SECRET").ok().filter(|v| !v.is_empty());
+    let env_secret = std::env::var("CHAT_API_SECRET")
+        .ok()
+        .filter(|v| !v.is_empty());
     let path = data_dir.map(|d| d.join("credentials.json"));
     let stored: Option<serde_json::Value> = path
         .as_ref()
         .and_then(|p| std::fs::read(p).ok())
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let stored_field = |f: &str| stored.as_ref().and_then(|s| s.get(f)).and_then(|v| v.as_str()).map(str::to_string);
+    let stored_field = |f: &str| {
+        stored
+            .as_ref()
+            .and_then(|s| s.get(f))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
     let keys = AppKeys {
-        api_key: env_key.or_else(|| stored_field("api_key")).unwrap_or_else(|| random_string(12)),
-        api_secret: env_secret.or_else(|| stored_field("api_secret")).unwrap_or_else(|| random_string(48)),
+        api_key: env_key
+            .or_else(|| stored_field("api_key"))
+            .unwrap_or_else(|| random_string(12)),
+        api_secret: env_secret
+            .or_else(|| stored_field("api_secret"))
+            .unwrap_or_else(|| random_string(48)),
     };
     if let (Some(path), None) = (&path, &stored) {
         let doc = serde_json::json!({"api_key": keys.api_key, "api_secret": keys.api_secret});
@@ -68,30 +85,53 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_format == "json" {
-        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     let (store, data_dir): (Arc<dyn Table>, Option<&Path>) = if args.in_memory {
-        (Arc::new(Embedded::in_memory().map_err(|e| e.to_string())?), None)
+        (
+            Arc::new(Embedded::in_memory().map_err(|e| e.to_string())?),
+            None,
+        )
     } else {
-        std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
-        (Arc::new(Embedded::open(&args.data_dir).map_err(|e| e.to_string())?), Some(args.data_dir.as_path()))
+        std::fs::create_dir_all(&args.data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+        (
+            Arc::new(Embedded::open(&args.data_dir).map_err(|e| e.to_string())?),
+            Some(args.data_dir.as_path()),
+        )
     };
     let keys = credentials(data_dir)?;
-    let chat = Chat::new(store, Arc::new(SystemClock), keys.clone(), TaskMode::Background);
+    let chat = Chat::new(
+        store,
+        Arc::new(SystemClock),
+        keys.clone(),
+        TaskMode::Background,
+    );
     chat.bootstrap().await.map_err(|e| e.to_string())?;
-    let resumed = chat.resume_pending_tasks().await.map_err(|e| e.to_string())?;
+    let resumed = chat
+        .resume_pending_tasks()
+        .await
+        .map_err(|e| e.to_string())?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed unfinished tasks");
     }
 
     let routes = api_app::routes().merge(api_users::routes());
     let app = shared::http::with_edge(routes, chat);
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().map_err(|e| format!("bad address: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .map_err(|e| format!("bad address: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     println!("chat-local listening on http://{local}");
     println!("api_key:    {}", keys.api_key);
@@ -100,7 +140,10 @@ async fn run(args: Args) -> Result<(), String> {
         Some(d) => println!("data dir:   {}", d.display()),
         None => println!("data dir:   (in memory)"),
     }
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -111,7 +154,8 @@ async fn shutdown() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

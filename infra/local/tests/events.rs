@@ -16,9 +16,17 @@ fn root() -> PathBuf {
 
 /// The keys the sample events were made with.
 fn chat() -> Chat {
-    let keys = AppKeys { api_key: "events-key".into(), api_secret: "events-secret".into() };
+    let keys = AppKeys {
+        api_key: "events-key".into(),
+        api_secret: "events-secret".into(),
+    };
     let store = Embedded::in_memory().expect("in-memory store");
-    Chat::new(Arc::new(store), Arc::new(SystemClock), keys, TaskMode::Inline)
+    Chat::new(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        keys,
+        TaskMode::Inline,
+    )
 }
 
 fn router_for(function: &str, chat: Chat) -> Router {
@@ -29,12 +37,26 @@ fn router_for(function: &str, chat: Chat) -> Router {
     }
 }
 
+/// Functions run with `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true` (template.yaml), so routes
+/// see `/users`, not `/v1/users`.
+fn lambda_environment() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::env::set_var("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true"));
+}
+
 async fn call(router: &Router, event_json: &str) -> (u16, serde_json::Value) {
-    let req = lambda_http::request::from_str(event_json).expect("event parses as an API Gateway request");
+    lambda_environment();
+    let req =
+        lambda_http::request::from_str(event_json).expect("event parses as an API Gateway request");
     let res = router.clone().oneshot(req).await.expect("router answers");
     let status = res.status().as_u16();
-    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.expect("body");
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -45,14 +67,29 @@ async fn sample_events_replay_through_their_functions() {
         chat.bootstrap().await.expect("bootstrap");
         let router = router_for(function, chat);
         let dir = root().join("events").join(function);
-        let mut files: Vec<_> = std::fs::read_dir(&dir).expect("events dir").flatten().map(|e| e.path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("events dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         // Writes before reads, so a query event sees what an upsert event stored.
-        files.sort_by_key(|p| !p.file_name().map(|n| n.to_string_lossy().starts_with("upsert") || n.to_string_lossy().starts_with("create")).unwrap_or(false));
+        files.sort_by_key(|p| {
+            !p.file_name()
+                .map(|n| {
+                    n.to_string_lossy().starts_with("upsert")
+                        || n.to_string_lossy().starts_with("create")
+                })
+                .unwrap_or(false)
+        });
         for file in files {
             let json = std::fs::read_to_string(&file).expect("event file");
             let (status, body) = call(&router, &json).await;
             assert_eq!(status, 200, "{}: {body}", file.display());
-            assert!(body.get("duration").is_some(), "{}: no duration in {body}", file.display());
+            assert!(
+                body.get("duration").is_some(),
+                "{}: no duration in {body}",
+                file.display()
+            );
             replayed += 1;
         }
     }
@@ -85,7 +122,15 @@ fn template_routes() -> Vec<(String, String, String)> {
         }
         if t.contains("Type: Api") {
             let field = |name: &str| {
-                t.split(&format!("{name}: ")).nth(1).map(|r| r.split([',', ' ', '}']).next().unwrap_or("").trim_matches('"').to_string())
+                t.split(&format!("{name}: ")).nth(1).map(|r| {
+                    r.split(',')
+                        .next()
+                        .unwrap_or("")
+                        .trim_end_matches([' ', '}'])
+                        .trim()
+                        .trim_matches('"')
+                        .to_string()
+                })
             };
             if let (Some(path), Some(method)) = (field("Path"), field("Method")) {
                 routes.push((function.clone(), method, path));
@@ -102,11 +147,23 @@ async fn every_template_route_is_served_by_its_function() {
     for (function, method, path) in routes {
         let router = router_for(&function, chat());
         let concrete = path.replace("{id}", "x").replace("{name}", "x");
-        let req = axum::http::Request::builder().method(method.as_str()).uri(&concrete).body(axum::body::Body::empty()).expect("request");
+        let req = axum::http::Request::builder()
+            .method(method.as_str())
+            .uri(&concrete)
+            .body(axum::body::Body::empty())
+            .expect("request");
         let res = router.oneshot(req).await.expect("router answers");
-        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX).await.expect("body");
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .expect("body");
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        let unrouted = body["message"].as_str().is_some_and(|m| m.starts_with("no route")) || body.is_null();
-        assert!(!unrouted, "{function} does not serve {method} {path}: {body}");
+        let unrouted = body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("no route"))
+            || body.is_null();
+        assert!(
+            !unrouted,
+            "{function} does not serve {method} {path}: {body}"
+        );
     }
 }

@@ -137,12 +137,18 @@ const AUTH_TYPES: &[&str] = &["keys", "resource"];
 impl AppSettings {
     /// Token revocation date, when one is set.
     pub fn tokens_revoked_before(&self) -> Option<DateTime<Utc>> {
-        self.revoke_tokens_issued_before.as_deref().and_then(parse_time)
+        self.revoke_tokens_issued_before
+            .as_deref()
+            .and_then(parse_time)
     }
 
     /// Apply a `PATCH /app` body: every given field is validated and replaces the stored one;
     /// `null` resets a field to its default (for `grants`, the default grant table).
-    pub fn apply_update(&mut self, body: &Map<String, Value>, now: DateTime<Utc>) -> Result<(), ApiError> {
+    pub fn apply_update(
+        &mut self,
+        body: &Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
         let defaults = AppSettings::default();
         let mut doc = match serde_json::to_value(&*self) {
             Ok(Value::Object(m)) => m,
@@ -158,14 +164,21 @@ impl AppSettings {
                     let grants = match value {
                         Value::Null => defaults.grants.clone(),
                         v => {
-                            let update: Grants = serde_json::from_value(v.clone()).map_err(|_| {
-                                ApiError::field("grants", "grants must map role names to lists of permission ids")
-                            })?;
+                            let update: Grants =
+                                serde_json::from_value(v.clone()).map_err(|_| {
+                                    ApiError::field(
+                                        "grants",
+                                        "grants must map role names to lists of permission ids",
+                                    )
+                                })?;
                             permissions::apply_grants_update(&self.grants, &update)
                                 .map_err(|e| ApiError::field("grants", e.to_string()))?
                         }
                     };
-                    doc.insert(key.clone(), serde_json::to_value(grants).unwrap_or(Value::Null));
+                    doc.insert(
+                        key.clone(),
+                        serde_json::to_value(grants).unwrap_or(Value::Null),
+                    );
                 }
                 "revoke_tokens_issued_before" => {
                     let v = match value {
@@ -174,10 +187,18 @@ impl AppSettings {
                         Value::String(s) => match parse_time(s) {
                             Some(t) => Value::String(format_time(t)),
                             None => {
-                                return Err(ApiError::field(key, "revoke_tokens_issued_before must be an RFC 3339 timestamp"))
+                                return Err(ApiError::field(
+                                    key,
+                                    "revoke_tokens_issued_before must be an RFC 3339 timestamp",
+                                ))
                             }
                         },
-                        _ => return Err(ApiError::field(key, "revoke_tokens_issued_before must be a timestamp or null")),
+                        _ => {
+                            return Err(ApiError::field(
+                                key,
+                                "revoke_tokens_issued_before must be a timestamp or null",
+                            ))
+                        }
                     };
                     doc.insert(key.clone(), v);
                 }
@@ -185,16 +206,27 @@ impl AppSettings {
                     let hooks = match value {
                         Value::Null => Vec::new(),
                         v => {
-                            let hooks: Vec<EventHook> = serde_json::from_value(v.clone()).map_err(|e| {
-                                ApiError::field("event_hooks", format!("event_hooks must be a list of hooks: {e}"))
-                            })?;
+                            let hooks: Vec<EventHook> =
+                                serde_json::from_value(v.clone()).map_err(|e| {
+                                    ApiError::field(
+                                        "event_hooks",
+                                        format!("event_hooks must be a list of hooks: {e}"),
+                                    )
+                                })?;
                             validate_hooks(hooks, now)?
                         }
                     };
-                    doc.insert(key.clone(), serde_json::to_value(hooks).unwrap_or(Value::Null));
+                    doc.insert(
+                        key.clone(),
+                        serde_json::to_value(hooks).unwrap_or(Value::Null),
+                    );
                 }
                 _ => {
-                    let v = if value.is_null() { default_doc.get(key).cloned().unwrap_or(Value::Null) } else { value.clone() };
+                    let v = if value.is_null() {
+                        default_doc.get(key).cloned().unwrap_or(Value::Null)
+                    } else {
+                        value.clone()
+                    };
                     doc.insert(key.clone(), v);
                 }
             }
@@ -208,19 +240,34 @@ impl AppSettings {
 
     fn validate(&self) -> Result<(), ApiError> {
         if !UNIQUE_USERNAME_MODES.contains(&self.enforce_unique_usernames.as_str()) {
-            return Err(ApiError::field("enforce_unique_usernames", "enforce_unique_usernames must be one of no, app, team"));
+            return Err(ApiError::field(
+                "enforce_unique_usernames",
+                "enforce_unique_usernames must be one of no, app, team",
+            ));
         }
         if !REMINDERS_INTERVAL_RANGE.contains(&self.reminders_interval) {
-            return Err(ApiError::field("reminders_interval", "reminders_interval must be between 60 and 86400 seconds"));
+            return Err(ApiError::field(
+                "reminders_interval",
+                "reminders_interval must be between 60 and 86400 seconds",
+            ));
         }
-        for (field, auth) in [("sqs_auth_type", &self.sqs_auth_type), ("sns_auth_type", &self.sns_auth_type)] {
+        for (field, auth) in [
+            ("sqs_auth_type", &self.sqs_auth_type),
+            ("sns_auth_type", &self.sns_auth_type),
+        ] {
             if !AUTH_TYPES.contains(&auth.as_str()) {
-                return Err(ApiError::field(field, format!("{field} must be keys or resource")));
+                return Err(ApiError::field(
+                    field,
+                    format!("{field} must be keys or resource"),
+                ));
             }
         }
         for (field, url) in [
             ("webhook_url", &self.webhook_url),
-            ("before_message_send_hook_url", &self.before_message_send_hook_url),
+            (
+                "before_message_send_hook_url",
+                &self.before_message_send_hook_url,
+            ),
             ("custom_action_handler_url", &self.custom_action_handler_url),
         ] {
             validate_url(field, url)?;
@@ -229,23 +276,41 @@ impl AppSettings {
             validate_url("sqs_url", &self.sqs_url)?;
         }
         if !self.sns_topic_arn.is_empty() && !self.sns_topic_arn.starts_with("arn:") {
-            return Err(ApiError::field("sns_topic_arn", "sns_topic_arn must be an ARN (arn:aws:sns:...)"));
+            return Err(ApiError::field(
+                "sns_topic_arn",
+                "sns_topic_arn must be an ARN (arn:aws:sns:...)",
+            ));
         }
-        for (field, cfg) in [("file_upload_config", &self.file_upload_config), ("image_upload_config", &self.image_upload_config)] {
+        for (field, cfg) in [
+            ("file_upload_config", &self.file_upload_config),
+            ("image_upload_config", &self.image_upload_config),
+        ] {
             if !cfg.allowed_file_extensions.is_empty() && !cfg.blocked_file_extensions.is_empty() {
-                return Err(ApiError::field(field, "use either allowed_file_extensions or blocked_file_extensions, not both"));
+                return Err(ApiError::field(
+                    field,
+                    "use either allowed_file_extensions or blocked_file_extensions, not both",
+                ));
             }
             if !cfg.allowed_mime_types.is_empty() && !cfg.blocked_mime_types.is_empty() {
-                return Err(ApiError::field(field, "use either allowed_mime_types or blocked_mime_types, not both"));
+                return Err(ApiError::field(
+                    field,
+                    "use either allowed_mime_types or blocked_mime_types, not both",
+                ));
             }
             for m in cfg.allowed_mime_types.iter().chain(&cfg.blocked_mime_types) {
                 if m.split('/').count() != 2 {
-                    return Err(ApiError::field(field, format!("mime type {m:?} must follow the type/subtype pattern")));
+                    return Err(ApiError::field(
+                        field,
+                        format!("mime type {m:?} must follow the type/subtype pattern"),
+                    ));
                 }
             }
         }
         if self.cdn_expiration_seconds < 0 {
-            return Err(ApiError::field("cdn_expiration_seconds", "cdn_expiration_seconds must not be negative"));
+            return Err(ApiError::field(
+                "cdn_expiration_seconds",
+                "cdn_expiration_seconds must not be negative",
+            ));
         }
         Ok(())
     }
@@ -255,7 +320,10 @@ fn validate_url(field: &str, url: &str) -> Result<(), ApiError> {
     if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
         Ok(())
     } else {
-        Err(ApiError::field(field, format!("{field} must be an http(s) URL")))
+        Err(ApiError::field(
+            field,
+            format!("{field} must be an http(s) URL"),
+        ))
     }
 }
 
@@ -265,7 +333,14 @@ fn validate_hooks(hooks: Vec<EventHook>, now: DateTime<Utc>) -> Result<Vec<Event
         .into_iter()
         .map(|mut hook| {
             if !HOOK_TYPES.contains(&hook.hook_type.as_str()) {
-                return Err(ApiError::field("event_hooks", format!("hook_type {:?} must be one of {}", hook.hook_type, HOOK_TYPES.join(", "))));
+                return Err(ApiError::field(
+                    "event_hooks",
+                    format!(
+                        "hook_type {:?} must be one of {}",
+                        hook.hook_type,
+                        HOOK_TYPES.join(", ")
+                    ),
+                ));
             }
             let required = match hook.hook_type.as_str() {
                 "sqs" => "sqs_queue_url",
@@ -278,19 +353,29 @@ fn validate_hooks(hooks: Vec<EventHook>, now: DateTime<Utc>) -> Result<Vec<Event
                         validate_url("event_hooks.webhook_url", s)?;
                     }
                 }
-                _ => return Err(ApiError::field("event_hooks", format!("a {} hook needs {required}", hook.hook_type))),
+                _ => {
+                    return Err(ApiError::field(
+                        "event_hooks",
+                        format!("a {} hook needs {required}", hook.hook_type),
+                    ))
+                }
             }
             if hook.hook_type == "pending_message" {
                 pending += 1;
                 if pending > 2 {
-                    return Err(ApiError::field("event_hooks", "at most two pending_message hooks per app"));
+                    return Err(ApiError::field(
+                        "event_hooks",
+                        "at most two pending_message hooks per app",
+                    ));
                 }
             }
             if hook.id.is_empty() {
                 hook.id = uuid::Uuid::new_v4().to_string();
             }
             let stamp = Value::String(format_time(now));
-            hook.fields.entry("created_at").or_insert_with(|| stamp.clone());
+            hook.fields
+                .entry("created_at")
+                .or_insert_with(|| stamp.clone());
             hook.fields.insert("updated_at".into(), stamp);
             Ok(hook)
         })
@@ -317,7 +402,14 @@ mod tests {
         assert!(update(&mut s, json!({"event_hooks": [{"hook_type": "sqs"}]})).is_err());
         assert_eq!(s, AppSettings::default(), "failed updates change nothing");
         update(&mut s, json!({"reminders_interval": 60, "enforce_unique_usernames": "team", "disable_auth_checks": true})).unwrap();
-        assert_eq!((s.reminders_interval, s.enforce_unique_usernames.as_str(), s.disable_auth_checks), (60, "team", true));
+        assert_eq!(
+            (
+                s.reminders_interval,
+                s.enforce_unique_usernames.as_str(),
+                s.disable_auth_checks
+            ),
+            (60, "team", true)
+        );
     }
 
     #[test]
@@ -333,8 +425,15 @@ mod tests {
     #[test]
     fn revocation_date_is_normalised_and_null_clears_it() {
         let mut s = AppSettings::default();
-        update(&mut s, json!({"revoke_tokens_issued_before": "2024-01-02T03:04:05"})).unwrap();
-        assert_eq!(s.revoke_tokens_issued_before.as_deref(), Some("2024-01-02T03:04:05.000000Z"));
+        update(
+            &mut s,
+            json!({"revoke_tokens_issued_before": "2024-01-02T03:04:05"}),
+        )
+        .unwrap();
+        assert_eq!(
+            s.revoke_tokens_issued_before.as_deref(),
+            Some("2024-01-02T03:04:05.000000Z")
+        );
         update(&mut s, json!({"revoke_tokens_issued_before": null})).unwrap();
         assert!(s.tokens_revoked_before().is_none());
     }

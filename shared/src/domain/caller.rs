@@ -10,7 +10,10 @@ pub enum Caller {
     /// A server-side token: no permission checks.
     Server,
     /// A user token. `user` is `None` until the user first exists (connect creates it).
-    User { id: String, user: Option<Box<User>> },
+    User {
+        id: String,
+        user: Option<Box<User>>,
+    },
     Anonymous,
 }
 
@@ -45,7 +48,12 @@ impl Caller {
 
     /// The permission subject, with the caller's role in a channel when it is a member.
     pub fn subject<'a>(&'a self, channel_role: Option<&'a str>) -> Subject<'a> {
-        Subject { user_id: self.user_id().unwrap_or(""), role: self.role(), channel_role, teams: self.teams() }
+        Subject {
+            user_id: self.user_id().unwrap_or(""),
+            role: self.role(),
+            channel_role,
+            teams: self.teams(),
+        }
     }
 
     /// Refuse anything but a server-side token.
@@ -53,7 +61,9 @@ impl Caller {
         if self.is_server() {
             Ok(())
         } else {
-            Err(ApiError::not_allowed(format!("{what} is allowed only with server-side authentication")))
+            Err(ApiError::not_allowed(format!(
+                "{what} is allowed only with server-side authentication"
+            )))
         }
     }
 }

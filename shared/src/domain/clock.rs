@@ -32,7 +32,10 @@ impl FixedClock {
 
 impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
-        self.0.lock().map(|t| *t).unwrap_or_else(|e| *e.into_inner())
+        self.0
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|e| *e.into_inner())
     }
 }
 
@@ -54,12 +57,19 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         return Some(t.with_timezone(&Utc));
     }
     if b.len() == 10 {
-        return NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        return NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .ok()?
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc());
     }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-        .iter()
-        .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())
-        .map(|t| t.and_utc())
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|fmt| NaiveDateTime::parse_from_str(s, fmt).ok())
+    .map(|t| t.and_utc())
 }
 
 #[cfg(test)]
@@ -72,7 +82,10 @@ mod tests {
         assert_eq!(format_time(utc), "2024-01-02T03:04:05.000000Z");
         assert_eq!(parse_time("2024-01-02T03:04:05").unwrap(), utc);
         assert_eq!(parse_time("2024-01-02T05:04:05+02:00").unwrap(), utc);
-        assert_eq!(parse_time("2024-01-02T03:04:05.5").unwrap(), utc + chrono::Duration::milliseconds(500));
+        assert_eq!(
+            parse_time("2024-01-02T03:04:05.5").unwrap(),
+            utc + chrono::Duration::milliseconds(500)
+        );
         assert_eq!(parse_time("2024-01-02 03:04:05").unwrap(), utc);
         assert!(parse_time("2024-01-02").is_some());
         assert!(parse_time("yesterday").is_none());

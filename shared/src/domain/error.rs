@@ -81,7 +81,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), fields: Vec::new() }
+        ApiError {
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+        }
     }
     pub fn input(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Input, message)
@@ -90,7 +94,11 @@ impl ApiError {
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         let message = message.into();
         let field = field.into();
-        ApiError { code: ErrorCode::Input, message: message.clone(), fields: vec![(field, message)] }
+        ApiError {
+            code: ErrorCode::Input,
+            message: message.clone(),
+            fields: vec![(field, message)],
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::DoesNotExist, message)

@@ -17,7 +17,12 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: &str, scope: impl Into<String>, created_at: DateTime<Utc>) -> Self {
-        Event { kind: kind.to_string(), scope: scope.into(), created_at, payload: Map::new() }
+        Event {
+            kind: kind.to_string(),
+            scope: scope.into(),
+            created_at,
+            payload: Map::new(),
+        }
     }
 
     pub fn with(mut self, key: &str, value: Value) -> Self {
@@ -29,7 +34,10 @@ impl Event {
     pub fn to_json(&self) -> Value {
         let mut m = self.payload.clone();
         m.insert("type".into(), Value::String(self.kind.clone()));
-        m.insert("created_at".into(), Value::String(format_time(self.created_at)));
+        m.insert(
+            "created_at".into(),
+            Value::String(format_time(self.created_at)),
+        );
         Value::Object(m)
     }
 }

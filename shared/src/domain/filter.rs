@@ -4,7 +4,6 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use chrono::{DateTime, Utc};
 use crate::domain::clock::parse_time;
 use serde_json::{Map, Number, Value};
 
@@ -692,7 +691,6 @@ pub fn words(text: &str) -> Vec<String> {
         .map(str::to_lowercase)
         .collect()
 }
-
 
 fn cmp_numbers(a: &Number, b: &Number) -> Ordering {
     if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
@@ -1513,5 +1511,4 @@ mod tests {
         );
         assert!(words(" -- ").is_empty());
     }
-
 }

@@ -1,14 +1,14 @@
 //! Types and rules of the product, free of I/O: permissions, filters, channel types, users,
 //! app settings, validation limits.
 
-// pub mod app_settings;
-// pub mod caller;
+pub mod app_settings;
+pub mod caller;
 pub mod channel_type;
 pub mod clock;
 pub mod error;
 pub mod event;
-pub mod ids;
 pub mod filter;
+pub mod ids;
 pub mod limits;
 pub mod patch;
 pub mod permissions;

@@ -12,7 +12,9 @@ pub fn set_path(doc: &mut Map<String, Value>, path: &str, value: Value) {
             cur.insert(part.to_string(), value);
             return;
         }
-        let entry = cur.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        let entry = cur
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !entry.is_object() {
             *entry = Value::Object(Map::new());
         }
@@ -49,11 +51,17 @@ mod tests {
 
     #[test]
     fn set_and_unset_follow_dotted_paths() {
-        let mut doc = json!({"a": 1, "field": {"text": "x", "keep": true}}).as_object().cloned().unwrap();
+        let mut doc = json!({"a": 1, "field": {"text": "x", "keep": true}})
+            .as_object()
+            .cloned()
+            .unwrap();
         set_path(&mut doc, "field2.subfield", json!("test"));
         set_path(&mut doc, "a.b", json!(2));
         unset_path(&mut doc, "field.text");
         unset_path(&mut doc, "missing.path");
-        assert_eq!(Value::Object(doc), json!({"a": {"b": 2}, "field": {"keep": true}, "field2": {"subfield": "test"}}));
+        assert_eq!(
+            Value::Object(doc),
+            json!({"a": {"b": 2}, "field": {"keep": true}, "field2": {"subfield": "test"}})
+        );
     }
 }

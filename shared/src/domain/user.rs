@@ -56,23 +56,51 @@ fn default_role() -> String {
 }
 
 /// Fields the server owns: ignored when a client sends them in a user object.
-const SERVER_OWNED: &[&str] = &["created_at", "updated_at", "last_active", "online", "deactivated_at", "deleted_at", "banned", "shadow_banned", "blocked_user_ids"];
+const SERVER_OWNED: &[&str] = &[
+    "created_at",
+    "updated_at",
+    "last_active",
+    "online",
+    "deactivated_at",
+    "deleted_at",
+    "banned",
+    "shadow_banned",
+    "blocked_user_ids",
+];
 /// Fields only server-side (admin) requests may change.
 pub const SERVER_SIDE_ONLY: &[&str] = &["role", "teams", "teams_role"];
 /// Top-level keys a partial update may not touch at all.
-const NOT_UPDATABLE: &[&str] = &["id", "created_at", "updated_at", "last_active", "online", "deactivated_at", "deleted_at", "banned", "shadow_banned"];
+const NOT_UPDATABLE: &[&str] = &[
+    "id",
+    "created_at",
+    "updated_at",
+    "last_active",
+    "online",
+    "deactivated_at",
+    "deleted_at",
+    "banned",
+    "shadow_banned",
+];
 
 pub fn validate_user_id(id: &str) -> Result<(), ApiError> {
     if id.is_empty() {
         return Err(ApiError::field("id", "user id is required"));
     }
     if id.len() > MAX_USER_ID_LEN {
-        return Err(ApiError::field("id", format!("user id is longer than {MAX_USER_ID_LEN} characters")));
-    }
-    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '@' | '_' | '-'))) {
         return Err(ApiError::field(
             "id",
-            format!("user id {id:?} contains {c:?}: ids may only contain letters, digits and @ _ -"),
+            format!("user id is longer than {MAX_USER_ID_LEN} characters"),
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '@' | '_' | '-')))
+    {
+        return Err(ApiError::field(
+            "id",
+            format!(
+                "user id {id:?} contains {c:?}: ids may only contain letters, digits and @ _ -"
+            ),
         ));
     }
     Ok(())
@@ -81,11 +109,16 @@ pub fn validate_user_id(id: &str) -> Result<(), ApiError> {
 /// The name as compared for uniqueness: letters and digits only, lowercased
 /// ("John Doe", "john.doe" and "johndoe" collide).
 pub fn normalize_username(name: &str) -> String {
-    name.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+    name.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn custom_size(custom: &Map<String, Value>) -> usize {
-    serde_json::to_vec(custom).map(|v| v.len()).unwrap_or(usize::MAX)
+    serde_json::to_vec(custom)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
 }
 
 impl User {
@@ -124,7 +157,10 @@ impl User {
         }
         if let Some(p) = &self.privacy_settings {
             if !p.is_object() {
-                return Err(ApiError::field("privacy_settings", "privacy_settings must be an object"));
+                return Err(ApiError::field(
+                    "privacy_settings",
+                    "privacy_settings must be an object",
+                ));
             }
         }
         Ok(())
@@ -159,11 +195,19 @@ impl User {
     }
 
     /// Apply `set` / `unset` (dotted paths allowed) the way Stream's partial update does.
-    pub fn apply_partial(&self, set: &Map<String, Value>, unset: &[String], now: &str) -> Result<User, ApiError> {
+    pub fn apply_partial(
+        &self,
+        set: &Map<String, Value>,
+        unset: &[String],
+        now: &str,
+    ) -> Result<User, ApiError> {
         for path in set.keys().chain(unset.iter()) {
             let field = top_field(path);
             if NOT_UPDATABLE.contains(&field) {
-                return Err(ApiError::field(field, format!("{field} cannot be changed with a partial update")));
+                return Err(ApiError::field(
+                    field,
+                    format!("{field} cannot be changed with a partial update"),
+                ));
             }
         }
         let mut doc = match serde_json::to_value(self) {
@@ -181,8 +225,9 @@ impl User {
             }
         }
         doc.insert("updated_at".into(), Value::String(now.into()));
-        let user: User = serde_json::from_value(Value::Object(doc))
-            .map_err(|e| ApiError::input(format!("invalid partial update of user {:?}: {e}", self.id)))?;
+        let user: User = serde_json::from_value(Value::Object(doc)).map_err(|e| {
+            ApiError::input(format!("invalid partial update of user {:?}: {e}", self.id))
+        })?;
         user.validate()?;
         Ok(user)
     }
@@ -226,7 +271,11 @@ mod tests {
 
     #[test]
     fn custom_fields_round_trip_and_are_capped() {
-        let u = User::from_request(obj(json!({"id": "u1", "book": "dune", "nested": {"a": [1, 2]}, "created_at": "x"})), "t").unwrap();
+        let u = User::from_request(
+            obj(json!({"id": "u1", "book": "dune", "nested": {"a": [1, 2]}, "created_at": "x"})),
+            "t",
+        )
+        .unwrap();
         assert_eq!(u.role, "user");
         assert_eq!(u.created_at, "t");
         assert_eq!(u.to_json()["nested"], json!({"a": [1, 2]}));
@@ -236,13 +285,21 @@ mod tests {
 
     #[test]
     fn partial_update_sets_and_unsets_paths() {
-        let u = User::from_request(obj(json!({"id": "u1", "field": {"text": "x", "keep": 1}})), "t").unwrap();
+        let u = User::from_request(
+            obj(json!({"id": "u1", "field": {"text": "x", "keep": 1}})),
+            "t",
+        )
+        .unwrap();
         let set = obj(json!({"field2.subfield": "test", "role": "admin"}));
-        let next = u.apply_partial(&set, &["field.text".to_string()], "t2").unwrap();
+        let next = u
+            .apply_partial(&set, &["field.text".to_string()], "t2")
+            .unwrap();
         assert_eq!(next.custom["field"], json!({"keep": 1}));
         assert_eq!(next.custom["field2"], json!({"subfield": "test"}));
         assert_eq!(u.server_only_changes(&next), Some("role"));
-        assert!(u.apply_partial(&obj(json!({"id": "other"})), &[], "t").is_err());
+        assert!(u
+            .apply_partial(&obj(json!({"id": "other"})), &[], "t")
+            .is_err());
     }
 
     #[test]

@@ -15,8 +15,16 @@ use serde_json::{json, Map, Value};
 pub fn routes() -> Router<Chat> {
     Router::new()
         .route("/app", get(get_app).patch(update_app))
-        .route("/channeltypes", get(list_channel_types).post(create_channel_type))
-        .route("/channeltypes/{name}", get(get_channel_type).put(update_channel_type).delete(delete_channel_type))
+        .route(
+            "/channeltypes",
+            get(list_channel_types).post(create_channel_type),
+        )
+        .route(
+            "/channeltypes/{name}",
+            get(get_channel_type)
+                .put(update_channel_type)
+                .delete(delete_channel_type),
+        )
         .route("/roles", get(list_roles).post(create_role))
         .route("/roles/{name}", axum::routing::delete(delete_role))
         .route("/permissions", get(list_permissions))
@@ -25,7 +33,16 @@ pub fn routes() -> Router<Chat> {
 }
 
 /// Settings a client-side caller must not read.
-const SECRET_SETTINGS: &[&str] = &["sqs_key", "sqs_secret", "sns_key", "sns_secret", "event_hooks", "webhook_url", "before_message_send_hook_url", "custom_action_handler_url"];
+const SECRET_SETTINGS: &[&str] = &[
+    "sqs_key",
+    "sqs_secret",
+    "sns_key",
+    "sns_secret",
+    "event_hooks",
+    "webhook_url",
+    "before_message_send_hook_url",
+    "custom_action_handler_url",
+];
 
 async fn get_app(State(chat): State<Chat>, auth: Auth) -> HttpResult {
     let mut app = match serde_json::to_value(&auth.settings) {
@@ -37,38 +54,81 @@ async fn get_app(State(chat): State<Chat>, auth: Auth) -> HttpResult {
             app.remove(*k);
         }
     }
-    let configs: Map<String, Value> = chat.list_channel_types_raw().await?.iter().map(|ct| (ct.name.clone(), ct.to_json())).collect();
+    let configs: Map<String, Value> = chat
+        .list_channel_types_raw()
+        .await?
+        .iter()
+        .map(|ct| (ct.name.clone(), Value::Object(ct.to_channel_config(&[]))))
+        .collect();
     app.insert("channel_configs".into(), Value::Object(configs));
     Ok(Reply::json(json!({"app": app})))
 }
 
-async fn update_app(State(chat): State<Chat>, auth: Auth, Body(body): Body<Map<String, Value>>) -> HttpResult {
+async fn update_app(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Body(body): Body<Map<String, Value>>,
+) -> HttpResult {
     chat.update_app_settings(&auth.caller, &body).await?;
     Ok(Reply::empty())
 }
 
+/// Create and update answer with the type as stored (`commands` as names, as the SDK tests
+/// expect); get and list expand `commands` into objects.
 fn channel_type_reply(ct: &ChannelTypeConfig) -> Reply {
-    Reply::json(ct.to_json())
+    Reply::json(serde_json::to_value(ct).unwrap_or_default())
+}
+
+fn channel_type_response(ct: &ChannelTypeConfig) -> Value {
+    Value::Object(ct.to_response(&[]))
 }
 
 async fn list_channel_types(State(chat): State<Chat>, auth: Auth) -> HttpResult {
-    let types: Map<String, Value> = chat.list_channel_types(&auth.caller).await?.iter().map(|ct| (ct.name.clone(), ct.to_json())).collect();
+    let types: Map<String, Value> = chat
+        .list_channel_types(&auth.caller)
+        .await?
+        .iter()
+        .map(|ct| (ct.name.clone(), channel_type_response(ct)))
+        .collect();
     Ok(Reply::json(json!({"channel_types": types})))
 }
 
-async fn create_channel_type(State(chat): State<Chat>, auth: Auth, Body(body): Body<Map<String, Value>>) -> HttpResult {
-    Ok(channel_type_reply(&chat.create_channel_type(&auth.caller, &body).await?))
+async fn create_channel_type(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Body(body): Body<Map<String, Value>>,
+) -> HttpResult {
+    Ok(channel_type_reply(
+        &chat.create_channel_type(&auth.caller, &body).await?,
+    ))
 }
 
-async fn get_channel_type(State(chat): State<Chat>, auth: Auth, Path(name): Path<String>) -> HttpResult {
-    Ok(channel_type_reply(&chat.get_channel_type(&auth.caller, &name).await?))
+async fn get_channel_type(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> HttpResult {
+    Ok(Reply::json(channel_type_response(
+        &chat.get_channel_type(&auth.caller, &name).await?,
+    )))
 }
 
-async fn update_channel_type(State(chat): State<Chat>, auth: Auth, Path(name): Path<String>, Body(body): Body<Map<String, Value>>) -> HttpResult {
-    Ok(channel_type_reply(&chat.update_channel_type(&auth.caller, &name, &body).await?))
+async fn update_channel_type(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Path(name): Path<String>,
+    Body(body): Body<Map<String, Value>>,
+) -> HttpResult {
+    Ok(channel_type_reply(
+        &chat.update_channel_type(&auth.caller, &name, &body).await?,
+    ))
 }
 
-async fn delete_channel_type(State(chat): State<Chat>, auth: Auth, Path(name): Path<String>) -> HttpResult {
+async fn delete_channel_type(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> HttpResult {
     chat.delete_channel_type(&auth.caller, &name).await?;
     Ok(Reply::empty())
 }
@@ -83,7 +143,11 @@ struct CreateRole {
     name: String,
 }
 
-async fn create_role(State(chat): State<Chat>, auth: Auth, Body(body): Body<CreateRole>) -> HttpResult {
+async fn create_role(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Body(body): Body<CreateRole>,
+) -> HttpResult {
     let role = chat.create_role(&auth.caller, &body.name).await?;
     Ok(Reply::json(json!({"role": role})))
 }
@@ -99,13 +163,23 @@ fn require_server(caller: &Caller, what: &str) -> Result<(), super::reply::Error
 
 async fn list_permissions(State(chat): State<Chat>, auth: Auth) -> HttpResult {
     require_server(&auth.caller, "listing permissions")?;
-    let list: Vec<Value> = chat.list_permissions().iter().map(permission_json).collect();
+    let list: Vec<Value> = chat
+        .list_permissions()
+        .iter()
+        .map(permission_json)
+        .collect();
     Ok(Reply::json(json!({"permissions": list})))
 }
 
-async fn get_permission(State(chat): State<Chat>, auth: Auth, Path(id): Path<String>) -> HttpResult {
+async fn get_permission(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> HttpResult {
     require_server(&auth.caller, "reading permissions")?;
-    Ok(Reply::json(json!({"permission": permission_json(chat.get_permission(&id)?)})))
+    Ok(Reply::json(
+        json!({"permission": permission_json(chat.get_permission(&id)?)}),
+    ))
 }
 
 async fn get_task(State(chat): State<Chat>, auth: Auth, Path(id): Path<String>) -> HttpResult {

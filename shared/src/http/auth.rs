@@ -28,7 +28,13 @@ impl FromRequestParts<Chat> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, chat: &Chat) -> Result<Self, Self::Rejection> {
         let query = parse_query(parts.uri.query());
-        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let creds = Credentials {
             api_key: query.get("api_key").cloned(),
             auth_type: header("stream-auth-type"),
@@ -47,23 +53,49 @@ pub struct Credentials {
 
 pub async fn authenticate(chat: &Chat, creds: Credentials) -> Result<Auth, ApiError> {
     match creds.api_key.as_deref() {
-        None | Some("") => return Err(ApiError::new(ErrorCode::AccessKey, "api_key is required: pass it as the api_key query parameter")),
-        Some(k) if k != chat.keys.api_key => return Err(ApiError::new(ErrorCode::AccessKey, format!("api_key {k:?} is not valid for this app"))),
+        None | Some("") => {
+            return Err(ApiError::new(
+                ErrorCode::AccessKey,
+                "api_key is required: pass it as the api_key query parameter",
+            ))
+        }
+        Some(k) if k != chat.keys.api_key => {
+            return Err(ApiError::new(
+                ErrorCode::AccessKey,
+                format!("api_key {k:?} is not valid for this app"),
+            ))
+        }
         Some(_) => {}
     }
     let settings = chat.app_settings().await?;
-    let anonymous = creds.auth_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("anonymous"));
+    let anonymous = creds
+        .auth_type
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("anonymous"));
     if anonymous {
-        return Ok(Auth { caller: Caller::Anonymous, settings });
+        return Ok(Auth {
+            caller: Caller::Anonymous,
+            settings,
+        });
     }
     if let Some(t) = creds.auth_type.as_deref() {
         if !t.eq_ignore_ascii_case("jwt") {
-            return Err(ApiError::auth(format!("stream-auth-type must be jwt or anonymous, not {t:?}")));
+            return Err(ApiError::auth(format!(
+                "stream-auth-type must be jwt or anonymous, not {t:?}"
+            )));
         }
     }
     let token = match creds.token.as_deref().map(str::trim) {
-        None | Some("") => return Err(ApiError::auth("Authorization header is missing: send a JWT, or stream-auth-type: anonymous")),
-        Some(t) => t.strip_prefix("Bearer ").or_else(|| t.strip_prefix("bearer ")).unwrap_or(t).trim(),
+        None | Some("") => {
+            return Err(ApiError::auth(
+                "Authorization header is missing: send a JWT, or stream-auth-type: anonymous",
+            ))
+        }
+        Some(t) => t
+            .strip_prefix("Bearer ")
+            .or_else(|| t.strip_prefix("bearer "))
+            .unwrap_or(t)
+            .trim(),
     };
     let claims = decode_token(token, &chat.keys.api_secret, settings.disable_auth_checks)?;
     let caller = caller_from_claims(chat, &settings, &claims).await?;
@@ -72,19 +104,36 @@ pub async fn authenticate(chat: &Chat, creds: Credentials) -> Result<Auth, ApiEr
 
 /// Verify an HS256 token signed with the app secret (any other algorithm, `none` included, is
 /// refused). With `disable_auth_checks` a bad signature is tolerated, so developer tokens pass.
-pub fn decode_token(token: &str, secret: &str, dev_tokens: bool) -> Result<Map<String, Value>, ApiError> {
+pub fn decode_token(
+    token: &str,
+    secret: &str,
+    dev_tokens: bool,
+) -> Result<Map<String, Value>, ApiError> {
     let header = jsonwebtoken::decode_header(token).map_err(|e| token_error(e.kind()))?;
     if header.alg != Algorithm::HS256 {
-        return Err(ApiError::new(ErrorCode::TokenSignatureInvalid, format!("token algorithm {:?} is not accepted: use HS256", header.alg)));
+        return Err(ApiError::new(
+            ErrorCode::TokenSignatureInvalid,
+            format!(
+                "token algorithm {:?} is not accepted: use HS256",
+                header.alg
+            ),
+        ));
     }
     let mut validation = Validation::new(Algorithm::HS256);
     validation.required_spec_claims.clear();
     validation.validate_exp = true;
     validation.leeway = LEEWAY_SECS;
     validation.validate_aud = false;
-    match jsonwebtoken::decode::<Map<String, Value>>(token, &DecodingKey::from_secret(secret.as_bytes()), &validation) {
+    match jsonwebtoken::decode::<Map<String, Value>>(
+        token,
+        &DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    ) {
         Ok(data) => Ok(data.claims),
-        Err(e) if dev_tokens && matches!(e.kind(), ErrorKind::InvalidSignature | ErrorKind::Base64(_)) => {
+        Err(e)
+            if dev_tokens
+                && matches!(e.kind(), ErrorKind::InvalidSignature | ErrorKind::Base64(_)) =>
+        {
             let claims = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
                 .map_err(|e| token_error(e.kind()))?
                 .claims;
@@ -111,20 +160,34 @@ fn token_error(kind: &ErrorKind) -> ApiError {
 }
 
 fn number_claim(claims: &Map<String, Value>, name: &str) -> Option<i64> {
-    claims.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+    claims
+        .get(name)
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
 }
 
-async fn caller_from_claims(chat: &Chat, settings: &AppSettings, claims: &Map<String, Value>) -> Result<Caller, ApiError> {
+async fn caller_from_claims(
+    chat: &Chat,
+    settings: &AppSettings,
+    claims: &Map<String, Value>,
+) -> Result<Caller, ApiError> {
     let user_id = match claims.get("user_id") {
         None | Some(Value::Null) => return Ok(Caller::Server),
         Some(Value::String(id)) => id.clone(),
-        Some(_) => return Err(ApiError::auth("JWTAuth error: user_id claim must be a string")),
+        Some(_) => {
+            return Err(ApiError::auth(
+                "JWTAuth error: user_id claim must be a string",
+            ))
+        }
     };
-    validate_user_id(&user_id).map_err(|e| ApiError::auth(format!("JWTAuth error: {}", e.message)))?;
+    validate_user_id(&user_id)
+        .map_err(|e| ApiError::auth(format!("JWTAuth error: {}", e.message)))?;
     let iat = number_claim(claims, "iat");
     let now = chat.now().timestamp();
     if iat.is_some_and(|iat| iat > now + LEEWAY_SECS as i64) {
-        return Err(ApiError::new(ErrorCode::TokenNotValidYet, "JWTAuth error: token used before issued at (iat)"));
+        return Err(ApiError::new(
+            ErrorCode::TokenNotValidYet,
+            "JWTAuth error: token used before issued at (iat)",
+        ));
     }
     let user = chat.get_user(&user_id).await?.map(|(u, _)| u);
     if let Some(u) = &user {
@@ -135,8 +198,14 @@ async fn caller_from_claims(chat: &Chat, settings: &AppSettings, claims: &Map<St
             return Err(ApiError::auth(format!("user {user_id:?} is deactivated")));
         }
     }
-    let user_revoked = user.as_ref().and_then(|u| u.revoke_tokens_issued_before.as_deref()).and_then(parse_time);
-    let revoked_before = [settings.tokens_revoked_before(), user_revoked].into_iter().flatten().max();
+    let user_revoked = user
+        .as_ref()
+        .and_then(|u| u.revoke_tokens_issued_before.as_deref())
+        .and_then(parse_time);
+    let revoked_before = [settings.tokens_revoked_before(), user_revoked]
+        .into_iter()
+        .flatten()
+        .max();
     if let Some(before) = revoked_before {
         match iat {
             None => {
@@ -148,7 +217,10 @@ async fn caller_from_claims(chat: &Chat, settings: &AppSettings, claims: &Map<St
             Some(_) => {}
         }
     }
-    Ok(Caller::User { id: user_id, user: user.map(Box::new) })
+    Ok(Caller::User {
+        id: user_id,
+        user: user.map(Box::new),
+    })
 }
 
 /// Sign a user token (for guests and tests): HS256 with the app secret.
@@ -158,8 +230,12 @@ pub fn sign_user_token(secret: &str, user_id: &str, iat: Option<i64>) -> Result<
     if let Some(iat) = iat {
         claims.insert("iat".into(), Value::from(iat));
     }
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()))
-        .map_err(|e| ApiError::internal(format!("token could not be signed: {e}")))
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| ApiError::internal(format!("token could not be signed: {e}")))
 }
 
 #[cfg(test)]
@@ -167,17 +243,40 @@ mod tests {
     use super::*;
 
     fn sign(claims: Value, secret: &str, alg: Algorithm) -> String {
-        jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())).unwrap()
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(alg),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
     }
 
     #[test]
     fn only_hs256_with_the_app_secret_passes() {
-        let ok = sign(serde_json::json!({"server": true}), "s3cret", Algorithm::HS256);
+        let ok = sign(
+            serde_json::json!({"server": true}),
+            "s3cret",
+            Algorithm::HS256,
+        );
         assert!(decode_token(&ok, "s3cret", false).is_ok());
-        let wrong = sign(serde_json::json!({"server": true}), "other", Algorithm::HS256);
-        assert_eq!(decode_token(&wrong, "s3cret", false).unwrap_err().code, ErrorCode::TokenSignatureInvalid);
-        let hs512 = sign(serde_json::json!({"server": true}), "s3cret", Algorithm::HS512);
-        assert_eq!(decode_token(&hs512, "s3cret", false).unwrap_err().code, ErrorCode::TokenSignatureInvalid);
+        let wrong = sign(
+            serde_json::json!({"server": true}),
+            "other",
+            Algorithm::HS256,
+        );
+        assert_eq!(
+            decode_token(&wrong, "s3cret", false).unwrap_err().code,
+            ErrorCode::TokenSignatureInvalid
+        );
+        let hs512 = sign(
+            serde_json::json!({"server": true}),
+            "s3cret",
+            Algorithm::HS512,
+        );
+        assert_eq!(
+            decode_token(&hs512, "s3cret", false).unwrap_err().code,
+            ErrorCode::TokenSignatureInvalid
+        );
         // alg: none with an empty signature
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzZXJ2ZXIiOnRydWV9.";
         assert!(decode_token(none, "s3cret", false).is_err());
@@ -186,8 +285,15 @@ mod tests {
 
     #[test]
     fn expiry_is_enforced_and_dev_tokens_need_the_setting() {
-        let expired = sign(serde_json::json!({"user_id": "u", "exp": 1_000_000}), "s", Algorithm::HS256);
-        assert_eq!(decode_token(&expired, "s", false).unwrap_err().code, ErrorCode::TokenExpired);
+        let expired = sign(
+            serde_json::json!({"user_id": "u", "exp": 1_000_000}),
+            "s",
+            Algorithm::HS256,
+        );
+        assert_eq!(
+            decode_token(&expired, "s", false).unwrap_err().code,
+            ErrorCode::TokenExpired
+        );
         let dev = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyX2lkIjoiam9obiJ9.devtoken";
         assert!(decode_token(dev, "s", false).is_err());
         assert_eq!(decode_token(dev, "s", true).unwrap()["user_id"], "john");

@@ -28,7 +28,9 @@ pub fn with_edge(routes: Router<Chat>, chat: Chat) -> Router {
         .route("/health", get(health))
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(chat.clone(), edge))
-        .layer(axum::extract::DefaultBodyLimit::max(crate::domain::limits::MAX_REQUEST_BODY_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::domain::limits::MAX_REQUEST_BODY_BYTES,
+        ))
         .with_state(chat)
 }
 
@@ -37,27 +39,45 @@ async fn health() -> Reply {
 }
 
 async fn unknown_route(req: Request) -> ErrorReply {
-    ErrorReply(crate::domain::ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path())))
+    ErrorReply(crate::domain::ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    )))
 }
 
 async fn edge(State(chat): State<Chat>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| path.clone());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| path.clone());
     let limit = rate_limit::LIMITER.hit(&route, &chat.keys.api_key);
     let mut res = if limit.exceeded {
-        ErrorReply(crate::domain::ApiError::new(crate::domain::ErrorCode::RateLimit, format!("too many requests to {route}: try again after the reset time"))).into_response()
+        ErrorReply(crate::domain::ApiError::new(
+            crate::domain::ErrorCode::RateLimit,
+            format!("too many requests to {route}: try again after the reset time"),
+        ))
+        .into_response()
     } else {
         next.run(req).await
     };
     let status = res.status();
     let elapsed = started.elapsed();
     if let Some(PendingBody(mut body)) = res.extensions_mut().remove::<PendingBody>() {
-        body.insert("duration".into(), serde_json::Value::String(format!("{:.2}ms", elapsed.as_secs_f64() * 1000.0)));
+        body.insert(
+            "duration".into(),
+            serde_json::Value::String(format!("{:.2}ms", elapsed.as_secs_f64() * 1000.0)),
+        );
         let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
         *res.body_mut() = AxumBody::from(bytes);
-        res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     limit.write_headers(res.headers_mut());
     tracing::info!(

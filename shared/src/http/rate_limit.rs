@@ -26,13 +26,18 @@ pub struct Budget {
 
 impl RateLimiter {
     pub fn hit(&self, route: &str, app: &str) -> Budget {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let window = now - now % WINDOW_SECS;
         let mut map = match self.windows.lock() {
             Ok(m) => m,
             Err(e) => e.into_inner(),
         };
-        let entry = map.entry((route.to_string(), app.to_string())).or_insert((window, 0));
+        let entry = map
+            .entry((route.to_string(), app.to_string()))
+            .or_insert((window, 0));
         if entry.0 != window {
             *entry = (window, 0);
         }
@@ -49,7 +54,11 @@ impl RateLimiter {
 
 impl Budget {
     pub fn write_headers(&self, headers: &mut HeaderMap) {
-        for (name, value) in [("x-ratelimit-limit", self.limit), ("x-ratelimit-remaining", self.remaining), ("x-ratelimit-reset", self.reset)] {
+        for (name, value) in [
+            ("x-ratelimit-limit", self.limit),
+            ("x-ratelimit-remaining", self.remaining),
+            ("x-ratelimit-reset", self.reset),
+        ] {
             headers.insert(name, HeaderValue::from(value));
         }
     }

@@ -50,7 +50,11 @@ pub fn error_body(e: &ApiError) -> Map<String, Value> {
     m.insert("StatusCode".into(), Value::from(e.status()));
     m.insert("more_info".into(), Value::String(MORE_INFO_URL.into()));
     if !e.fields.is_empty() {
-        let fields: Map<String, Value> = e.fields.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let fields: Map<String, Value> = e
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         m.insert("exception_fields".into(), Value::Object(fields));
     }
     m
@@ -67,12 +71,14 @@ impl From<ApiError> for ErrorReply {
 
 impl IntoResponse for ErrorReply {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if self.0.code == ErrorCode::InternalSystem {
             tracing::error!(error = %self.0.message, "internal error");
         }
         let mut res = status.into_response();
-        res.extensions_mut().insert(PendingBody(error_body(&self.0)));
+        res.extensions_mut()
+            .insert(PendingBody(error_body(&self.0)));
         res
     }
 }
@@ -87,11 +93,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ErrorReply;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::PayloadTooBig, format!("request body could not be read: {e}")))?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        serde_json::from_slice(bytes).map(Body).map_err(|e| ErrorReply(ApiError::input(format!("invalid request body: {e}"))))
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError::new(
+                ErrorCode::PayloadTooBig,
+                format!("request body could not be read: {e}"),
+            )
+        })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes)
+            .map(Body)
+            .map_err(|e| ErrorReply(ApiError::input(format!("invalid request body: {e}"))))
     }
 }
 
@@ -117,14 +132,22 @@ impl Params {
             None | Some("") => Ok(None),
             Some("true") | Some("1") => Ok(Some(true)),
             Some("false") | Some("0") => Ok(Some(false)),
-            Some(v) => Err(ApiError::field(key, format!("{key} must be true or false, not {v:?}"))),
+            Some(v) => Err(ApiError::field(
+                key,
+                format!("{key} must be true or false, not {v:?}"),
+            )),
         }
     }
 
     /// The JSON `payload` parameter of GET query endpoints.
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         let raw = self.get("payload").unwrap_or("{}");
-        serde_json::from_str(raw).map_err(|e| ApiError::field("payload", format!("payload is not valid JSON for this query: {e}")))
+        serde_json::from_str(raw).map_err(|e| {
+            ApiError::field(
+                "payload",
+                format!("payload is not valid JSON for this query: {e}"),
+            )
+        })
     }
 }
 
@@ -152,15 +175,13 @@ fn form_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;

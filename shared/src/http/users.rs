@@ -13,7 +13,12 @@ use serde_json::{json, Map, Value};
 
 pub fn routes() -> Router<Chat> {
     Router::new()
-        .route("/users", get(query_users).post(upsert_users).patch(update_users_partial))
+        .route(
+            "/users",
+            get(query_users)
+                .post(upsert_users)
+                .patch(update_users_partial),
+        )
         .route("/users/{id}", delete(delete_user))
         .route("/users/{id}/deactivate", post(deactivate_user))
         .route("/users/{id}/reactivate", post(reactivate_user))
@@ -25,7 +30,12 @@ pub fn routes() -> Router<Chat> {
 }
 
 fn users_map(users: Vec<crate::domain::user::User>) -> Value {
-    Value::Object(users.into_iter().map(|u| (u.id.clone(), u.to_json())).collect())
+    Value::Object(
+        users
+            .into_iter()
+            .map(|u| (u.id.clone(), u.to_json()))
+            .collect(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -34,7 +44,11 @@ struct UpsertBody {
 }
 
 /// `users` may be a map keyed by id (Python and JS SDKs) or a list.
-async fn upsert_users(State(chat): State<Chat>, auth: Auth, Body(body): Body<UpsertBody>) -> HttpResult {
+async fn upsert_users(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Body(body): Body<UpsertBody>,
+) -> HttpResult {
     let list: Vec<Map<String, Value>> = match body.users {
         Value::Object(map) => map
             .into_iter()
@@ -43,7 +57,10 @@ async fn upsert_users(State(chat): State<Chat>, auth: Auth, Body(body): Body<Ups
                     o.entry("id").or_insert(Value::String(id));
                     Ok(o)
                 }
-                _ => Err(ApiError::field("users", format!("user {id:?} must be an object"))),
+                _ => Err(ApiError::field(
+                    "users",
+                    format!("user {id:?} must be an object"),
+                )),
             })
             .collect::<Result<_, _>>()?,
         Value::Array(items) => items
@@ -64,7 +81,11 @@ struct PartialBody {
     users: Vec<UserPatch>,
 }
 
-async fn update_users_partial(State(chat): State<Chat>, auth: Auth, Body(body): Body<PartialBody>) -> HttpResult {
+async fn update_users_partial(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Body(body): Body<PartialBody>,
+) -> HttpResult {
     let users = chat.update_users_partial(&auth.caller, body.users).await?;
     Ok(Reply::json(json!({"users": users_map(users)})))
 }
@@ -72,10 +93,17 @@ async fn update_users_partial(State(chat): State<Chat>, auth: Auth, Body(body): 
 async fn query_users(State(chat): State<Chat>, auth: Auth, params: Params) -> HttpResult {
     let q: QueryUsers = params.payload()?;
     let users = chat.query_users(&auth.caller, q).await?;
-    Ok(Reply::json(json!({"users": users.iter().map(|u| u.to_json()).collect::<Vec<_>>()})))
+    Ok(Reply::json(
+        json!({"users": users.iter().map(|u| u.to_json()).collect::<Vec<_>>()}),
+    ))
 }
 
-async fn delete_user(State(chat): State<Chat>, auth: Auth, Path(id): Path<String>, params: Params) -> HttpResult {
+async fn delete_user(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Path(id): Path<String>,
+    params: Params,
+) -> HttpResult {
     let opts = DeleteUserOptions {
         mark_messages_deleted: params.flag("mark_messages_deleted")?,
         hard_delete: params.flag("hard_delete")?,
@@ -100,29 +128,80 @@ struct ActivationBody {
     user_ids: Vec<String>,
 }
 
-async fn deactivate_user(State(chat): State<Chat>, auth: Auth, Path(id): Path<String>, Body(b): Body<ActivationBody>) -> HttpResult {
-    let user = chat.deactivate_user(&auth.caller, &id, b.mark_messages_deleted.unwrap_or(false), b.created_by_id.as_deref()).await?;
-    Ok(Reply::json(json!({"user": user.to_json()})))
-}
-
-async fn reactivate_user(State(chat): State<Chat>, auth: Auth, Path(id): Path<String>, Body(b): Body<ActivationBody>) -> HttpResult {
+async fn deactivate_user(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Body(b): Body<ActivationBody>,
+) -> HttpResult {
     let user = chat
-        .reactivate_user(&auth.caller, &id, b.restore_messages.unwrap_or(false), b.name.as_deref(), b.created_by_id.as_deref())
+        .deactivate_user(
+            &auth.caller,
+            &id,
+            b.mark_messages_deleted.unwrap_or(false),
+            b.created_by_id.as_deref(),
+        )
         .await?;
     Ok(Reply::json(json!({"user": user.to_json()})))
 }
 
-async fn deactivate_users(State(chat): State<Chat>, auth: Auth, Body(b): Body<ActivationBody>) -> HttpResult {
-    let task_id = chat.deactivate_users(&auth.caller, b.user_ids, true, b.mark_messages_deleted.unwrap_or(false), b.created_by_id).await?;
+async fn reactivate_user(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Body(b): Body<ActivationBody>,
+) -> HttpResult {
+    let user = chat
+        .reactivate_user(
+            &auth.caller,
+            &id,
+            b.restore_messages.unwrap_or(false),
+            b.name.as_deref(),
+            b.created_by_id.as_deref(),
+        )
+        .await?;
+    Ok(Reply::json(json!({"user": user.to_json()})))
+}
+
+async fn deactivate_users(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Body(b): Body<ActivationBody>,
+) -> HttpResult {
+    let task_id = chat
+        .deactivate_users(
+            &auth.caller,
+            b.user_ids,
+            true,
+            b.mark_messages_deleted.unwrap_or(false),
+            b.created_by_id,
+        )
+        .await?;
     Ok(Reply::json(json!({"task_id": task_id})))
 }
 
-async fn reactivate_users(State(chat): State<Chat>, auth: Auth, Body(b): Body<ActivationBody>) -> HttpResult {
-    let task_id = chat.deactivate_users(&auth.caller, b.user_ids, false, b.restore_messages.unwrap_or(false), b.created_by_id).await?;
+async fn reactivate_users(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Body(b): Body<ActivationBody>,
+) -> HttpResult {
+    let task_id = chat
+        .deactivate_users(
+            &auth.caller,
+            b.user_ids,
+            false,
+            b.restore_messages.unwrap_or(false),
+            b.created_by_id,
+        )
+        .await?;
     Ok(Reply::json(json!({"task_id": task_id})))
 }
 
-async fn delete_users(State(chat): State<Chat>, auth: Auth, Body(b): Body<DeleteUsers>) -> HttpResult {
+async fn delete_users(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Body(b): Body<DeleteUsers>,
+) -> HttpResult {
     let task_id = chat.delete_users(&auth.caller, b).await?;
     Ok(Reply::json(json!({"task_id": task_id})))
 }
@@ -133,7 +212,11 @@ struct RestoreBody {
     user_ids: Vec<String>,
 }
 
-async fn restore_users(State(chat): State<Chat>, auth: Auth, Body(b): Body<RestoreBody>) -> HttpResult {
+async fn restore_users(
+    State(chat): State<Chat>,
+    auth: Auth,
+    Body(b): Body<RestoreBody>,
+) -> HttpResult {
     chat.restore_users(&auth.caller, b.user_ids).await?;
     Ok(Reply::empty())
 }
@@ -144,13 +227,23 @@ struct GuestBody {
 }
 
 /// Guests need only the api_key: the request may be anonymous.
-async fn create_guest(State(chat): State<Chat>, _auth: Auth, Body(b): Body<GuestBody>) -> HttpResult {
+async fn create_guest(
+    State(chat): State<Chat>,
+    _auth: Auth,
+    Body(b): Body<GuestBody>,
+) -> HttpResult {
     // The Python SDK nests the user once more (`{"user": {"user": {...}}}`): accept both.
     let obj = match b.user.get("user") {
         Some(Value::Object(inner)) if !b.user.contains_key("id") => inner.clone(),
         _ => b.user,
     };
     let user = chat.create_guest(obj).await?;
-    let token = sign_user_token(&chat.keys.api_secret, &user.id, Some(chat.now().timestamp()))?;
-    Ok(Reply::json(json!({"access_token": token, "user": user.to_json()})))
+    let token = sign_user_token(
+        &chat.keys.api_secret,
+        &user.id,
+        Some(chat.now().timestamp()),
+    )?;
+    Ok(Reply::json(
+        json!({"access_token": token, "user": user.to_json()}),
+    ))
 }

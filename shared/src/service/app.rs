@@ -11,14 +11,24 @@ use serde_json::{Map, Value};
 impl Chat {
     /// The stored settings, or the defaults before the first update.
     pub async fn app_settings(&self) -> Result<AppSettings, ApiError> {
-        Ok(self.load::<AppSettings>(TableName::App, app_settings_key()).await?.map(|(s, _)| s).unwrap_or_default())
+        Ok(self
+            .load::<AppSettings>(TableName::App, app_settings_key())
+            .await?
+            .map(|(s, _)| s)
+            .unwrap_or_default())
     }
 
-    pub async fn update_app_settings(&self, caller: &Caller, body: &Map<String, Value>) -> Result<AppSettings, ApiError> {
+    pub async fn update_app_settings(
+        &self,
+        caller: &Caller,
+        body: &Map<String, Value>,
+    ) -> Result<AppSettings, ApiError> {
         caller.require_server("updating app settings")?;
         // Optimistic concurrency: retry when another writer got in between.
         for _ in 0..5 {
-            let stored = self.load::<AppSettings>(TableName::App, app_settings_key()).await?;
+            let stored = self
+                .load::<AppSettings>(TableName::App, app_settings_key())
+                .await?;
             let (mut settings, condition, version) = match stored {
                 Some((s, item)) => (s, Condition::Version(item.version), item.version + 1),
                 None => (AppSettings::default(), Condition::NotExists, 1),
@@ -27,12 +37,22 @@ impl Chat {
             let (pk, sk) = app_settings_key();
             let mut item = Item::new(pk, sk, to_doc(&settings)?);
             item.version = version;
-            match self.store.write(Write::Put { table: TableName::App, item, condition }).await {
+            match self
+                .store
+                .write(Write::Put {
+                    table: TableName::App,
+                    item,
+                    condition,
+                })
+                .await
+            {
                 Ok(()) => return Ok(settings),
                 Err(StoreError::ConditionFailed) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::internal("app settings are being changed concurrently; try again"))
+        Err(ApiError::internal(
+            "app settings are being changed concurrently; try again",
+        ))
     }
 }

@@ -40,8 +40,18 @@ pub struct Chat {
 }
 
 impl Chat {
-    pub fn new(store: Arc<dyn Table>, clock: Arc<dyn Clock>, keys: AppKeys, task_mode: TaskMode) -> Self {
-        Chat { store, clock, keys, task_mode }
+    pub fn new(
+        store: Arc<dyn Table>,
+        clock: Arc<dyn Clock>,
+        keys: AppKeys,
+        task_mode: TaskMode,
+    ) -> Self {
+        Chat {
+            store,
+            clock,
+            keys,
+            task_mode,
+        }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -53,12 +63,20 @@ impl Chat {
     }
 
     /// Read one item and decode its document.
-    pub(crate) async fn load<T: DeserializeOwned>(&self, table: TableName, key: (String, String)) -> Result<Option<(T, Item)>, ApiError> {
+    pub(crate) async fn load<T: DeserializeOwned>(
+        &self,
+        table: TableName,
+        key: (String, String),
+    ) -> Result<Option<(T, Item)>, ApiError> {
         match self.store.get(table, &key.0, &key.1).await? {
             None => Ok(None),
             Some(item) => {
-                let value = serde_json::from_value(item.data.clone())
-                    .map_err(|e| ApiError::internal(format!("stored record {}/{} is unreadable: {e}", key.0, key.1)))?;
+                let value = serde_json::from_value(item.data.clone()).map_err(|e| {
+                    ApiError::internal(format!(
+                        "stored record {}/{} is unreadable: {e}",
+                        key.0, key.1
+                    ))
+                })?;
                 Ok(Some((value, item)))
             }
         }
@@ -67,5 +85,6 @@ impl Chat {
 
 /// Encode a record for storage.
 pub(crate) fn to_doc<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
-    serde_json::to_value(value).map_err(|e| ApiError::internal(format!("record could not be encoded: {e}")))
+    serde_json::to_value(value)
+        .map_err(|e| ApiError::internal(format!("record could not be encoded: {e}")))
 }

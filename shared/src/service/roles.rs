@@ -23,10 +23,19 @@ pub struct Role {
 
 fn validate_role_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() || name.len() > 64 {
-        return Err(ApiError::field("name", "role name must be 1 to 64 characters"));
+        return Err(ApiError::field(
+            "name",
+            "role name must be 1 to 64 characters",
+        ));
     }
-    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
-        return Err(ApiError::field("name", format!("role name {name:?} may only contain a-z, 0-9, _ and -")));
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        return Err(ApiError::field(
+            "name",
+            format!("role name {name:?} may only contain a-z, 0-9, _ and -"),
+        ));
     }
     Ok(())
 }
@@ -36,7 +45,10 @@ impl Chat {
         let page = self.store.query(roles_query().limit(1000)).await?;
         page.items
             .into_iter()
-            .map(|i| serde_json::from_value(i.data).map_err(|e| ApiError::internal(format!("stored role is unreadable: {e}"))))
+            .map(|i| {
+                serde_json::from_value(i.data)
+                    .map_err(|e| ApiError::internal(format!("stored role is unreadable: {e}")))
+            })
             .collect()
     }
 
@@ -46,7 +58,13 @@ impl Chat {
         let epoch = "2020-01-01T00:00:00.000000Z".to_string();
         let mut roles: Vec<Role> = BUILTIN_ROLES
             .iter()
-            .map(|r| Role { name: r.to_string(), custom: false, scopes: Vec::new(), created_at: epoch.clone(), updated_at: epoch.clone() })
+            .map(|r| Role {
+                name: r.to_string(),
+                custom: false,
+                scopes: Vec::new(),
+                created_at: epoch.clone(),
+                updated_at: epoch.clone(),
+            })
             .collect();
         roles.extend(self.custom_roles().await?);
         Ok(roles)
@@ -67,15 +85,33 @@ impl Chat {
             return Err(ApiError::input(format!("role {name:?} is a built-in role")));
         }
         if self.custom_roles().await?.len() >= MAX_CUSTOM_ROLES {
-            return Err(ApiError::input(format!("an app can have at most {MAX_CUSTOM_ROLES} custom roles")));
+            return Err(ApiError::input(format!(
+                "an app can have at most {MAX_CUSTOM_ROLES} custom roles"
+            )));
         }
         let now = self.now_str();
-        let role = Role { name: name.to_string(), custom: true, scopes: Vec::new(), created_at: now.clone(), updated_at: now };
+        let role = Role {
+            name: name.to_string(),
+            custom: true,
+            scopes: Vec::new(),
+            created_at: now.clone(),
+            updated_at: now,
+        };
         let (pk, sk) = role_key(name);
         let item = Item::new(pk, sk, to_doc(&role)?);
-        match self.store.write(Write::Put { table: TableName::App, item, condition: Condition::NotExists }).await {
+        match self
+            .store
+            .write(Write::Put {
+                table: TableName::App,
+                item,
+                condition: Condition::NotExists,
+            })
+            .await
+        {
             Ok(()) => Ok(role),
-            Err(StoreError::ConditionFailed) => Err(ApiError::input(format!("role {name:?} already exists"))),
+            Err(StoreError::ConditionFailed) => {
+                Err(ApiError::input(format!("role {name:?} already exists")))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -84,26 +120,49 @@ impl Chat {
     pub async fn delete_role(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
         caller.require_server("deleting roles")?;
         if BUILTIN_ROLES.contains(&name) {
-            return Err(ApiError::input(format!("role {name:?} is a built-in role and cannot be deleted")));
+            return Err(ApiError::input(format!(
+                "role {name:?} is a built-in role and cannot be deleted"
+            )));
         }
         if !self.role_exists(name).await? {
             return Err(ApiError::not_found(format!("role {name:?} does not exist")));
         }
         let settings = self.app_settings().await?;
         if settings.grants.get(name).is_some_and(|g| !g.is_empty()) {
-            return Err(ApiError::input(format!("role {name:?} still has grants in the app scope; remove them first")));
+            return Err(ApiError::input(format!(
+                "role {name:?} still has grants in the app scope; remove them first"
+            )));
         }
         for ct in self.list_channel_types_raw().await? {
             if ct.grants.get(name).is_some_and(|g| !g.is_empty()) {
-                return Err(ApiError::input(format!("role {name:?} still has grants in channel type {:?}; remove them first", ct.name)));
+                return Err(ApiError::input(format!(
+                    "role {name:?} still has grants in channel type {:?}; remove them first",
+                    ct.name
+                )));
             }
         }
-        let users = self.store.query(Query::new(TableName::App, users_with_role_pk(name)).index(Index::Gsi2).limit(1)).await?;
+        let users = self
+            .store
+            .query(
+                Query::new(TableName::App, users_with_role_pk(name))
+                    .index(Index::Gsi2)
+                    .limit(1),
+            )
+            .await?;
         if !users.items.is_empty() {
-            return Err(ApiError::input(format!("role {name:?} is still assigned to users")));
+            return Err(ApiError::input(format!(
+                "role {name:?} is still assigned to users"
+            )));
         }
         let (pk, sk) = role_key(name);
-        self.store.write(Write::Delete { table: TableName::App, pk, sk, condition: Condition::Exists }).await?;
+        self.store
+            .write(Write::Delete {
+                table: TableName::App,
+                pk,
+                sk,
+                condition: Condition::Exists,
+            })
+            .await?;
         Ok(())
     }
 
@@ -112,7 +171,8 @@ impl Chat {
     }
 
     pub fn get_permission(&self, id: &str) -> Result<&'static Permission, ApiError> {
-        permissions::permission(id).ok_or_else(|| ApiError::not_found(format!("permission {id:?} does not exist")))
+        permissions::permission(id)
+            .ok_or_else(|| ApiError::not_found(format!("permission {id:?} does not exist")))
     }
 }
 

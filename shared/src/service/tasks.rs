@@ -6,7 +6,7 @@ use crate::domain::ids::random_id;
 use crate::domain::limits::TASK_RETENTION_SECS;
 use crate::domain::ApiError;
 use crate::store::layout::task_key;
-use crate::store::{Condition, Item, Query, TableName, Write, Index};
+use crate::store::{Condition, Index, Item, Query, TableName, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -16,9 +16,23 @@ const PENDING_TASKS_PK: &str = "tasks_pending";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TaskJob {
-    DeactivateUsers { user_ids: Vec<String>, mark_messages_deleted: bool, created_by_id: Option<String> },
-    ReactivateUsers { user_ids: Vec<String>, restore_messages: bool, created_by_id: Option<String> },
-    DeleteUsers { user_ids: Vec<String>, user: String, messages: Option<String>, conversations: Option<String>, new_channel_owner_id: Option<String> },
+    DeactivateUsers {
+        user_ids: Vec<String>,
+        mark_messages_deleted: bool,
+        created_by_id: Option<String>,
+    },
+    ReactivateUsers {
+        user_ids: Vec<String>,
+        restore_messages: bool,
+        created_by_id: Option<String>,
+    },
+    DeleteUsers {
+        user_ids: Vec<String>,
+        user: String,
+        messages: Option<String>,
+        conversations: Option<String>,
+        new_channel_owner_id: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,9 +81,23 @@ impl Chat {
     /// Store a job as a pending task and start it; returns the task id.
     pub async fn start_task(&self, job: TaskJob) -> Result<String, ApiError> {
         let now = self.now_str();
-        let task = Task { id: random_id(), status: "pending".into(), created_at: now.clone(), updated_at: now, job, result: json!({}), error: None };
+        let task = Task {
+            id: random_id(),
+            status: "pending".into(),
+            created_at: now.clone(),
+            updated_at: now,
+            job,
+            result: json!({}),
+            error: None,
+        };
         let item = task_item(&task, 1)?;
-        self.store.write(Write::Put { table: TableName::App, item, condition: Condition::NotExists }).await?;
+        self.store
+            .write(Write::Put {
+                table: TableName::App,
+                item,
+                condition: Condition::NotExists,
+            })
+            .await?;
         let id = task.id.clone();
         match self.task_mode {
             TaskMode::Inline => self.run_task(task).await,
@@ -90,7 +118,14 @@ impl Chat {
 
     /// Run every task a previous process left unfinished.
     pub async fn resume_pending_tasks(&self) -> Result<usize, ApiError> {
-        let page = self.store.query(Query::new(TableName::App, PENDING_TASKS_PK).index(Index::Gsi1).limit(1000)).await?;
+        let page = self
+            .store
+            .query(
+                Query::new(TableName::App, PENDING_TASKS_PK)
+                    .index(Index::Gsi1)
+                    .limit(1000),
+            )
+            .await?;
         let mut n = 0;
         for item in page.items {
             if let Ok(task) = serde_json::from_value::<Task>(item.data) {
@@ -114,32 +149,57 @@ impl Chat {
                 task.error = Some(json!({"type": "task_error", "description": e.message}));
             }
         }
-        let stored = self.store.get(TableName::App, &task_key(&task.id).0, "task").await;
+        let stored = self
+            .store
+            .get(TableName::App, &task_key(&task.id).0, "task")
+            .await;
         let version = stored.ok().flatten().map(|i| i.version).unwrap_or(1);
         match task_item(&task, version + 1) {
             Ok(item) => {
-                if let Err(e) = self.store.write(Write::Put { table: TableName::App, item, condition: Condition::None }).await {
+                if let Err(e) = self
+                    .store
+                    .write(Write::Put {
+                        table: TableName::App,
+                        item,
+                        condition: Condition::None,
+                    })
+                    .await
+                {
                     tracing::error!(task = %task.id, error = %e, "task result could not be stored");
                 }
             }
-            Err(e) => tracing::error!(task = %task.id, error = %e, "task result could not be encoded"),
+            Err(e) => {
+                tracing::error!(task = %task.id, error = %e, "task result could not be encoded")
+            }
         }
     }
 
     async fn execute_job(&self, job: &TaskJob) -> Result<Value, ApiError> {
         match job {
-            TaskJob::DeactivateUsers { user_ids, mark_messages_deleted, created_by_id } => {
+            TaskJob::DeactivateUsers {
+                user_ids,
+                mark_messages_deleted,
+                created_by_id,
+            } => {
                 let mut users = Vec::new();
                 for id in user_ids {
-                    let user = self.set_deactivated(id, true, *mark_messages_deleted, created_by_id.as_deref()).await?;
+                    let user = self
+                        .set_deactivated(id, true, *mark_messages_deleted, created_by_id.as_deref())
+                        .await?;
                     users.push(json!({"id": user.id, "deactivated_at": user.deactivated_at}));
                 }
                 Ok(json!({"users": users}))
             }
-            TaskJob::ReactivateUsers { user_ids, restore_messages, created_by_id } => {
+            TaskJob::ReactivateUsers {
+                user_ids,
+                restore_messages,
+                created_by_id,
+            } => {
                 let mut users = Vec::new();
                 for id in user_ids {
-                    let user = self.set_deactivated(id, false, *restore_messages, created_by_id.as_deref()).await?;
+                    let user = self
+                        .set_deactivated(id, false, *restore_messages, created_by_id.as_deref())
+                        .await?;
                     users.push(json!({"id": user.id}));
                 }
                 Ok(json!({"users": users}))

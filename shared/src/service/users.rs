@@ -8,7 +8,9 @@ use crate::domain::caller::Caller;
 use crate::domain::clock::{format_time, parse_time};
 use crate::domain::event::Event;
 use crate::domain::filter::{compare_json, parse_sort, Filter, SortField};
-use crate::domain::limits::{DEFAULT_QUERY_USERS_LIMIT, MAX_QUERY_OFFSET, MAX_QUERY_USERS_LIMIT, MAX_USERS_PER_BATCH};
+use crate::domain::limits::{
+    DEFAULT_QUERY_USERS_LIMIT, MAX_QUERY_OFFSET, MAX_QUERY_USERS_LIMIT, MAX_USERS_PER_BATCH,
+};
 use crate::domain::permissions::{self, Resource};
 use crate::domain::user::{normalize_username, validate_user_id, User, GUEST_ROLE};
 use crate::domain::{ApiError, ErrorCode};
@@ -89,17 +91,46 @@ const CONVERSATION_DELETE_MODES: &[&str] = &["soft", "hard"];
 fn query_users_rules() -> crate::domain::filter::FieldRules {
     use crate::domain::filter::{FieldRules, Op::*, ValueKind};
     FieldRules::new()
-        .typed("id", ValueKind::String, &[Eq, Gt, Gte, Lt, Lte, In, Autocomplete])
+        .typed(
+            "id",
+            ValueKind::String,
+            &[Eq, Gt, Gte, Lt, Lte, In, Autocomplete],
+        )
         .field("role", &[Eq, Gt, Gte, Lt, Lte, In])
         .typed("banned", ValueKind::Bool, &[Eq])
         .typed("shadow_banned", ValueKind::Bool, &[Eq])
-        .typed("created_at", ValueKind::Timestamp, &[Eq, Gt, Gte, Lt, Lte, In])
-        .typed("updated_at", ValueKind::Timestamp, &[Eq, Gt, Gte, Lt, Lte, In])
-        .typed("last_active", ValueKind::Timestamp, &[Eq, Gt, Gte, Lt, Lte, In, Exists])
+        .typed(
+            "created_at",
+            ValueKind::Timestamp,
+            &[Eq, Gt, Gte, Lt, Lte, In],
+        )
+        .typed(
+            "updated_at",
+            ValueKind::Timestamp,
+            &[Eq, Gt, Gte, Lt, Lte, In],
+        )
+        .typed(
+            "last_active",
+            ValueKind::Timestamp,
+            &[Eq, Gt, Gte, Lt, Lte, In, Exists],
+        )
         .field("teams", &[Eq, Contains])
         .field("name", &[Eq, Autocomplete])
         .field("username", &[Eq, Autocomplete])
-        .custom_fields(&[Eq, Ne, Gt, Gte, Lt, Lte, In, Nin, Exists, Autocomplete, Contains, Q])
+        .custom_fields(&[
+            Eq,
+            Ne,
+            Gt,
+            Gte,
+            Lt,
+            Lte,
+            In,
+            Nin,
+            Exists,
+            Autocomplete,
+            Contains,
+            Q,
+        ])
 }
 
 fn check_batch_size(n: usize) -> Result<(), ApiError> {
@@ -107,26 +138,40 @@ fn check_batch_size(n: usize) -> Result<(), ApiError> {
         return Err(ApiError::field("users", "at least one user is required"));
     }
     if n > MAX_USERS_PER_BATCH {
-        return Err(ApiError::field("users", format!("at most {MAX_USERS_PER_BATCH} users per request")));
+        return Err(ApiError::field(
+            "users",
+            format!("at most {MAX_USERS_PER_BATCH} users per request"),
+        ));
     }
     Ok(())
 }
 
 /// Where a user's name must be unique under the app's `enforce_unique_usernames` mode.
 fn username_claims(settings: &AppSettings, user: &User) -> BTreeSet<(String, String)> {
-    let Some(norm) = user.name().map(normalize_username).filter(|n| !n.is_empty()) else {
+    let Some(norm) = user
+        .name()
+        .map(normalize_username)
+        .filter(|n| !n.is_empty())
+    else {
         return BTreeSet::new();
     };
     match settings.enforce_unique_usernames.as_str() {
         "app" => [username_key("app", &norm)].into_iter().collect(),
-        "team" => user.teams.iter().map(|t| username_key(&format!("team:{t}"), &norm)).collect(),
+        "team" => user
+            .teams
+            .iter()
+            .map(|t| username_key(&format!("team:{t}"), &norm))
+            .collect(),
         _ => BTreeSet::new(),
     }
 }
 
 impl Chat {
     pub async fn get_user(&self, id: &str) -> Result<Option<(User, u64)>, ApiError> {
-        Ok(self.load::<User>(TableName::App, user_key(id)).await?.map(|(u, item)| (u, item.version)))
+        Ok(self
+            .load::<User>(TableName::App, user_key(id))
+            .await?
+            .map(|(u, item)| (u, item.version)))
     }
 
     async fn require_user(&self, id: &str) -> Result<(User, u64), ApiError> {
@@ -137,7 +182,13 @@ impl Chat {
     }
 
     /// May a client-side caller change `target`, and the server-only fields it changes?
-    fn check_user_write(&self, settings: &AppSettings, caller: &Caller, old: Option<&User>, next: &User) -> Result<(), ApiError> {
+    fn check_user_write(
+        &self,
+        settings: &AppSettings,
+        caller: &Caller,
+        old: Option<&User>,
+        next: &User,
+    ) -> Result<(), ApiError> {
         if caller.is_server() {
             return Ok(());
         }
@@ -151,59 +202,101 @@ impl Chat {
             None => None,
         };
         if let Some(field) = changed_server_field {
-            return Err(ApiError::not_allowed(format!("{field} can only be changed with server-side authentication")));
+            return Err(ApiError::not_allowed(format!(
+                "{field} can only be changed with server-side authentication"
+            )));
         }
         if settings.disable_permissions_checks {
             return Ok(());
         }
         let subject = caller.subject(None);
-        let resource = Resource { owner_id: Some(&next.id), team: None };
+        let resource = Resource {
+            owner_id: Some(&next.id),
+            team: None,
+        };
         if permissions::is_allowed(&settings.grants, &subject, "UpdateUser", &resource) {
             Ok(())
         } else {
-            Err(ApiError::not_allowed(format!("user {:?} is not allowed to update user {:?}", subject.user_id, next.id)))
+            Err(ApiError::not_allowed(format!(
+                "user {:?} is not allowed to update user {:?}",
+                subject.user_id, next.id
+            )))
         }
     }
 
     /// Write a user with its username claims and event, all in one transaction.
-    async fn save_user(&self, settings: &AppSettings, old: Option<(&User, u64)>, user: &User, events: Vec<Event>) -> Result<(), ApiError> {
+    async fn save_user(
+        &self,
+        settings: &AppSettings,
+        old: Option<(&User, u64)>,
+        user: &User,
+        events: Vec<Event>,
+    ) -> Result<(), ApiError> {
         let mut writes = Vec::new();
         let version = old.map(|(_, v)| v + 1).unwrap_or(1);
-        let condition = old.map(|(_, v)| Condition::Version(v)).unwrap_or(Condition::NotExists);
-        writes.push(Write::Put { table: TableName::App, item: user_item(&user.id, &user.role, to_doc(user)?, version), condition });
+        let condition = old
+            .map(|(_, v)| Condition::Version(v))
+            .unwrap_or(Condition::NotExists);
+        writes.push(Write::Put {
+            table: TableName::App,
+            item: user_item(&user.id, &user.role, to_doc(user)?, version),
+            condition,
+        });
 
         let new_claims = username_claims(settings, user);
-        let old_claims = old.map(|(u, _)| username_claims(settings, u)).unwrap_or_default();
+        let old_claims = old
+            .map(|(u, _)| username_claims(settings, u))
+            .unwrap_or_default();
         for key in new_claims.difference(&old_claims) {
             let claim_condition = match self.store.get(TableName::App, &key.0, &key.1).await? {
                 None => Condition::NotExists,
-                Some(item) if item.data.get("user_id").and_then(Value::as_str) == Some(&user.id) => Condition::Version(item.version),
+                Some(item)
+                    if item.data.get("user_id").and_then(Value::as_str) == Some(&user.id) =>
+                {
+                    Condition::Version(item.version)
+                }
                 Some(_) => {
                     return Err(ApiError::new(
                         ErrorCode::DuplicateUsername,
-                        format!("username '{}' already exists", user.name().unwrap_or_default()),
+                        format!(
+                            "username '{}' already exists",
+                            user.name().unwrap_or_default()
+                        ),
                     ))
                 }
             };
-            let mut item = crate::store::Item::new(key.0.clone(), key.1.clone(), json!({"user_id": user.id}));
+            let mut item =
+                crate::store::Item::new(key.0.clone(), key.1.clone(), json!({"user_id": user.id}));
             item.version = match claim_condition {
                 Condition::Version(v) => v + 1,
                 _ => 1,
             };
-            writes.push(Write::Put { table: TableName::App, item, condition: claim_condition });
+            writes.push(Write::Put {
+                table: TableName::App,
+                item,
+                condition: claim_condition,
+            });
         }
         for key in old_claims.difference(&new_claims) {
-            writes.push(Write::Delete { table: TableName::App, pk: key.0.clone(), sk: key.1.clone(), condition: Condition::None });
+            writes.push(Write::Delete {
+                table: TableName::App,
+                pk: key.0.clone(),
+                sk: key.1.clone(),
+                condition: Condition::None,
+            });
         }
         writes.extend(events.iter().map(outbox_write));
         match self.store.transact(writes).await {
             Ok(()) => Ok(()),
-            Err(StoreError::TransactionCanceled { index: Some(0) }) => {
-                Err(ApiError::input(format!("user {:?} was changed concurrently; try again", user.id)))
-            }
+            Err(StoreError::TransactionCanceled { index: Some(0) }) => Err(ApiError::input(
+                format!("user {:?} was changed concurrently; try again", user.id),
+            )),
             Err(StoreError::TransactionCanceled { .. }) => Err(ApiError::new(
                 ErrorCode::DuplicateUsername,
-                format!("username '{}' already exists", user.name().unwrap_or_default()),
+                format!(
+                    "username '{}' already exists",
+                    user.name().unwrap_or_default()
+                ),
             )),
             Err(e) => Err(e.into()),
         }
@@ -215,7 +308,11 @@ impl Chat {
 
     /// `POST /users`: create or fully replace up to 100 users. Every user is validated (and
     /// usernames checked) before anything is written, so one bad user fails the whole batch.
-    pub async fn upsert_users(&self, caller: &Caller, users: Vec<Map<String, Value>>) -> Result<Vec<User>, ApiError> {
+    pub async fn upsert_users(
+        &self,
+        caller: &Caller,
+        users: Vec<Map<String, Value>>,
+    ) -> Result<Vec<User>, ApiError> {
         check_batch_size(users.len())?;
         let settings = self.app_settings().await?;
         let now = self.now_str();
@@ -224,10 +321,14 @@ impl Chat {
         for obj in users {
             let mut next = User::from_request(obj, &now)?;
             if !seen.insert(next.id.clone()) {
-                return Err(ApiError::field("users", format!("user {:?} appears twice in the batch", next.id)));
+                return Err(ApiError::field(
+                    "users",
+                    format!("user {:?} appears twice in the batch", next.id),
+                ));
             }
             if let Some(r) = next.revoke_tokens_issued_before.take() {
-                next.revoke_tokens_issued_before = Some(normalize_revocation(&Value::String(r))?).flatten();
+                next.revoke_tokens_issued_before =
+                    Some(normalize_revocation(&Value::String(r))?).flatten();
             }
             let old = self.get_user(&next.id).await?;
             if !caller.is_server() {
@@ -252,14 +353,19 @@ impl Chat {
                 Some(_) => vec![self.user_event("user.updated", &next)],
                 None => Vec::new(),
             };
-            self.save_user(&settings, old.as_ref().map(|(u, v)| (u, *v)), &next, events).await?;
+            self.save_user(&settings, old.as_ref().map(|(u, v)| (u, *v)), &next, events)
+                .await?;
             out.push(next);
         }
         Ok(out)
     }
 
     /// `PATCH /users`: `set` / `unset` on up to 100 existing users.
-    pub async fn update_users_partial(&self, caller: &Caller, patches: Vec<UserPatch>) -> Result<Vec<User>, ApiError> {
+    pub async fn update_users_partial(
+        &self,
+        caller: &Caller,
+        patches: Vec<UserPatch>,
+    ) -> Result<Vec<User>, ApiError> {
         check_batch_size(patches.len())?;
         let settings = self.app_settings().await?;
         let now = self.now_str();
@@ -283,7 +389,8 @@ impl Chat {
         let mut out = Vec::with_capacity(planned.len());
         for (old, version, next) in planned {
             let event = self.user_event("user.updated", &next);
-            self.save_user(&settings, Some((&old, version)), &next, vec![event]).await?;
+            self.save_user(&settings, Some((&old, version)), &next, vec![event])
+                .await?;
             out.push(next);
         }
         Ok(out)
@@ -295,42 +402,77 @@ impl Chat {
         let settings = self.app_settings().await?;
         if !caller.is_server() && !settings.disable_permissions_checks {
             let subject = caller.subject(None);
-            if !permissions::is_allowed(&settings.grants, &subject, "SearchUser", &Resource { owner_id: None, team: None }) {
-                return Err(ApiError::not_allowed(format!("user {:?} is not allowed to search users", subject.user_id)));
+            if !permissions::is_allowed(
+                &settings.grants,
+                &subject,
+                "SearchUser",
+                &Resource {
+                    owner_id: None,
+                    team: None,
+                },
+            ) {
+                return Err(ApiError::not_allowed(format!(
+                    "user {:?} is not allowed to search users",
+                    subject.user_id
+                )));
             }
         }
         let filter = match &q.filter_conditions {
             None | Some(Value::Null) => Filter::All,
-            Some(v) => Filter::parse(v, Some(&query_users_rules())).map_err(|e| ApiError::field("filter_conditions", e.to_string()))?,
+            Some(v) => Filter::parse(v, Some(&query_users_rules()))
+                .map_err(|e| ApiError::field("filter_conditions", e.to_string()))?,
         };
-        let id_paging = q.id_gt.is_some() || q.id_gte.is_some() || q.id_lt.is_some() || q.id_lte.is_some();
+        let id_paging =
+            q.id_gt.is_some() || q.id_gte.is_some() || q.id_lt.is_some() || q.id_lte.is_some();
         let mut sort: Vec<SortField> = match &q.sort {
             None | Some(Value::Null) => Vec::new(),
             Some(v) => parse_sort(v).map_err(|e| ApiError::field("sort", e.to_string()))?,
         };
         if sort.is_empty() {
             sort = if id_paging {
-                vec![SortField { field: "id".into(), direction: -1 }]
+                vec![SortField {
+                    field: "id".into(),
+                    direction: -1,
+                }]
             } else {
-                vec![SortField { field: "created_at".into(), direction: -1 }, SortField { field: "id".into(), direction: -1 }]
+                vec![
+                    SortField {
+                        field: "created_at".into(),
+                        direction: -1,
+                    },
+                    SortField {
+                        field: "id".into(),
+                        direction: -1,
+                    },
+                ]
             };
         }
         let limit = q.limit.unwrap_or(DEFAULT_QUERY_USERS_LIMIT);
         if limit > MAX_QUERY_USERS_LIMIT {
-            return Err(ApiError::field("limit", format!("limit must be at most {MAX_QUERY_USERS_LIMIT}")));
+            return Err(ApiError::field(
+                "limit",
+                format!("limit must be at most {MAX_QUERY_USERS_LIMIT}"),
+            ));
         }
         let offset = q.offset.unwrap_or(0);
         if offset > MAX_QUERY_OFFSET {
-            return Err(ApiError::field("offset", format!("offset must be at most {MAX_QUERY_OFFSET}")));
+            return Err(ApiError::field(
+                "offset",
+                format!("offset must be at most {MAX_QUERY_OFFSET}"),
+            ));
         }
 
         let candidates = match filter.key_values("id") {
             Some(ids) => {
-                let keys: Vec<(String, String)> = ids.iter().filter_map(Value::as_str).map(user_key).collect();
+                let keys: Vec<(String, String)> =
+                    ids.iter().filter_map(Value::as_str).map(user_key).collect();
                 let mut users = Vec::new();
                 for chunk in keys.chunks(100) {
                     for item in self.store.batch_get(TableName::App, chunk).await? {
-                        users.push(serde_json::from_value::<User>(item.data).map_err(|e| ApiError::internal(e.to_string()))?);
+                        users.push(
+                            serde_json::from_value::<User>(item.data)
+                                .map_err(|e| ApiError::internal(e.to_string()))?,
+                        );
                     }
                 }
                 users
@@ -349,7 +491,12 @@ impl Chat {
             .filter(|(_, doc)| filter.matches_json(doc))
             .collect();
         matched.sort_by(|(_, a), (_, b)| compare_json(&sort, a, b));
-        Ok(matched.into_iter().skip(offset).take(limit).map(|(u, _)| u).collect())
+        Ok(matched
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(u, _)| u)
+            .collect())
     }
 
     async fn scan_users_index(&self, q: &QueryUsers) -> Result<Vec<User>, ApiError> {
@@ -365,10 +512,19 @@ impl Chat {
         loop {
             let page = self
                 .store
-                .query(Query::new(TableName::App, USERS_INDEX_PK).index(Index::Gsi1).range(range.clone()).limit(1000).start_after(cursor))
+                .query(
+                    Query::new(TableName::App, USERS_INDEX_PK)
+                        .index(Index::Gsi1)
+                        .range(range.clone())
+                        .limit(1000)
+                        .start_after(cursor),
+                )
                 .await?;
             for item in page.items {
-                users.push(serde_json::from_value::<User>(item.data).map_err(|e| ApiError::internal(e.to_string()))?);
+                users.push(
+                    serde_json::from_value::<User>(item.data)
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
+                );
             }
             match page.last {
                 Some(c) => cursor = Some(c),
@@ -379,27 +535,50 @@ impl Chat {
     }
 
     /// `POST /users/{id}/deactivate` (server-side).
-    pub async fn deactivate_user(&self, caller: &Caller, id: &str, mark_messages_deleted: bool, created_by_id: Option<&str>) -> Result<User, ApiError> {
+    pub async fn deactivate_user(
+        &self,
+        caller: &Caller,
+        id: &str,
+        mark_messages_deleted: bool,
+        created_by_id: Option<&str>,
+    ) -> Result<User, ApiError> {
         caller.require_server("deactivating users")?;
-        self.set_deactivated(id, true, mark_messages_deleted, created_by_id).await
+        self.set_deactivated(id, true, mark_messages_deleted, created_by_id)
+            .await
     }
 
     /// `POST /users/{id}/reactivate` (server-side); `name` optionally renames the user.
-    pub async fn reactivate_user(&self, caller: &Caller, id: &str, restore_messages: bool, name: Option<&str>, created_by_id: Option<&str>) -> Result<User, ApiError> {
+    pub async fn reactivate_user(
+        &self,
+        caller: &Caller,
+        id: &str,
+        restore_messages: bool,
+        name: Option<&str>,
+        created_by_id: Option<&str>,
+    ) -> Result<User, ApiError> {
         caller.require_server("reactivating users")?;
         if let Some(name) = name {
             let (old, version) = self.require_user(id).await?;
             let mut next = old.clone();
-            next.custom.insert("name".into(), Value::String(name.into()));
+            next.custom
+                .insert("name".into(), Value::String(name.into()));
             let settings = self.app_settings().await?;
-            self.save_user(&settings, Some((&old, version)), &next, Vec::new()).await?;
+            self.save_user(&settings, Some((&old, version)), &next, Vec::new())
+                .await?;
         }
-        self.set_deactivated(id, false, restore_messages, created_by_id).await
+        self.set_deactivated(id, false, restore_messages, created_by_id)
+            .await
     }
 
     /// Deactivate (`on`) or reactivate a user. The message flag (`mark_messages_deleted` /
     /// `restore_messages`) is recorded on the event for the messages feature to act on.
-    pub(crate) async fn set_deactivated(&self, id: &str, on: bool, messages_flag: bool, created_by_id: Option<&str>) -> Result<User, ApiError> {
+    pub(crate) async fn set_deactivated(
+        &self,
+        id: &str,
+        on: bool,
+        messages_flag: bool,
+        created_by_id: Option<&str>,
+    ) -> Result<User, ApiError> {
         let settings = self.app_settings().await?;
         let (old, version) = self.require_user(id).await?;
         if on == old.is_deactivated() {
@@ -408,32 +587,71 @@ impl Chat {
         let mut next = old.clone();
         next.deactivated_at = if on { Some(self.now_str()) } else { None };
         next.updated_at = self.now_str();
-        let mut event = self.user_event(if on { "user.deactivated" } else { "user.reactivated" }, &next);
-        event = event.with(if on { "mark_messages_deleted" } else { "restore_messages" }, Value::Bool(messages_flag));
+        let mut event = self.user_event(
+            if on {
+                "user.deactivated"
+            } else {
+                "user.reactivated"
+            },
+            &next,
+        );
+        event = event.with(
+            if on {
+                "mark_messages_deleted"
+            } else {
+                "restore_messages"
+            },
+            Value::Bool(messages_flag),
+        );
         if let Some(by) = created_by_id {
             event = event.with("created_by", json!({"id": by}));
         }
-        self.save_user(&settings, Some((&old, version)), &next, vec![event]).await?;
+        self.save_user(&settings, Some((&old, version)), &next, vec![event])
+            .await?;
         Ok(next)
     }
 
     /// `POST /users/deactivate` and `/users/reactivate`: up to 100 users, as a task.
-    pub async fn deactivate_users(&self, caller: &Caller, user_ids: Vec<String>, on: bool, messages_flag: bool, created_by_id: Option<String>) -> Result<String, ApiError> {
-        caller.require_server(if on { "deactivating users" } else { "reactivating users" })?;
+    pub async fn deactivate_users(
+        &self,
+        caller: &Caller,
+        user_ids: Vec<String>,
+        on: bool,
+        messages_flag: bool,
+        created_by_id: Option<String>,
+    ) -> Result<String, ApiError> {
+        caller.require_server(if on {
+            "deactivating users"
+        } else {
+            "reactivating users"
+        })?;
         check_user_ids(&user_ids)?;
         for id in &user_ids {
             self.require_user(id).await?;
         }
         let job = if on {
-            TaskJob::DeactivateUsers { user_ids, mark_messages_deleted: messages_flag, created_by_id }
+            TaskJob::DeactivateUsers {
+                user_ids,
+                mark_messages_deleted: messages_flag,
+                created_by_id,
+            }
         } else {
-            TaskJob::ReactivateUsers { user_ids, restore_messages: messages_flag, created_by_id }
+            TaskJob::ReactivateUsers {
+                user_ids,
+                restore_messages: messages_flag,
+                created_by_id,
+            }
         };
         self.start_task(job).await
     }
 
     /// `DELETE /users/{id}`: soft delete (the id stays taken, restorable) or hard delete.
-    pub async fn delete_user(&self, caller: &Caller, id: &str, opts: DeleteUserOptions) -> Result<User, ApiError> {
+    pub async fn delete_user(
+        &self,
+        caller: &Caller,
+        id: &str,
+        opts: DeleteUserOptions,
+    ) -> Result<User, ApiError> {
         caller.require_server("deleting users")?;
         let hard = opts.hard_delete.unwrap_or(false);
         let settings = self.app_settings().await?;
@@ -444,31 +662,62 @@ impl Chat {
         let event = self
             .user_event("user.deleted", &deleted)
             .with("hard_delete", Value::Bool(hard))
-            .with("mark_messages_deleted", Value::Bool(opts.mark_messages_deleted.unwrap_or(false)))
-            .with("delete_conversation_channels", Value::Bool(opts.delete_conversation_channels.unwrap_or(false)));
+            .with(
+                "mark_messages_deleted",
+                Value::Bool(opts.mark_messages_deleted.unwrap_or(false)),
+            )
+            .with(
+                "delete_conversation_channels",
+                Value::Bool(opts.delete_conversation_channels.unwrap_or(false)),
+            );
         if hard {
-            self.remove_user(&settings, &old, version, vec![event]).await?;
+            self.remove_user(&settings, &old, version, vec![event])
+                .await?;
         } else {
-            self.save_user(&settings, Some((&old, version)), &deleted, vec![event]).await?;
+            self.save_user(&settings, Some((&old, version)), &deleted, vec![event])
+                .await?;
         }
         Ok(deleted)
     }
 
-    async fn remove_user(&self, settings: &AppSettings, old: &User, version: u64, events: Vec<Event>) -> Result<(), ApiError> {
+    async fn remove_user(
+        &self,
+        settings: &AppSettings,
+        old: &User,
+        version: u64,
+        events: Vec<Event>,
+    ) -> Result<(), ApiError> {
         let (pk, sk) = user_key(&old.id);
-        let mut writes = vec![Write::Delete { table: TableName::App, pk, sk, condition: Condition::Version(version) }];
+        let mut writes = vec![Write::Delete {
+            table: TableName::App,
+            pk,
+            sk,
+            condition: Condition::Version(version),
+        }];
         for key in username_claims(settings, old) {
-            writes.push(Write::Delete { table: TableName::App, pk: key.0, sk: key.1, condition: Condition::None });
+            writes.push(Write::Delete {
+                table: TableName::App,
+                pk: key.0,
+                sk: key.1,
+                condition: Condition::None,
+            });
         }
         writes.extend(events.iter().map(outbox_write));
         self.store.transact(writes).await.map_err(|e| match e {
-            StoreError::TransactionCanceled { .. } => ApiError::input(format!("user {:?} was changed concurrently; try again", old.id)),
+            StoreError::TransactionCanceled { .. } => ApiError::input(format!(
+                "user {:?} was changed concurrently; try again",
+                old.id
+            )),
             e => e.into(),
         })
     }
 
     /// `POST /users/delete`: mark up to 100 users deleted now, finish (hard deletes) in a task.
-    pub async fn delete_users(&self, caller: &Caller, req: DeleteUsers) -> Result<String, ApiError> {
+    pub async fn delete_users(
+        &self,
+        caller: &Caller,
+        req: DeleteUsers,
+    ) -> Result<String, ApiError> {
         caller.require_server("deleting users")?;
         check_user_ids(&req.user_ids)?;
         let mode = req.user.clone().unwrap_or_else(|| "soft".into());
@@ -479,8 +728,14 @@ impl Chat {
         if let Some(c) = &req.conversations {
             check_mode("conversations", c, CONVERSATION_DELETE_MODES)?;
         }
-        if mode == "hard" && (req.messages.as_deref() != Some("hard") || req.conversations.as_deref().is_some_and(|c| c != "hard")) {
-            return Err(ApiError::field("user", "a hard user delete requires messages: hard (and conversations: hard when given)"));
+        if mode == "hard"
+            && (req.messages.as_deref() != Some("hard")
+                || req.conversations.as_deref().is_some_and(|c| c != "hard"))
+        {
+            return Err(ApiError::field(
+                "user",
+                "a hard user delete requires messages: hard (and conversations: hard when given)",
+            ));
         }
         let settings = self.app_settings().await?;
         for id in &req.user_ids {
@@ -488,7 +743,8 @@ impl Chat {
             let mut deleted = old.clone();
             deleted.deleted_at = Some(self.now_str());
             deleted.updated_at = self.now_str();
-            self.save_user(&settings, Some((&old, version)), &deleted, Vec::new()).await?;
+            self.save_user(&settings, Some((&old, version)), &deleted, Vec::new())
+                .await?;
         }
         self.start_task(TaskJob::DeleteUsers {
             user_ids: req.user_ids,
@@ -506,28 +762,41 @@ impl Chat {
         let Some((user, version)) = self.get_user(id).await? else {
             return Ok(());
         };
-        let event = self.user_event("user.deleted", &user).with("hard_delete", Value::Bool(mode == "hard"));
+        let event = self
+            .user_event("user.deleted", &user)
+            .with("hard_delete", Value::Bool(mode == "hard"));
         match mode {
-            "hard" => self.remove_user(&settings, &user, version, vec![event]).await,
+            "hard" => {
+                self.remove_user(&settings, &user, version, vec![event])
+                    .await
+            }
             "pruning" => {
                 let mut pruned = user.clone();
                 pruned.custom.clear();
                 pruned.privacy_settings = None;
                 pruned.teams.clear();
                 pruned.teams_role.clear();
-                self.save_user(&settings, Some((&user, version)), &pruned, vec![event]).await
+                self.save_user(&settings, Some((&user, version)), &pruned, vec![event])
+                    .await
             }
             _ => Ok(self.store.write(outbox_write(&event)).await?),
         }
     }
 
     /// `POST /users/restore`: undo soft deletes.
-    pub async fn restore_users(&self, caller: &Caller, user_ids: Vec<String>) -> Result<(), ApiError> {
+    pub async fn restore_users(
+        &self,
+        caller: &Caller,
+        user_ids: Vec<String>,
+    ) -> Result<(), ApiError> {
         caller.require_server("restoring users")?;
         check_user_ids(&user_ids)?;
         let settings = self.app_settings().await?;
         for id in &user_ids {
-            let (old, version) = self.get_user(id).await?.ok_or_else(|| ApiError::not_found(format!("user {id:?} does not exist")))?;
+            let (old, version) = self
+                .get_user(id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("user {id:?} does not exist")))?;
             if !old.is_deleted() {
                 continue;
             }
@@ -535,7 +804,8 @@ impl Chat {
             restored.deleted_at = None;
             restored.updated_at = self.now_str();
             let event = self.user_event("user.updated", &restored);
-            self.save_user(&settings, Some((&old, version)), &restored, vec![event]).await?;
+            self.save_user(&settings, Some((&old, version)), &restored, vec![event])
+                .await?;
         }
         Ok(())
     }
@@ -554,12 +824,18 @@ impl Chat {
         let now = self.now_str();
         let next = User::from_request(obj, &now)?;
         match self.get_user(&id).await? {
-            Some((old, _)) if old.role != GUEST_ROLE => {
-                Err(ApiError::not_allowed(format!("user {id:?} already exists and is not a guest")))
-            }
+            Some((old, _)) if old.role != GUEST_ROLE => Err(ApiError::not_allowed(format!(
+                "user {id:?} already exists and is not a guest"
+            ))),
             Some((old, version)) => {
                 let next = old.replaced_by(next);
-                self.save_user(&settings, Some((&old, version)), &next, vec![self.user_event("user.updated", &next)]).await?;
+                self.save_user(
+                    &settings,
+                    Some((&old, version)),
+                    &next,
+                    vec![self.user_event("user.updated", &next)],
+                )
+                .await?;
                 Ok(next)
             }
             None => {
@@ -572,10 +848,16 @@ impl Chat {
 
 fn check_user_ids(ids: &[String]) -> Result<(), ApiError> {
     if ids.is_empty() {
-        return Err(ApiError::field("user_ids", "user_ids must name at least one user"));
+        return Err(ApiError::field(
+            "user_ids",
+            "user_ids must name at least one user",
+        ));
     }
     if ids.len() > MAX_USERS_PER_BATCH {
-        return Err(ApiError::field("user_ids", format!("at most {MAX_USERS_PER_BATCH} user ids per request")));
+        return Err(ApiError::field(
+            "user_ids",
+            format!("at most {MAX_USERS_PER_BATCH} user ids per request"),
+        ));
     }
     ids.iter().try_for_each(|id| validate_user_id(id))
 }
@@ -584,7 +866,10 @@ fn check_mode(field: &str, mode: &str, allowed: &[&str]) -> Result<(), ApiError>
     if allowed.contains(&mode) {
         Ok(())
     } else {
-        Err(ApiError::field(field, format!("{field} must be one of {}", allowed.join(", "))))
+        Err(ApiError::field(
+            field,
+            format!("{field} must be one of {}", allowed.join(", ")),
+        ))
     }
 }
 
@@ -593,10 +878,16 @@ fn normalize_revocation(v: &Value) -> Result<Option<String>, ApiError> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) if s.is_empty() => Ok(None),
-        Value::String(s) => parse_time(s)
-            .map(|t| Some(format_time(t)))
-            .ok_or_else(|| ApiError::field("revoke_tokens_issued_before", "revoke_tokens_issued_before must be an RFC 3339 timestamp")),
-        _ => Err(ApiError::field("revoke_tokens_issued_before", "revoke_tokens_issued_before must be a timestamp or null")),
+        Value::String(s) => parse_time(s).map(|t| Some(format_time(t))).ok_or_else(|| {
+            ApiError::field(
+                "revoke_tokens_issued_before",
+                "revoke_tokens_issued_before must be an RFC 3339 timestamp",
+            )
+        }),
+        _ => Err(ApiError::field(
+            "revoke_tokens_issued_before",
+            "revoke_tokens_issued_before must be a timestamp or null",
+        )),
     }
 }
 

@@ -43,7 +43,9 @@ pub fn users_with_role_pk(role: &str) -> String {
 
 pub fn user_item(id: &str, role: &str, data: serde_json::Value, version: u64) -> Item {
     let (pk, sk) = user_key(id);
-    let mut item = Item::new(pk, sk, data).with_gsi1(USERS_INDEX_PK, id).with_gsi2(users_with_role_pk(role), id);
+    let mut item = Item::new(pk, sk, data)
+        .with_gsi1(USERS_INDEX_PK, id)
+        .with_gsi2(users_with_role_pk(role), id);
     item.version = version;
     item
 }
@@ -59,10 +61,21 @@ pub fn task_key(id: &str) -> (String, String) {
 
 /// The outbox write for an event, to go in the same transaction as the change it describes.
 pub fn outbox_write(event: &Event) -> Write {
-    let mut item = Item::new(event.scope.clone(), time_ordered_id(event.created_at), event.to_json());
+    let mut item = Item::new(
+        event.scope.clone(),
+        time_ordered_id(event.created_at),
+        event.to_json(),
+    );
     item.ttl = Some(event.created_at.timestamp() + EVENT_RETENTION_SECS);
     if let Some(obj) = item.data.as_object_mut() {
-        obj.insert("created_at".into(), serde_json::Value::String(format_time(event.created_at)));
+        obj.insert(
+            "created_at".into(),
+            serde_json::Value::String(format_time(event.created_at)),
+        );
     }
-    Write::Put { table: TableName::Events, item, condition: Condition::NotExists }
+    Write::Put {
+        table: TableName::Events,
+        item,
+        condition: Condition::NotExists,
+    }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 pub mod dynamodb;
 pub mod embedded;
-// pub mod layout;
+pub mod layout;
 
 /// The product's tables. Each adapter maps a name to its physical table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,16 +89,30 @@ pub struct Item {
 
 impl Item {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>, data: Value) -> Self {
-        Item { pk: pk.into(), sk: sk.into(), gsi1: None, gsi2: None, ttl: None, version: 1, data }
+        Item {
+            pk: pk.into(),
+            sk: sk.into(),
+            gsi1: None,
+            gsi2: None,
+            ttl: None,
+            version: 1,
+            data,
+        }
     }
 
     pub fn with_gsi1(mut self, pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        self.gsi1 = Some(IndexKey { pk: pk.into(), sk: sk.into() });
+        self.gsi1 = Some(IndexKey {
+            pk: pk.into(),
+            sk: sk.into(),
+        });
         self
     }
 
     pub fn with_gsi2(mut self, pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        self.gsi2 = Some(IndexKey { pk: pk.into(), sk: sk.into() });
+        self.gsi2 = Some(IndexKey {
+            pk: pk.into(),
+            sk: sk.into(),
+        });
         self
     }
 
@@ -124,10 +138,24 @@ pub enum Condition {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Write {
-    Put { table: TableName, item: Item, condition: Condition },
-    Delete { table: TableName, pk: String, sk: String, condition: Condition },
+    Put {
+        table: TableName,
+        item: Item,
+        condition: Condition,
+    },
+    Delete {
+        table: TableName,
+        pk: String,
+        sk: String,
+        condition: Condition,
+    },
     /// Only checks; writes nothing (DynamoDB's ConditionCheck).
-    Check { table: TableName, pk: String, sk: String, condition: Condition },
+    Check {
+        table: TableName,
+        pk: String,
+        sk: String,
+        condition: Condition,
+    },
 }
 
 /// Sort-key condition of a query (DynamoDB's KeyConditionExpression on the sort key).
@@ -167,7 +195,15 @@ pub struct Query {
 
 impl Query {
     pub fn new(table: TableName, pk: impl Into<String>) -> Self {
-        Query { table, index: None, pk: pk.into(), range: SkRange::All, limit: None, forward: true, start_after: None }
+        Query {
+            table,
+            index: None,
+            pk: pk.into(),
+            range: SkRange::All,
+            limit: None,
+            forward: true,
+            start_after: None,
+        }
     }
     pub fn index(mut self, index: Index) -> Self {
         self.index = Some(index);
@@ -250,7 +286,11 @@ pub trait Table: Send + Sync + 'static {
     async fn get(&self, table: TableName, pk: &str, sk: &str) -> Result<Option<Item>, StoreError>;
 
     /// Items that exist among `keys`, in no particular order.
-    async fn batch_get(&self, table: TableName, keys: &[(String, String)]) -> Result<Vec<Item>, StoreError>;
+    async fn batch_get(
+        &self,
+        table: TableName,
+        keys: &[(String, String)],
+    ) -> Result<Vec<Item>, StoreError>;
 
     /// One conditional write.
     async fn write(&self, write: Write) -> Result<(), StoreError>;

@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests of the `shared` crate.
+#![allow(dead_code)]
+
+pub mod moto;
