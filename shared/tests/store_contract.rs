@@ -951,7 +951,7 @@ async fn batch_get(store: &dyn Table) {
         .expect("empty batch")
         .is_empty());
     let stored: Vec<Item> = (0..120)
-        .map(|i| item("p", &format!("{i:03}")).with_gsi1("g", &format!("{i}")))
+        .map(|i| item("p", &format!("{i:03}")).with_gsi1("g", format!("{i}")))
         .collect();
     for chunk in stored.chunks(MAX_TRANSACTION_WRITES) {
         store
@@ -1270,6 +1270,53 @@ mod embedded_only {
             ["e2"],
             "positions stay valid"
         );
+    }
+
+    /// Like DynamoDB's TTL deletes, purging an expired item records its removal in the feed.
+    #[tokio::test]
+    async fn expired_items_are_purged_with_a_remove_change() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut expired = item("conn", "c1");
+        expired.ttl = Some(now() - 60);
+        {
+            let store = Embedded::open(dir.path()).expect("open");
+            store
+                .write(put(
+                    TableName::Connections,
+                    expired.clone(),
+                    Condition::None,
+                ))
+                .await
+                .expect("put");
+            store
+                .write(put(TableName::App, expired.clone(), Condition::None))
+                .await
+                .expect("put");
+        }
+        // Opening runs the housekeeping pass.
+        let store = Embedded::open(dir.path()).expect("reopen");
+        let batch = store
+            .read_changes(TableName::Connections, None, 10)
+            .await
+            .expect("read");
+        let kinds: Vec<ChangeKind> = batch.changes.iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, [ChangeKind::Insert, ChangeKind::Remove]);
+        assert_eq!(batch.changes[1].old.as_ref(), Some(&expired));
+        // Gone for good: a new item with no ttl under the key is an insert, not a modify.
+        store
+            .write(put(
+                TableName::Connections,
+                item("conn", "c1"),
+                Condition::None,
+            ))
+            .await
+            .expect("put");
+        let next = store
+            .read_changes(TableName::Connections, Some(&batch.next), 10)
+            .await
+            .expect("read");
+        assert_eq!(next.changes[0].kind, ChangeKind::Insert);
+        assert_eq!(next.changes[0].old, None);
     }
 
     #[tokio::test]

@@ -1,10 +1,15 @@
 //! Event replay: every sample API Gateway event in `events/<function>/` goes through that
-//! function's router exactly as Lambda would hand it over, and every route `template.yaml`
-//! gives a function is served by that function's router.
+//! function's router exactly as Lambda would hand it over, on the DynamoDB adapter against moto;
+//! and every route `template.yaml` gives a function is served by that function's router.
+
+#[allow(dead_code)]
+#[path = "../../../shared/tests/support/moto.rs"]
+mod moto;
 
 use axum::Router;
 use shared::domain::clock::SystemClock;
 use shared::service::{AppKeys, Chat, TaskMode};
+use shared::store::dynamodb::DynamoDb;
 use shared::store::embedded::Embedded;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,16 +20,42 @@ fn root() -> PathBuf {
 }
 
 /// The keys the sample events were made with.
-fn chat() -> Chat {
-    let keys = AppKeys {
+fn keys() -> AppKeys {
+    AppKeys {
         api_key: "events-key".into(),
         api_secret: "events-secret".into(),
-    };
-    let store = Embedded::in_memory().expect("in-memory store");
-    Chat::new(
+    }
+}
+
+/// The product as a Lambda function runs it: DynamoDB (here moto), tasks inline. Each call
+/// gets tables of its own on the shared moto server.
+async fn lambda_chat(moto: &moto::Moto) -> Chat {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let config = moto.sdk_config();
+    let prefix = format!("replay-{}-{n}-", std::process::id());
+    let store = DynamoDb::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        aws_sdk_dynamodbstreams::Client::new(&config),
+        prefix,
+    );
+    store.create_tables().await.expect("tables on moto");
+    let chat = Chat::new(
         Arc::new(store),
         Arc::new(SystemClock),
-        keys,
+        keys(),
+        TaskMode::Inline,
+    );
+    chat.bootstrap().await.expect("bootstrap");
+    chat
+}
+
+/// Route checks never reach storage: the embedded store in memory is enough.
+fn local_chat() -> Chat {
+    Chat::new(
+        Arc::new(Embedded::in_memory().expect("in-memory store")),
+        Arc::new(SystemClock),
+        keys(),
         TaskMode::Inline,
     )
 }
@@ -61,10 +92,10 @@ async fn call(router: &Router, event_json: &str) -> (u16, serde_json::Value) {
 
 #[tokio::test]
 async fn sample_events_replay_through_their_functions() {
+    let moto = moto::Moto::shared();
     let mut replayed = 0;
     for function in ["api-app", "api-users"] {
-        let chat = chat();
-        chat.bootstrap().await.expect("bootstrap");
+        let chat = lambda_chat(&moto).await;
         let router = router_for(function, chat);
         let dir = root().join("events").join(function);
         let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -98,7 +129,8 @@ async fn sample_events_replay_through_their_functions() {
 
 #[tokio::test]
 async fn query_event_sees_the_upserted_user() {
-    let chat = chat();
+    let moto = moto::Moto::shared();
+    let chat = lambda_chat(&moto).await;
     let router = router_for("api-users", chat);
     let dir = root().join("events/api-users");
     let upsert = std::fs::read_to_string(dir.join("upsert-users.json")).expect("upsert event");
@@ -145,7 +177,7 @@ async fn every_template_route_is_served_by_its_function() {
     let routes = template_routes();
     assert!(routes.len() > 20, "template routes not found: {routes:?}");
     for (function, method, path) in routes {
-        let router = router_for(&function, chat());
+        let router = router_for(&function, local_chat());
         let concrete = path.replace("{id}", "x").replace("{name}", "x");
         let req = axum::http::Request::builder()
             .method(method.as_str())

@@ -2,8 +2,8 @@
 //! expiry enforced on every read and condition, and the change feed read from DynamoDB Streams.
 
 use super::{
-    Change, ChangeBatch, ChangeKind, ChangePosition, Condition, Cursor, Index, IndexKey, Item,
-    Page, Query, SkRange, StoreError, Table, TableName, Write, MAX_TRANSACTION_WRITES,
+    is_live, now, validate_transaction, Change, ChangeBatch, ChangeKind, ChangePosition, Condition,
+    Cursor, Index, IndexKey, Item, Page, Query, SkRange, StoreError, Table, TableName, Write,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -454,10 +454,7 @@ impl DynamoDb {
                 let image = |image: Option<
                     &HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>,
                 >| {
-                    image
-                        .filter(|m| !m.is_empty())
-                        .map(|m| item_from(m))
-                        .transpose()
+                    image.filter(|m| !m.is_empty()).map(item_from).transpose()
                 };
                 let keys = data
                     .keys()
@@ -668,7 +665,7 @@ impl Table for DynamoDb {
         let mut sk_condition = |expression: &str, bounds: &[&str]| {
             names.insert("#sk".to_owned(), sk_attr.to_owned());
             for (name, value) in [":a", ":b"].into_iter().zip(bounds) {
-                values.insert(name.to_owned(), s(*value));
+                values.insert(name.to_owned(), s(value));
             }
             key_condition.push_str(" AND ");
             key_condition.push_str(expression);
@@ -869,32 +866,6 @@ impl ConditionExpr {
     }
 }
 
-/// DynamoDB's limits on a transaction, checked before the request so both adapters refuse alike.
-fn validate_transaction(writes: &[Write]) -> Result<(), StoreError> {
-    if writes.len() > MAX_TRANSACTION_WRITES {
-        return Err(StoreError::Invalid(format!(
-            "a transaction holds at most {MAX_TRANSACTION_WRITES} writes, got {}",
-            writes.len()
-        )));
-    }
-    let mut keys = HashSet::new();
-    for write in writes {
-        let (table, pk, sk) = match write {
-            Write::Put { table, item, .. } => (table, &item.pk, &item.sk),
-            Write::Delete { table, pk, sk, .. } | Write::Check { table, pk, sk, .. } => {
-                (table, pk, sk)
-            }
-        };
-        if !keys.insert((table, pk, sk)) {
-            return Err(StoreError::Invalid(format!(
-                "a transaction writes {}/{pk}/{sk} twice",
-                table.as_str()
-            )));
-        }
-    }
-    Ok(())
-}
-
 fn index_attributes(index: Index) -> (&'static str, &'static str) {
     match index {
         Index::Gsi1 => ("gsi1pk", "gsi1sk"),
@@ -1024,14 +995,6 @@ fn item_from<A: Attribute>(attrs: &HashMap<String, A>) -> Result<Item, StoreErro
         data: serde_json::from_str(data)
             .map_err(|e| StoreError::Backend(format!("item data is not JSON: {e}")))?,
     })
-}
-
-fn is_live(item: &Item, now: i64) -> bool {
-    item.ttl.is_none_or(|ttl| ttl >= now)
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 fn is_unsupported(code: Option<&str>) -> bool {

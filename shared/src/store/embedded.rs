@@ -3,8 +3,9 @@
 //! the same database standing in for DynamoDB Streams.
 
 use super::{
-    Change, ChangeBatch, ChangeKind, ChangePosition, Condition, Cursor, Index, IndexKey, Item,
-    Page, Query, SkRange, StoreError, Table, TableName, Write, MAX_TRANSACTION_WRITES,
+    is_live, now, validate_transaction, write_key, Change, ChangeBatch, ChangeKind, ChangePosition,
+    Condition, Cursor, Index, IndexKey, Item, Page, Query, SkRange, StoreError, Table, TableName,
+    Write,
 };
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
@@ -147,9 +148,11 @@ impl Embedded {
     {
         let state = self.state.clone();
         let (value, changes) = tokio::task::spawn_blocking(move || {
+            // A panic mid-operation dropped its SQLite transaction, which rolled back, so the
+            // connection is still consistent and the store can go on.
             let mut guard = state
                 .lock()
-                .map_err(|_| StoreError::Backend("store lock poisoned by a panic".into()))?;
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let now = now();
             let (value, mut changes) = f(&mut guard, now)?;
             if now - guard.last_housekeeping >= HOUSEKEEPING_INTERVAL_SECS {
@@ -453,49 +456,6 @@ fn apply(conn: &Connection, write: &Write, now: i64) -> Result<Applied, StoreErr
     }
 }
 
-fn write_key(write: &Write) -> (TableName, &str, &str, &Condition) {
-    match write {
-        Write::Put {
-            table,
-            item,
-            condition,
-        } => (*table, &item.pk, &item.sk, condition),
-        Write::Delete {
-            table,
-            pk,
-            sk,
-            condition,
-        }
-        | Write::Check {
-            table,
-            pk,
-            sk,
-            condition,
-        } => (*table, pk, sk, condition),
-    }
-}
-
-/// DynamoDB's limits on a transaction: at most `MAX_TRANSACTION_WRITES`, one write per item.
-fn validate_transaction(writes: &[Write]) -> Result<(), StoreError> {
-    if writes.len() > MAX_TRANSACTION_WRITES {
-        return Err(StoreError::Invalid(format!(
-            "a transaction holds at most {MAX_TRANSACTION_WRITES} writes, got {}",
-            writes.len()
-        )));
-    }
-    let mut keys = HashSet::new();
-    for write in writes {
-        let (table, pk, sk, _) = write_key(write);
-        if !keys.insert((table, pk, sk)) {
-            return Err(StoreError::Invalid(format!(
-                "a transaction writes {}/{pk}/{sk} twice",
-                table.as_str()
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// DynamoDB refuses empty strings as table or index key values.
 fn validate_item(item: &Item) -> Result<(), StoreError> {
     let empty_index_key = [&item.gsi1, &item.gsi2]
@@ -519,10 +479,6 @@ fn condition_holds(current: Option<&Item>, condition: &Condition, now: i64) -> b
         Condition::Exists => live.is_some(),
         Condition::Version(v) => live.is_some_and(|i| i.version == *v),
     }
-}
-
-fn is_live(item: &Item, now: i64) -> bool {
-    item.ttl.is_none_or(|ttl| ttl >= now)
 }
 
 /// The stored item under the key, expired or not.
@@ -786,10 +742,6 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
         }
     }
     None
-}
-
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 fn db(e: rusqlite::Error) -> StoreError {

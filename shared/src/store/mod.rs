@@ -308,3 +308,59 @@ pub trait Table: Send + Sync + 'static {
         limit: usize,
     ) -> Result<ChangeBatch, StoreError>;
 }
+
+// Rules both adapters apply the same way.
+
+/// The key a write targets, and its condition.
+pub(crate) fn write_key(write: &Write) -> (TableName, &str, &str, &Condition) {
+    match write {
+        Write::Put {
+            table,
+            item,
+            condition,
+        } => (*table, &item.pk, &item.sk, condition),
+        Write::Delete {
+            table,
+            pk,
+            sk,
+            condition,
+        }
+        | Write::Check {
+            table,
+            pk,
+            sk,
+            condition,
+        } => (*table, pk, sk, condition),
+    }
+}
+
+/// DynamoDB's limits on a transaction: at most `MAX_TRANSACTION_WRITES`, one write per item.
+pub(crate) fn validate_transaction(writes: &[Write]) -> Result<(), StoreError> {
+    if writes.len() > MAX_TRANSACTION_WRITES {
+        return Err(StoreError::Invalid(format!(
+            "a transaction holds at most {MAX_TRANSACTION_WRITES} writes, got {}",
+            writes.len()
+        )));
+    }
+    let mut keys = std::collections::HashSet::new();
+    for write in writes {
+        let (table, pk, sk, _) = write_key(write);
+        if !keys.insert((table, pk, sk)) {
+            return Err(StoreError::Invalid(format!(
+                "a transaction writes {}/{pk}/{sk} twice",
+                table.as_str()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Expired items are invisible: DynamoDB deletes them lazily, so reads must filter.
+pub(crate) fn is_live(item: &Item, now: i64) -> bool {
+    item.ttl.is_none_or(|ttl| ttl >= now)
+}
+
+/// Epoch seconds, the unit of `ttl`.
+pub(crate) fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
