@@ -27,6 +27,7 @@ pub fn with_edge(routes: Router<Chat>, chat: Chat) -> Router {
     routes
         .route("/health", get(health))
         .fallback(unknown_route)
+        .method_not_allowed_fallback(unknown_route)
         .layer(middleware::from_fn_with_state(chat.clone(), edge))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::domain::limits::MAX_REQUEST_BODY_BYTES,

@@ -89,7 +89,7 @@ const CONVERSATION_DELETE_MODES: &[&str] = &["soft", "hard"];
 /// Filter fields of query users and their operators (seed: Querying Users); other fields are
 /// custom and take any operator.
 fn query_users_rules() -> crate::domain::filter::FieldRules {
-    use crate::domain::filter::{FieldRules, Op::*, ValueKind};
+    use crate::domain::filter::{FieldRules, Op, Op::*, ValueKind};
     FieldRules::new()
         .typed(
             "id",
@@ -117,20 +117,7 @@ fn query_users_rules() -> crate::domain::filter::FieldRules {
         .field("teams", &[Eq, Contains])
         .field("name", &[Eq, Autocomplete])
         .field("username", &[Eq, Autocomplete])
-        .custom_fields(&[
-            Eq,
-            Ne,
-            Gt,
-            Gte,
-            Lt,
-            Lte,
-            In,
-            Nin,
-            Exists,
-            Autocomplete,
-            Contains,
-            Q,
-        ])
+        .custom_fields(&Op::ALL)
 }
 
 fn check_batch_size(n: usize) -> Result<(), ApiError> {
