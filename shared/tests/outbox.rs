@@ -2,7 +2,7 @@
 //! transaction, and the change feed of the events table yields them in commit order.
 
 use serde_json::{json, Map, Value};
-use shared::domain::caller::Caller;
+use shared::domain::caller::Session;
 use shared::domain::clock::SystemClock;
 use shared::service::users::UserPatch;
 use shared::service::{AppKeys, Chat, TaskMode};
@@ -16,6 +16,11 @@ fn chat(store: Arc<Embedded>) -> Chat {
         api_secret: "s".into(),
     };
     Chat::new(store, Arc::new(SystemClock), keys, TaskMode::Inline)
+}
+
+/// A server-side session with the app's current settings.
+async fn server(chat: &Chat) -> Session {
+    Session::server(chat.app_settings().await.expect("settings"))
 }
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -45,11 +50,11 @@ async fn user_changes_write_their_events_in_order() {
     let store = Arc::new(Embedded::in_memory().expect("store"));
     let chat = chat(store.clone());
     chat.bootstrap().await.expect("bootstrap");
-    chat.upsert_users(&Caller::Server, vec![obj(json!({"id": "ann"}))])
+    chat.upsert_users(&server(&chat).await, vec![obj(json!({"id": "ann"}))])
         .await
         .expect("create");
     chat.upsert_users(
-        &Caller::Server,
+        &server(&chat).await,
         vec![obj(json!({"id": "ann", "name": "Ann"}))],
     )
     .await
@@ -59,16 +64,16 @@ async fn user_changes_write_their_events_in_order() {
         set: Some(obj(json!({"color": "red"}))),
         unset: None,
     };
-    chat.update_users_partial(&Caller::Server, vec![patch])
+    chat.update_users_partial(&server(&chat).await, vec![patch])
         .await
         .expect("patch");
-    chat.deactivate_user(&Caller::Server, "ann", false, None)
+    chat.deactivate_user(&server(&chat).await, "ann", false, None)
         .await
         .expect("deactivate");
-    chat.reactivate_user(&Caller::Server, "ann", false, None, None)
+    chat.reactivate_user(&server(&chat).await, "ann", false, None, None)
         .await
         .expect("reactivate");
-    chat.delete_user(&Caller::Server, "ann", Default::default())
+    chat.delete_user(&server(&chat).await, "ann", Default::default())
         .await
         .expect("delete");
 
@@ -95,18 +100,18 @@ async fn a_refused_change_writes_no_event() {
     let chat = chat(store.clone());
     chat.bootstrap().await.expect("bootstrap");
     chat.update_app_settings(
-        &Caller::Server,
+        &server(&chat).await,
         &obj(json!({"enforce_unique_usernames": "app"})),
     )
     .await
     .expect("settings");
     chat.upsert_users(
-        &Caller::Server,
+        &server(&chat).await,
         vec![obj(json!({"id": "a", "name": "Same Name"}))],
     )
     .await
     .expect("first");
-    chat.upsert_users(&Caller::Server, vec![obj(json!({"id": "b"}))])
+    chat.upsert_users(&server(&chat).await, vec![obj(json!({"id": "b"}))])
         .await
         .expect("second");
     let before = event_types(&store).await.len();
@@ -116,7 +121,7 @@ async fn a_refused_change_writes_no_event() {
         unset: None,
     };
     let err = chat
-        .update_users_partial(&Caller::Server, vec![patch])
+        .update_users_partial(&server(&chat).await, vec![patch])
         .await
         .expect_err("duplicate username");
     assert_eq!(err.code.number(), 6);

@@ -168,6 +168,14 @@ def test_unique_usernames_per_app(client):
         client.upsert_user({"id": first, "name": f"John Doe {tag}", "x": 1})
         client.upsert_user({"id": first, "name": f"Someone Else {tag}"})
         client.upsert_user({"id": second, "name": f"john.doe{tag}"})
+        # a batch whose users collide (with each other or with a stored user) writes nothing
+        b1, b2, b3 = f"b1-{tag}", f"b2-{tag}", f"b3-{tag}"
+        with pytest.raises(StreamAPIException) as err:
+            client.upsert_users([{"id": b1, "name": f"Zed {tag}"}, {"id": b2, "name": f"zed{tag}"}])
+        assert err.value.error_code == 6
+        with pytest.raises(StreamAPIException):
+            client.upsert_users([{"id": b3, "name": f"Fresh {tag}"}, {"id": b1, "name": f"JOHN DOE {tag}"}])
+        assert client.query_users({"id": {"$in": [b1, b2, b3]}})["users"] == []
     finally:
         client.update_app_settings(enforce_unique_usernames="no")
 

@@ -67,3 +67,21 @@ impl Caller {
         }
     }
 }
+
+/// An authenticated request: who is asking, and the app settings read while authenticating
+/// (so a request path reads them once).
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub caller: Caller,
+    pub settings: crate::domain::app_settings::AppSettings,
+}
+
+impl Session {
+    /// A server-side session, for work the product does on its own behalf (tasks, tests).
+    pub fn server(settings: crate::domain::app_settings::AppSettings) -> Self {
+        Session {
+            caller: Caller::Server,
+            settings,
+        }
+    }
+}

@@ -1,8 +1,8 @@
 //! Routes of the app function: app settings, channel types, roles, permissions and tasks.
 
-use super::auth::Auth;
 use super::reply::{Body, HttpResult, Reply};
 use crate::domain::caller::Caller;
+use crate::domain::caller::Session;
 use crate::domain::channel_type::ChannelTypeConfig;
 use crate::service::roles::permission_json;
 use crate::service::Chat;
@@ -44,12 +44,12 @@ const SECRET_SETTINGS: &[&str] = &[
     "custom_action_handler_url",
 ];
 
-async fn get_app(State(chat): State<Chat>, auth: Auth) -> HttpResult {
-    let mut app = match serde_json::to_value(&auth.settings) {
+async fn get_app(State(chat): State<Chat>, session: Session) -> HttpResult {
+    let mut app = match serde_json::to_value(&session.settings) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    if !auth.caller.is_server() {
+    if !session.caller.is_server() {
         for k in SECRET_SETTINGS {
             app.remove(*k);
         }
@@ -66,10 +66,10 @@ async fn get_app(State(chat): State<Chat>, auth: Auth) -> HttpResult {
 
 async fn update_app(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Body(body): Body<Map<String, Value>>,
 ) -> HttpResult {
-    chat.update_app_settings(&auth.caller, &body).await?;
+    chat.update_app_settings(&session, &body).await?;
     Ok(Reply::empty())
 }
 
@@ -83,9 +83,9 @@ fn channel_type_response(ct: &ChannelTypeConfig) -> Value {
     Value::Object(ct.to_response(&[]))
 }
 
-async fn list_channel_types(State(chat): State<Chat>, auth: Auth) -> HttpResult {
+async fn list_channel_types(State(chat): State<Chat>, session: Session) -> HttpResult {
     let types: Map<String, Value> = chat
-        .list_channel_types(&auth.caller)
+        .list_channel_types(&session)
         .await?
         .iter()
         .map(|ct| (ct.name.clone(), channel_type_response(ct)))
@@ -95,46 +95,46 @@ async fn list_channel_types(State(chat): State<Chat>, auth: Auth) -> HttpResult 
 
 async fn create_channel_type(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Body(body): Body<Map<String, Value>>,
 ) -> HttpResult {
     Ok(channel_type_reply(
-        &chat.create_channel_type(&auth.caller, &body).await?,
+        &chat.create_channel_type(&session, &body).await?,
     ))
 }
 
 async fn get_channel_type(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Path(name): Path<String>,
 ) -> HttpResult {
     Ok(Reply::json(channel_type_response(
-        &chat.get_channel_type(&auth.caller, &name).await?,
+        &chat.get_channel_type(&session, &name).await?,
     )))
 }
 
 async fn update_channel_type(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Path(name): Path<String>,
     Body(body): Body<Map<String, Value>>,
 ) -> HttpResult {
     Ok(channel_type_reply(
-        &chat.update_channel_type(&auth.caller, &name, &body).await?,
+        &chat.update_channel_type(&session, &name, &body).await?,
     ))
 }
 
 async fn delete_channel_type(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Path(name): Path<String>,
 ) -> HttpResult {
-    chat.delete_channel_type(&auth.caller, &name).await?;
+    chat.delete_channel_type(&session, &name).await?;
     Ok(Reply::empty())
 }
 
-async fn list_roles(State(chat): State<Chat>, auth: Auth) -> HttpResult {
-    let roles = chat.list_roles(&auth.caller).await?;
+async fn list_roles(State(chat): State<Chat>, session: Session) -> HttpResult {
+    let roles = chat.list_roles(&session).await?;
     Ok(Reply::json(json!({"roles": roles})))
 }
 
@@ -145,15 +145,19 @@ struct CreateRole {
 
 async fn create_role(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Body(body): Body<CreateRole>,
 ) -> HttpResult {
-    let role = chat.create_role(&auth.caller, &body.name).await?;
+    let role = chat.create_role(&session, &body.name).await?;
     Ok(Reply::json(json!({"role": role})))
 }
 
-async fn delete_role(State(chat): State<Chat>, auth: Auth, Path(name): Path<String>) -> HttpResult {
-    chat.delete_role(&auth.caller, &name).await?;
+async fn delete_role(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(name): Path<String>,
+) -> HttpResult {
+    chat.delete_role(&session, &name).await?;
     Ok(Reply::empty())
 }
 
@@ -161,8 +165,8 @@ fn require_server(caller: &Caller, what: &str) -> Result<(), super::reply::Error
     caller.require_server(what).map_err(Into::into)
 }
 
-async fn list_permissions(State(chat): State<Chat>, auth: Auth) -> HttpResult {
-    require_server(&auth.caller, "listing permissions")?;
+async fn list_permissions(State(chat): State<Chat>, session: Session) -> HttpResult {
+    require_server(&session.caller, "listing permissions")?;
     let list: Vec<Value> = chat
         .list_permissions()
         .iter()
@@ -173,16 +177,20 @@ async fn list_permissions(State(chat): State<Chat>, auth: Auth) -> HttpResult {
 
 async fn get_permission(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Path(id): Path<String>,
 ) -> HttpResult {
-    require_server(&auth.caller, "reading permissions")?;
+    require_server(&session.caller, "reading permissions")?;
     Ok(Reply::json(
         json!({"permission": permission_json(chat.get_permission(&id)?)}),
     ))
 }
 
-async fn get_task(State(chat): State<Chat>, auth: Auth, Path(id): Path<String>) -> HttpResult {
-    require_server(&auth.caller, "reading tasks")?;
+async fn get_task(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+) -> HttpResult {
+    require_server(&session.caller, "reading tasks")?;
     Ok(Reply::json(chat.get_task(&id).await?.to_json()))
 }

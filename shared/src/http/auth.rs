@@ -3,7 +3,7 @@
 
 use super::reply::{parse_query, ErrorReply};
 use crate::domain::app_settings::AppSettings;
-use crate::domain::caller::Caller;
+use crate::domain::caller::{Caller, Session};
 use crate::domain::clock::parse_time;
 use crate::domain::user::validate_user_id;
 use crate::domain::{ApiError, ErrorCode};
@@ -17,13 +17,7 @@ use serde_json::{Map, Value};
 /// Seconds of clock skew tolerated on `exp` and `iat`.
 const LEEWAY_SECS: u64 = 5;
 
-/// The caller of a request, authenticated.
-pub struct Auth {
-    pub caller: Caller,
-    pub settings: AppSettings,
-}
-
-impl FromRequestParts<Chat> for Auth {
+impl FromRequestParts<Chat> for Session {
     type Rejection = ErrorReply;
 
     async fn from_request_parts(parts: &mut Parts, chat: &Chat) -> Result<Self, Self::Rejection> {
@@ -51,7 +45,7 @@ pub struct Credentials {
     pub token: Option<String>,
 }
 
-pub async fn authenticate(chat: &Chat, creds: Credentials) -> Result<Auth, ApiError> {
+pub async fn authenticate(chat: &Chat, creds: Credentials) -> Result<Session, ApiError> {
     match creds.api_key.as_deref() {
         None | Some("") => {
             return Err(ApiError::new(
@@ -73,7 +67,7 @@ pub async fn authenticate(chat: &Chat, creds: Credentials) -> Result<Auth, ApiEr
         .as_deref()
         .is_some_and(|t| t.eq_ignore_ascii_case("anonymous"));
     if anonymous {
-        return Ok(Auth {
+        return Ok(Session {
             caller: Caller::Anonymous,
             settings,
         });
@@ -99,7 +93,7 @@ pub async fn authenticate(chat: &Chat, creds: Credentials) -> Result<Auth, ApiEr
     };
     let claims = decode_token(token, &chat.keys.api_secret, settings.disable_auth_checks)?;
     let caller = caller_from_claims(chat, &settings, &claims).await?;
-    Ok(Auth { caller, settings })
+    Ok(Session { caller, settings })
 }
 
 /// Verify an HS256 token signed with the app secret (any other algorithm, `none` included, is

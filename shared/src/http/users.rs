@@ -1,7 +1,8 @@
 //! Routes of the users function: users, guests and the async tasks they start.
 
-use super::auth::{sign_user_token, Auth};
+use super::auth::sign_user_token;
 use super::reply::{Body, HttpResult, Params, Reply};
+use crate::domain::caller::Session;
 use crate::domain::ApiError;
 use crate::service::users::{DeleteUserOptions, DeleteUsers, QueryUsers, UserPatch};
 use crate::service::Chat;
@@ -46,7 +47,7 @@ struct UpsertBody {
 /// `users` may be a map keyed by id (Python and JS SDKs) or a list.
 async fn upsert_users(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Body(body): Body<UpsertBody>,
 ) -> HttpResult {
     let list: Vec<Map<String, Value>> = match body.users {
@@ -72,7 +73,7 @@ async fn upsert_users(
             .collect::<Result<_, _>>()?,
         _ => return Err(ApiError::field("users", "users must be a map of id to user").into()),
     };
-    let users = chat.upsert_users(&auth.caller, list).await?;
+    let users = chat.upsert_users(&session, list).await?;
     Ok(Reply::json(json!({"users": users_map(users)})))
 }
 
@@ -83,16 +84,16 @@ struct PartialBody {
 
 async fn update_users_partial(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Body(body): Body<PartialBody>,
 ) -> HttpResult {
-    let users = chat.update_users_partial(&auth.caller, body.users).await?;
+    let users = chat.update_users_partial(&session, body.users).await?;
     Ok(Reply::json(json!({"users": users_map(users)})))
 }
 
-async fn query_users(State(chat): State<Chat>, auth: Auth, params: Params) -> HttpResult {
+async fn query_users(State(chat): State<Chat>, session: Session, params: Params) -> HttpResult {
     let q: QueryUsers = params.payload()?;
-    let users = chat.query_users(&auth.caller, q).await?;
+    let users = chat.query_users(&session, q).await?;
     Ok(Reply::json(
         json!({"users": users.iter().map(|u| u.to_json()).collect::<Vec<_>>()}),
     ))
@@ -100,7 +101,7 @@ async fn query_users(State(chat): State<Chat>, auth: Auth, params: Params) -> Ht
 
 async fn delete_user(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Path(id): Path<String>,
     params: Params,
 ) -> HttpResult {
@@ -110,7 +111,7 @@ async fn delete_user(
         delete_conversation_channels: params.flag("delete_conversation_channels")?,
         new_channel_owner_id: params.get("new_channel_owner_id").map(str::to_string),
     };
-    let user = chat.delete_user(&auth.caller, &id, opts).await?;
+    let user = chat.delete_user(&session, &id, opts).await?;
     Ok(Reply::json(json!({"user": user.to_json()})))
 }
 
@@ -130,13 +131,13 @@ struct ActivationBody {
 
 async fn deactivate_user(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Path(id): Path<String>,
     Body(b): Body<ActivationBody>,
 ) -> HttpResult {
     let user = chat
         .deactivate_user(
-            &auth.caller,
+            &session,
             &id,
             b.mark_messages_deleted.unwrap_or(false),
             b.created_by_id.as_deref(),
@@ -147,13 +148,13 @@ async fn deactivate_user(
 
 async fn reactivate_user(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Path(id): Path<String>,
     Body(b): Body<ActivationBody>,
 ) -> HttpResult {
     let user = chat
         .reactivate_user(
-            &auth.caller,
+            &session,
             &id,
             b.restore_messages.unwrap_or(false),
             b.name.as_deref(),
@@ -165,12 +166,12 @@ async fn reactivate_user(
 
 async fn deactivate_users(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Body(b): Body<ActivationBody>,
 ) -> HttpResult {
     let task_id = chat
         .deactivate_users(
-            &auth.caller,
+            &session,
             b.user_ids,
             true,
             b.mark_messages_deleted.unwrap_or(false),
@@ -182,12 +183,12 @@ async fn deactivate_users(
 
 async fn reactivate_users(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Body(b): Body<ActivationBody>,
 ) -> HttpResult {
     let task_id = chat
         .deactivate_users(
-            &auth.caller,
+            &session,
             b.user_ids,
             false,
             b.restore_messages.unwrap_or(false),
@@ -199,10 +200,10 @@ async fn reactivate_users(
 
 async fn delete_users(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Body(b): Body<DeleteUsers>,
 ) -> HttpResult {
-    let task_id = chat.delete_users(&auth.caller, b).await?;
+    let task_id = chat.delete_users(&session, b).await?;
     Ok(Reply::json(json!({"task_id": task_id})))
 }
 
@@ -214,10 +215,10 @@ struct RestoreBody {
 
 async fn restore_users(
     State(chat): State<Chat>,
-    auth: Auth,
+    session: Session,
     Body(b): Body<RestoreBody>,
 ) -> HttpResult {
-    chat.restore_users(&auth.caller, b.user_ids).await?;
+    chat.restore_users(&session, b.user_ids).await?;
     Ok(Reply::empty())
 }
 
@@ -229,7 +230,7 @@ struct GuestBody {
 /// Guests need only the api_key: the request may be anonymous.
 async fn create_guest(
     State(chat): State<Chat>,
-    _auth: Auth,
+    session: Session,
     Body(b): Body<GuestBody>,
 ) -> HttpResult {
     // The Python SDK nests the user once more (`{"user": {"user": {...}}}`): accept both.
@@ -237,7 +238,7 @@ async fn create_guest(
         Some(Value::Object(inner)) if !b.user.contains_key("id") => inner.clone(),
         _ => b.user,
     };
-    let user = chat.create_guest(obj).await?;
+    let user = chat.create_guest(&session, obj).await?;
     let token = sign_user_token(
         &chat.keys.api_secret,
         &user.id,

@@ -2,7 +2,7 @@
 
 use super::{to_doc, Chat};
 use crate::domain::app_settings::AppSettings;
-use crate::domain::caller::Caller;
+use crate::domain::caller::Session;
 use crate::domain::ApiError;
 use crate::store::layout::app_settings_key;
 use crate::store::{Condition, Item, StoreError, TableName, Write};
@@ -20,9 +20,10 @@ impl Chat {
 
     pub async fn update_app_settings(
         &self,
-        caller: &Caller,
+        session: &Session,
         body: &Map<String, Value>,
     ) -> Result<AppSettings, ApiError> {
+        let caller = &session.caller;
         caller.require_server("updating app settings")?;
         // Optimistic concurrency: retry when another writer got in between.
         for _ in 0..5 {

@@ -3,7 +3,7 @@
 
 use super::{to_doc, Chat};
 use crate::domain::app_settings::AppSettings;
-use crate::domain::caller::Caller;
+use crate::domain::caller::Session;
 use crate::domain::channel_type::{self, ChannelTypeConfig};
 use crate::domain::ApiError;
 use crate::store::layout::{app_settings_key, channel_type_key, channel_types_query};
@@ -60,8 +60,9 @@ impl Chat {
 
     pub async fn list_channel_types(
         &self,
-        caller: &Caller,
+        session: &Session,
     ) -> Result<Vec<ChannelTypeConfig>, ApiError> {
+        let caller = &session.caller;
         caller.require_server("listing channel types")?;
         self.list_channel_types_raw().await
     }
@@ -83,9 +84,10 @@ impl Chat {
 
     pub async fn get_channel_type(
         &self,
-        caller: &Caller,
+        session: &Session,
         name: &str,
     ) -> Result<ChannelTypeConfig, ApiError> {
+        let caller = &session.caller;
         caller.require_server("reading channel types")?;
         self.channel_type(name)
             .await?
@@ -95,9 +97,10 @@ impl Chat {
 
     pub async fn create_channel_type(
         &self,
-        caller: &Caller,
+        session: &Session,
         body: &Map<String, Value>,
     ) -> Result<ChannelTypeConfig, ApiError> {
+        let caller = &session.caller;
         caller.require_server("creating channel types")?;
         let ct = channel_type::create(body, self.now())?;
         channel_type::check_capacity(self.list_channel_types_raw().await?.len())?;
@@ -121,10 +124,11 @@ impl Chat {
 
     pub async fn update_channel_type(
         &self,
-        caller: &Caller,
+        session: &Session,
         name: &str,
         body: &Map<String, Value>,
     ) -> Result<ChannelTypeConfig, ApiError> {
+        let caller = &session.caller;
         caller.require_server("updating channel types")?;
         let (mut ct, version) = self
             .channel_type(name)
@@ -150,7 +154,8 @@ impl Chat {
     }
 
     /// Refused while channels of the type exist (the channels feature supplies that check).
-    pub async fn delete_channel_type(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    pub async fn delete_channel_type(&self, session: &Session, name: &str) -> Result<(), ApiError> {
+        let caller = &session.caller;
         caller.require_server("deleting channel types")?;
         let (pk, sk) = channel_type_key(name);
         match self

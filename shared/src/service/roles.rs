@@ -2,7 +2,7 @@
 //! in-use checks) and the permission catalogue.
 
 use super::{to_doc, Chat};
-use crate::domain::caller::Caller;
+use crate::domain::caller::Session;
 use crate::domain::limits::MAX_CUSTOM_ROLES;
 use crate::domain::permissions::{self, Permission, BUILTIN_ROLES};
 use crate::domain::ApiError;
@@ -53,7 +53,8 @@ impl Chat {
     }
 
     /// Built-in roles first, then custom ones.
-    pub async fn list_roles(&self, caller: &Caller) -> Result<Vec<Role>, ApiError> {
+    pub async fn list_roles(&self, session: &Session) -> Result<Vec<Role>, ApiError> {
+        let caller = &session.caller;
         caller.require_server("listing roles")?;
         let epoch = "2020-01-01T00:00:00.000000Z".to_string();
         let mut roles: Vec<Role> = BUILTIN_ROLES
@@ -78,7 +79,8 @@ impl Chat {
         Ok(self.store.get(TableName::App, &pk, &sk).await?.is_some())
     }
 
-    pub async fn create_role(&self, caller: &Caller, name: &str) -> Result<Role, ApiError> {
+    pub async fn create_role(&self, session: &Session, name: &str) -> Result<Role, ApiError> {
+        let caller = &session.caller;
         caller.require_server("creating roles")?;
         validate_role_name(name)?;
         if BUILTIN_ROLES.contains(&name) {
@@ -117,7 +119,8 @@ impl Chat {
     }
 
     /// Refused for built-in roles, and while any grant or any user still uses the role.
-    pub async fn delete_role(&self, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    pub async fn delete_role(&self, session: &Session, name: &str) -> Result<(), ApiError> {
+        let caller = &session.caller;
         caller.require_server("deleting roles")?;
         if BUILTIN_ROLES.contains(&name) {
             return Err(ApiError::input(format!(
@@ -127,7 +130,7 @@ impl Chat {
         if !self.role_exists(name).await? {
             return Err(ApiError::not_found(format!("role {name:?} does not exist")));
         }
-        let settings = self.app_settings().await?;
+        let settings = &session.settings;
         if settings.grants.get(name).is_some_and(|g| !g.is_empty()) {
             return Err(ApiError::input(format!(
                 "role {name:?} still has grants in the app scope; remove them first"

@@ -175,6 +175,7 @@ impl Chat {
     }
 
     async fn execute_job(&self, job: &TaskJob) -> Result<Value, ApiError> {
+        let settings = self.app_settings().await?;
         match job {
             TaskJob::DeactivateUsers {
                 user_ids,
@@ -184,7 +185,13 @@ impl Chat {
                 let mut users = Vec::new();
                 for id in user_ids {
                     let user = self
-                        .set_deactivated(id, true, *mark_messages_deleted, created_by_id.as_deref())
+                        .set_deactivated(
+                            &settings,
+                            id,
+                            true,
+                            *mark_messages_deleted,
+                            created_by_id.as_deref(),
+                        )
                         .await?;
                     users.push(json!({"id": user.id, "deactivated_at": user.deactivated_at}));
                 }
@@ -198,7 +205,13 @@ impl Chat {
                 let mut users = Vec::new();
                 for id in user_ids {
                     let user = self
-                        .set_deactivated(id, false, *restore_messages, created_by_id.as_deref())
+                        .set_deactivated(
+                            &settings,
+                            id,
+                            false,
+                            *restore_messages,
+                            created_by_id.as_deref(),
+                        )
                         .await?;
                     users.push(json!({"id": user.id}));
                 }
@@ -207,7 +220,7 @@ impl Chat {
             TaskJob::DeleteUsers { user_ids, user, .. } => {
                 let mut result = serde_json::Map::new();
                 for id in user_ids {
-                    let status = match self.finish_user_deletion(id, user).await {
+                    let status = match self.finish_user_deletion(&settings, id, user).await {
                         Ok(()) => json!({"status": "ok"}),
                         Err(e) => json!({"status": "error", "error": e.message}),
                     };

@@ -4,7 +4,7 @@
 use super::tasks::TaskJob;
 use super::{to_doc, Chat};
 use crate::domain::app_settings::AppSettings;
-use crate::domain::caller::Caller;
+use crate::domain::caller::{Caller, Session};
 use crate::domain::clock::{format_time, parse_time};
 use crate::domain::event::Event;
 use crate::domain::filter::{compare_json, parse_sort, Filter, SortField};
@@ -15,7 +15,7 @@ use crate::domain::permissions::{self, Resource};
 use crate::domain::user::{normalize_username, validate_user_id, User, GUEST_ROLE};
 use crate::domain::{ApiError, ErrorCode};
 use crate::store::layout::{outbox_write, user_item, user_key, username_key, USERS_INDEX_PK};
-use crate::store::{Condition, Cursor, Index, Query, SkRange, StoreError, TableName, Write};
+use crate::store::{Condition, Cursor, Index, Item, Query, SkRange, StoreError, TableName, Write};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashSet};
@@ -171,11 +171,11 @@ impl Chat {
     /// May a client-side caller change `target`, and the server-only fields it changes?
     fn check_user_write(
         &self,
-        settings: &AppSettings,
-        caller: &Caller,
+        session: &Session,
         old: Option<&User>,
         next: &User,
     ) -> Result<(), ApiError> {
+        let (caller, settings) = (&session.caller, &session.settings);
         if caller.is_server() {
             return Ok(());
         }
@@ -211,7 +211,7 @@ impl Chat {
         }
     }
 
-    /// Write a user with its username claims and event, all in one transaction.
+    /// Write a user with its username claims and events, all in one transaction.
     async fn save_user(
         &self,
         settings: &AppSettings,
@@ -219,49 +219,65 @@ impl Chat {
         user: &User,
         events: Vec<Event>,
     ) -> Result<(), ApiError> {
-        let mut writes = Vec::new();
+        let writes = self
+            .plan_user_write(settings, old, user, events, &mut BTreeSet::new())
+            .await?;
+        self.commit_user_write(user, writes).await
+    }
+
+    /// The writes that store `user` (replacing `old`), claim its username and record its events.
+    /// Reads the username claims now, so a taken name fails before anything is written;
+    /// `batch_claims` catches two users of one batch claiming the same name.
+    async fn plan_user_write(
+        &self,
+        settings: &AppSettings,
+        old: Option<(&User, u64)>,
+        user: &User,
+        events: Vec<Event>,
+        batch_claims: &mut BTreeSet<(String, String)>,
+    ) -> Result<Vec<Write>, ApiError> {
+        let duplicate = || {
+            ApiError::new(
+                ErrorCode::DuplicateUsername,
+                format!(
+                    "username '{}' already exists",
+                    user.name().unwrap_or_default()
+                ),
+            )
+        };
         let version = old.map(|(_, v)| v + 1).unwrap_or(1);
         let condition = old
             .map(|(_, v)| Condition::Version(v))
             .unwrap_or(Condition::NotExists);
-        writes.push(Write::Put {
+        let mut writes = vec![Write::Put {
             table: TableName::App,
             item: user_item(&user.id, &user.role, to_doc(user)?, version),
             condition,
-        });
+        }];
 
         let new_claims = username_claims(settings, user);
         let old_claims = old
             .map(|(u, _)| username_claims(settings, u))
             .unwrap_or_default();
         for key in new_claims.difference(&old_claims) {
-            let claim_condition = match self.store.get(TableName::App, &key.0, &key.1).await? {
-                None => Condition::NotExists,
+            if !batch_claims.insert(key.clone()) {
+                return Err(duplicate());
+            }
+            let (condition, version) = match self.store.get(TableName::App, &key.0, &key.1).await? {
+                None => (Condition::NotExists, 1),
                 Some(item)
                     if item.data.get("user_id").and_then(Value::as_str) == Some(&user.id) =>
                 {
-                    Condition::Version(item.version)
+                    (Condition::Version(item.version), item.version + 1)
                 }
-                Some(_) => {
-                    return Err(ApiError::new(
-                        ErrorCode::DuplicateUsername,
-                        format!(
-                            "username '{}' already exists",
-                            user.name().unwrap_or_default()
-                        ),
-                    ))
-                }
+                Some(_) => return Err(duplicate()),
             };
-            let mut item =
-                crate::store::Item::new(key.0.clone(), key.1.clone(), json!({"user_id": user.id}));
-            item.version = match claim_condition {
-                Condition::Version(v) => v + 1,
-                _ => 1,
-            };
+            let mut item = Item::new(key.0.clone(), key.1.clone(), json!({"user_id": user.id}));
+            item.version = version;
             writes.push(Write::Put {
                 table: TableName::App,
                 item,
-                condition: claim_condition,
+                condition,
             });
         }
         for key in old_claims.difference(&new_claims) {
@@ -273,11 +289,16 @@ impl Chat {
             });
         }
         writes.extend(events.iter().map(outbox_write));
+        Ok(writes)
+    }
+
+    async fn commit_user_write(&self, user: &User, writes: Vec<Write>) -> Result<(), ApiError> {
         match self.store.transact(writes).await {
             Ok(()) => Ok(()),
             Err(StoreError::TransactionCanceled { index: Some(0) }) => Err(ApiError::input(
                 format!("user {:?} was changed concurrently; try again", user.id),
             )),
+            // A claim was taken between planning and commit.
             Err(StoreError::TransactionCanceled { .. }) => Err(ApiError::new(
                 ErrorCode::DuplicateUsername,
                 format!(
@@ -289,22 +310,38 @@ impl Chat {
         }
     }
 
+    /// Current users by id (absent ids are left out), read in batches of 100.
+    async fn users_by_id(
+        &self,
+        ids: &[&str],
+    ) -> Result<std::collections::HashMap<String, (User, u64)>, ApiError> {
+        let keys: Vec<(String, String)> = ids.iter().map(|id| user_key(id)).collect();
+        let mut found = std::collections::HashMap::new();
+        for chunk in keys.chunks(100) {
+            for item in self.store.batch_get(TableName::App, chunk).await? {
+                let user: User = serde_json::from_value(item.data)
+                    .map_err(|e| ApiError::internal(format!("stored user is unreadable: {e}")))?;
+                found.insert(user.id.clone(), (user, item.version));
+            }
+        }
+        Ok(found)
+    }
+
     fn user_event(&self, kind: &str, user: &User) -> Event {
         Event::new(kind, format!("user:{}", user.id), self.now()).with("user", user.to_json())
     }
 
-    /// `POST /users`: create or fully replace up to 100 users. Every user is validated (and
-    /// usernames checked) before anything is written, so one bad user fails the whole batch.
+    /// `POST /users`: create or fully replace up to 100 users. Every user is validated and its
+    /// username checked before anything is written, so one bad user fails the whole batch.
     pub async fn upsert_users(
         &self,
-        caller: &Caller,
+        session: &Session,
         users: Vec<Map<String, Value>>,
     ) -> Result<Vec<User>, ApiError> {
         check_batch_size(users.len())?;
-        let settings = self.app_settings().await?;
         let now = self.now_str();
         let mut seen = HashSet::new();
-        let mut planned = Vec::with_capacity(users.len());
+        let mut requested = Vec::with_capacity(users.len());
         for obj in users {
             let mut next = User::from_request(obj, &now)?;
             if !seen.insert(next.id.clone()) {
@@ -314,52 +351,76 @@ impl Chat {
                 ));
             }
             if let Some(r) = next.revoke_tokens_issued_before.take() {
-                next.revoke_tokens_issued_before =
-                    Some(normalize_revocation(&Value::String(r))?).flatten();
+                next.revoke_tokens_issued_before = normalize_revocation(&Value::String(r))?;
             }
-            let old = self.get_user(&next.id).await?;
-            if !caller.is_server() {
-                // Role and teams given by a client are ignored for an existing user rather than
-                // refused, as connectUser sends the whole user object back.
-                if let Some((old, _)) = &old {
-                    next.role = old.role.clone();
-                    next.teams = old.teams.clone();
-                    next.teams_role = old.teams_role.clone();
-                }
+            requested.push(next);
+        }
+        let ids: Vec<&str> = requested.iter().map(|u| u.id.as_str()).collect();
+        let mut existing = self.users_by_id(&ids).await?;
+        let mut planned = Vec::with_capacity(requested.len());
+        let mut batch_claims = BTreeSet::new();
+        for mut next in requested {
+            let old = existing.remove(&next.id);
+            if let (false, Some((old, _))) = (session.caller.is_server(), &old) {
+                // Role and teams a client sends for an existing user are ignored rather than
+                // refused: connectUser sends the whole user object back.
+                next.role = old.role.clone();
+                next.teams = old.teams.clone();
+                next.teams_role = old.teams_role.clone();
             }
             let next = match &old {
                 Some((o, _)) => o.replaced_by(next),
                 None => next,
             };
-            self.check_user_write(&settings, caller, old.as_ref().map(|(u, _)| u), &next)?;
-            planned.push((old, next));
-        }
-        let mut out = Vec::with_capacity(planned.len());
-        for (old, next) in planned {
+            self.check_user_write(session, old.as_ref().map(|(u, _)| u), &next)?;
             let events = match &old {
                 Some(_) => vec![self.user_event("user.updated", &next)],
                 None => Vec::new(),
             };
-            self.save_user(&settings, old.as_ref().map(|(u, v)| (u, *v)), &next, events)
+            let writes = self
+                .plan_user_write(
+                    &session.settings,
+                    old.as_ref().map(|(u, v)| (u, *v)),
+                    &next,
+                    events,
+                    &mut batch_claims,
+                )
                 .await?;
+            planned.push((next, writes));
+        }
+        let mut out = Vec::with_capacity(planned.len());
+        for (next, writes) in planned {
+            self.commit_user_write(&next, writes).await?;
             out.push(next);
         }
         Ok(out)
     }
 
-    /// `PATCH /users`: `set` / `unset` on up to 100 existing users.
+    /// `PATCH /users`: `set` / `unset` on up to 100 existing users, all checked before any is written.
     pub async fn update_users_partial(
         &self,
-        caller: &Caller,
+        session: &Session,
         patches: Vec<UserPatch>,
     ) -> Result<Vec<User>, ApiError> {
         check_batch_size(patches.len())?;
-        let settings = self.app_settings().await?;
         let now = self.now_str();
-        let mut planned = Vec::with_capacity(patches.len());
-        for patch in patches {
+        for patch in &patches {
             validate_user_id(&patch.id)?;
-            let (old, version) = self.require_user(&patch.id).await?;
+        }
+        let ids: Vec<&str> = patches.iter().map(|p| p.id.as_str()).collect();
+        let mut existing = self.users_by_id(&ids).await?;
+        let mut planned = Vec::with_capacity(patches.len());
+        let mut batch_claims = BTreeSet::new();
+        for patch in patches {
+            let (old, version) = match existing.remove(&patch.id) {
+                Some((u, v)) if !u.is_deleted() => (u, v),
+                _ => {
+                    return Err(ApiError::not_found(format!(
+                        "user {:?} does not exist",
+                        patch.id
+                    )))
+                }
+            };
             let mut set = patch.set.unwrap_or_default();
             let unset = patch.unset.unwrap_or_default();
             let revocation = set.remove("revoke_tokens_issued_before");
@@ -370,14 +431,22 @@ impl Chat {
             if unset.iter().any(|f| f == "revoke_tokens_issued_before") {
                 next.revoke_tokens_issued_before = None;
             }
-            self.check_user_write(&settings, caller, Some(&old), &next)?;
-            planned.push((old, version, next));
+            self.check_user_write(session, Some(&old), &next)?;
+            let events = vec![self.user_event("user.updated", &next)];
+            let writes = self
+                .plan_user_write(
+                    &session.settings,
+                    Some((&old, version)),
+                    &next,
+                    events,
+                    &mut batch_claims,
+                )
+                .await?;
+            planned.push((next, writes));
         }
         let mut out = Vec::with_capacity(planned.len());
-        for (old, version, next) in planned {
-            let event = self.user_event("user.updated", &next);
-            self.save_user(&settings, Some((&old, version)), &next, vec![event])
-                .await?;
+        for (next, writes) in planned {
+            self.commit_user_write(&next, writes).await?;
             out.push(next);
         }
         Ok(out)
@@ -385,8 +454,13 @@ impl Chat {
 
     /// `GET /users`: filter, sort and page users. Id lookups go straight to the users' keys;
     /// other queries walk the users index (in id order, bounded by `id_*` when given).
-    pub async fn query_users(&self, caller: &Caller, q: QueryUsers) -> Result<Vec<User>, ApiError> {
-        let settings = self.app_settings().await?;
+    pub async fn query_users(
+        &self,
+        session: &Session,
+        q: QueryUsers,
+    ) -> Result<Vec<User>, ApiError> {
+        let caller = &session.caller;
+        let settings = &session.settings;
         if !caller.is_server() && !settings.disable_permissions_checks {
             let subject = caller.subject(None);
             if !permissions::is_allowed(
@@ -451,18 +525,12 @@ impl Chat {
 
         let candidates = match filter.key_values("id") {
             Some(ids) => {
-                let keys: Vec<(String, String)> =
-                    ids.iter().filter_map(Value::as_str).map(user_key).collect();
-                let mut users = Vec::new();
-                for chunk in keys.chunks(100) {
-                    for item in self.store.batch_get(TableName::App, chunk).await? {
-                        users.push(
-                            serde_json::from_value::<User>(item.data)
-                                .map_err(|e| ApiError::internal(e.to_string()))?,
-                        );
-                    }
-                }
-                users
+                let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
+                self.users_by_id(&ids)
+                    .await?
+                    .into_values()
+                    .map(|(u, _)| u)
+                    .collect()
             }
             None => self.scan_users_index(&q).await?,
         };
@@ -524,49 +592,63 @@ impl Chat {
     /// `POST /users/{id}/deactivate` (server-side).
     pub async fn deactivate_user(
         &self,
-        caller: &Caller,
+        session: &Session,
         id: &str,
         mark_messages_deleted: bool,
         created_by_id: Option<&str>,
     ) -> Result<User, ApiError> {
+        let caller = &session.caller;
         caller.require_server("deactivating users")?;
-        self.set_deactivated(id, true, mark_messages_deleted, created_by_id)
-            .await
+        self.set_deactivated(
+            &session.settings,
+            id,
+            true,
+            mark_messages_deleted,
+            created_by_id,
+        )
+        .await
     }
 
     /// `POST /users/{id}/reactivate` (server-side); `name` optionally renames the user.
     pub async fn reactivate_user(
         &self,
-        caller: &Caller,
+        session: &Session,
         id: &str,
         restore_messages: bool,
         name: Option<&str>,
         created_by_id: Option<&str>,
     ) -> Result<User, ApiError> {
+        let caller = &session.caller;
         caller.require_server("reactivating users")?;
         if let Some(name) = name {
             let (old, version) = self.require_user(id).await?;
             let mut next = old.clone();
             next.custom
                 .insert("name".into(), Value::String(name.into()));
-            let settings = self.app_settings().await?;
+            let settings = &session.settings;
             self.save_user(&settings, Some((&old, version)), &next, Vec::new())
                 .await?;
         }
-        self.set_deactivated(id, false, restore_messages, created_by_id)
-            .await
+        self.set_deactivated(
+            &session.settings,
+            id,
+            false,
+            restore_messages,
+            created_by_id,
+        )
+        .await
     }
 
     /// Deactivate (`on`) or reactivate a user. The message flag (`mark_messages_deleted` /
     /// `restore_messages`) is recorded on the event for the messages feature to act on.
     pub(crate) async fn set_deactivated(
         &self,
+        settings: &AppSettings,
         id: &str,
         on: bool,
         messages_flag: bool,
         created_by_id: Option<&str>,
     ) -> Result<User, ApiError> {
-        let settings = self.app_settings().await?;
         let (old, version) = self.require_user(id).await?;
         if on == old.is_deactivated() {
             return Ok(old);
@@ -601,12 +683,13 @@ impl Chat {
     /// `POST /users/deactivate` and `/users/reactivate`: up to 100 users, as a task.
     pub async fn deactivate_users(
         &self,
-        caller: &Caller,
+        session: &Session,
         user_ids: Vec<String>,
         on: bool,
         messages_flag: bool,
         created_by_id: Option<String>,
     ) -> Result<String, ApiError> {
+        let caller = &session.caller;
         caller.require_server(if on {
             "deactivating users"
         } else {
@@ -635,13 +718,14 @@ impl Chat {
     /// `DELETE /users/{id}`: soft delete (the id stays taken, restorable) or hard delete.
     pub async fn delete_user(
         &self,
-        caller: &Caller,
+        session: &Session,
         id: &str,
         opts: DeleteUserOptions,
     ) -> Result<User, ApiError> {
+        let caller = &session.caller;
         caller.require_server("deleting users")?;
         let hard = opts.hard_delete.unwrap_or(false);
-        let settings = self.app_settings().await?;
+        let settings = &session.settings;
         let (old, version) = self.require_user(id).await?;
         let mut deleted = old.clone();
         deleted.deleted_at = Some(self.now_str());
@@ -702,9 +786,10 @@ impl Chat {
     /// `POST /users/delete`: mark up to 100 users deleted now, finish (hard deletes) in a task.
     pub async fn delete_users(
         &self,
-        caller: &Caller,
+        session: &Session,
         req: DeleteUsers,
     ) -> Result<String, ApiError> {
+        let caller = &session.caller;
         caller.require_server("deleting users")?;
         check_user_ids(&req.user_ids)?;
         let mode = req.user.clone().unwrap_or_else(|| "soft".into());
@@ -724,7 +809,7 @@ impl Chat {
                 "a hard user delete requires messages: hard (and conversations: hard when given)",
             ));
         }
-        let settings = self.app_settings().await?;
+        let settings = &session.settings;
         for id in &req.user_ids {
             let (old, version) = self.require_user(id).await?;
             let mut deleted = old.clone();
@@ -744,8 +829,12 @@ impl Chat {
     }
 
     /// The asynchronous half of a batch delete: pruning blanks the user's data, hard removes it.
-    pub(crate) async fn finish_user_deletion(&self, id: &str, mode: &str) -> Result<(), ApiError> {
-        let settings = self.app_settings().await?;
+    pub(crate) async fn finish_user_deletion(
+        &self,
+        settings: &AppSettings,
+        id: &str,
+        mode: &str,
+    ) -> Result<(), ApiError> {
         let Some((user, version)) = self.get_user(id).await? else {
             return Ok(());
         };
@@ -773,12 +862,13 @@ impl Chat {
     /// `POST /users/restore`: undo soft deletes.
     pub async fn restore_users(
         &self,
-        caller: &Caller,
+        session: &Session,
         user_ids: Vec<String>,
     ) -> Result<(), ApiError> {
+        let caller = &session.caller;
         caller.require_server("restoring users")?;
         check_user_ids(&user_ids)?;
-        let settings = self.app_settings().await?;
+        let settings = &session.settings;
         for id in &user_ids {
             let (old, version) = self
                 .get_user(id)
@@ -798,7 +888,11 @@ impl Chat {
     }
 
     /// `POST /guest`: create (or reuse) a guest user; the caller gets a token for it.
-    pub async fn create_guest(&self, mut obj: Map<String, Value>) -> Result<User, ApiError> {
+    pub async fn create_guest(
+        &self,
+        session: &Session,
+        mut obj: Map<String, Value>,
+    ) -> Result<User, ApiError> {
         let id = match obj.get("id").and_then(Value::as_str) {
             Some(id) => id.to_string(),
             None => crate::domain::ids::random_id(),
@@ -807,7 +901,7 @@ impl Chat {
         obj.insert("role".into(), Value::String(GUEST_ROLE.into()));
         obj.remove("teams");
         obj.remove("teams_role");
-        let settings = self.app_settings().await?;
+        let settings = &session.settings;
         let now = self.now_str();
         let next = User::from_request(obj, &now)?;
         match self.get_user(&id).await? {
