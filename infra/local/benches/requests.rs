@@ -1,0 +1,142 @@
+//! Request-path benchmark: the chat-local router in process on the on-disk embedded store,
+//! each operation timed against a baseline measured in the same run (`GET /health`, which
+//! passes through the same edge but touches no store). Prints figures; asserts nothing.
+//!
+//! Run: `cargo bench -p chat-local --bench requests`
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::Router;
+use serde_json::json;
+use shared::domain::clock::SystemClock;
+use shared::service::{AppKeys, Chat, TaskMode};
+use shared::store::embedded::Embedded;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+const KEY: &str = "bench-key";
+const SECRET: &str = "bench-secret";
+const USERS: usize = 2000;
+
+fn server_token() -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"server": true}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token")
+}
+
+fn user_token(id: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"user_id": id}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token")
+}
+
+fn request(method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> Request<Body> {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    Request::builder()
+        .method(method)
+        .uri(format!("{path}{sep}api_key={KEY}"))
+        .header("authorization", token)
+        .header("stream-auth-type", "jwt")
+        .header("content-type", "application/json")
+        .body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))
+        .expect("request")
+}
+
+async fn send(router: &Router, req: Request<Body>) {
+    let res = router.clone().oneshot(req).await.expect("response");
+    assert!(res.status().is_success(), "benchmark request failed: {}", res.status());
+    let _ = axum::body::to_bytes(res.into_body(), usize::MAX).await;
+}
+
+struct Figures {
+    name: &'static str,
+    per_op: Duration,
+    p99: Duration,
+}
+
+async fn measure<F>(name: &'static str, n: usize, mut make: F, router: &Router) -> Figures
+where
+    F: FnMut(usize) -> Request<Body>,
+{
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let req = make(i);
+        let t = Instant::now();
+        send(router, req).await;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    let total: Duration = samples.iter().sum();
+    Figures { name, per_op: total / n as u32, p99: samples[(n * 99 / 100).min(n - 1)] }
+}
+
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let store = Embedded::open(dir.path()).expect("store");
+    let chat = Chat::new(Arc::new(store), Arc::new(SystemClock), AppKeys { api_key: KEY.into(), api_secret: SECRET.into() }, TaskMode::Inline);
+    chat.bootstrap().await.expect("bootstrap");
+    let router = shared::http::with_edge(api_app::routes().merge(api_users::routes()), chat);
+    let server = server_token();
+    let rss_before = rss_kib();
+
+    // Seed users in batches of 100.
+    let t = Instant::now();
+    for batch in 0..USERS / 100 {
+        let users: serde_json::Map<String, serde_json::Value> = (0..100)
+            .map(|i| {
+                let id = format!("user-{:05}", batch * 100 + i);
+                (id.clone(), json!({"id": id, "name": format!("Person {}", batch * 100 + i), "age": (batch * 100 + i) % 90}))
+            })
+            .collect();
+        send(&router, request("POST", "/users", &server, Some(json!({"users": users})))).await;
+    }
+    let seed = t.elapsed();
+
+    let n = 500;
+    let figures = vec![
+        measure("GET /health (baseline)", n, |_| Request::builder().uri("/health").body(Body::empty()).expect("req"), &router).await,
+        measure("GET /app (server token)", n, |_| request("GET", "/app", &server, None), &router).await,
+        measure("GET /app (user token)", n, |i| request("GET", "/app", &user_token(&format!("user-{:05}", i % USERS)), None), &router).await,
+        measure("POST /users (1 user)", n, |i| request("POST", "/users", &server, Some(json!({"users": {format!("u-{i}"): {"id": format!("u-{i}"), "x": i}}}))), &router).await,
+        measure("PATCH /users (1 user)", n, |i| request("PATCH", "/users", &server, Some(json!({"users": [{"id": format!("user-{:05}", i % USERS), "set": {"color": "red"}}]}))), &router).await,
+        measure("GET /users by id", n, |i| {
+            let payload = json!({"filter_conditions": {"id": format!("user-{:05}", i % USERS)}, "sort": []}).to_string();
+            request("GET", &format!("/users?payload={}", urlencode(&payload)), &server, None)
+        }, &router).await,
+        measure("GET /users custom filter (2000 users)", 50, |i| {
+            let payload = json!({"filter_conditions": {"age": {"$gte": i % 90}}, "sort": [{"field": "age", "direction": -1}], "limit": 30}).to_string();
+            request("GET", &format!("/users?payload={}", urlencode(&payload)), &server, None)
+        }, &router).await,
+    ];
+    let baseline = figures[0].per_op;
+    println!("request path on the embedded store (on disk), {USERS} users seeded in {seed:.2?} ({:.0} users/s)", USERS as f64 / seed.as_secs_f64());
+    println!("{:<40} {:>12} {:>12} {:>12}", "operation", "mean", "p99", "x baseline");
+    for f in &figures {
+        println!("{:<40} {:>12.2?} {:>12.2?} {:>12.1}", f.name, f.per_op, f.p99, f.per_op.as_secs_f64() / baseline.as_secs_f64());
+    }
+    if let (Some(before), Some(after)) = (rss_before, rss_kib()) {
+        println!("resident memory: {before} KiB before seeding, {after} KiB after");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
