@@ -28,8 +28,9 @@ def free_port():
 class LocalServer:
     """One chat-local process on a data directory; restartable on the same directory."""
 
-    def __init__(self, data_dir, api_key, api_secret):
+    def __init__(self, data_dir, api_key, api_secret, extra_args=()):
         self.data_dir = data_dir
+        self.extra_args = list(extra_args)
         self.api_key = api_key
         self.api_secret = api_secret
         self.proc = None
@@ -45,7 +46,7 @@ class LocalServer:
         self.log_path = Path(self.data_dir) / "server.log"
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(BINARY), "--port", str(port), "--data-dir", str(self.data_dir)],
+            [str(BINARY), "--port", str(port), "--data-dir", str(self.data_dir), *self.extra_args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -44,3 +44,19 @@ def test_generated_credentials_are_printed_and_kept(tmp_path):
         assert srv.client().query_users({"id": "kept"})["users"][0]["id"] == "kept"
     finally:
         srv.stop()
+
+
+def test_in_memory_keeps_nothing(tmp_path):
+    from conftest import LocalServer
+
+    srv = LocalServer(str(tmp_path), "memkey", "memsecret-0123456789", extra_args=["--in-memory"]).start()
+    try:
+        assert srv.printed["data dir"] == "(in memory)"
+        srv.client().upsert_user({"id": "ephemeral"})
+        assert len(srv.client().query_users({"id": "ephemeral"})["users"]) == 1
+        srv.stop()
+        srv.start()
+        assert srv.client().query_users({"id": "ephemeral"})["users"] == []
+        assert not (tmp_path / "chat.db").exists()
+    finally:
+        srv.stop()
