@@ -226,3 +226,23 @@ def test_user_token_revocation(server, client, user_id):
     assert server.request("GET", "/app", token=no_iat).json()["code"] == 42
     client.revoke_user_token(user_id, None)
     assert server.request("GET", "/app", token=no_iat).status_code == 200
+
+
+def test_query_users_by_teams_role_and_dates(client):
+    tag = uuid.uuid4().hex[:8]
+    red, blue = f"team-{tag}-red", f"team-{tag}-blue"
+    client.upsert_users(
+        [
+            {"id": f"tm-{tag}-1", "teams": [red], "role": "admin", "teams_role": {red: "admin"}},
+            {"id": f"tm-{tag}-2", "teams": [red, blue]},
+            {"id": f"tm-{tag}-3", "teams": [blue]},
+        ]
+    )
+    got = client.query_users({"teams": {"$contains": red}}, {"id": 1})["users"]
+    assert [u["id"] for u in got] == [f"tm-{tag}-1", f"tm-{tag}-2"]
+    assert got[0]["teams_role"] == {red: "admin"}
+    got = client.query_users({"id": {"$autocomplete": f"tm-{tag}"}, "role": "admin"})["users"]
+    assert [u["id"] for u in got] == [f"tm-{tag}-1"]
+    since = got[0]["created_at"]
+    got = client.query_users({"id": {"$in": [f"tm-{tag}-{i}" for i in (1, 2, 3)]}, "created_at": {"$gte": since}}, {"created_at": -1, "id": -1})
+    assert [u["id"] for u in got["users"]] == [f"tm-{tag}-3", f"tm-{tag}-2", f"tm-{tag}-1"]

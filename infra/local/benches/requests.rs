@@ -37,7 +37,12 @@ fn user_token(id: &str) -> String {
     .expect("token")
 }
 
-fn request(method: &str, path: &str, token: &str, body: Option<serde_json::Value>) -> Request<Body> {
+fn request(
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> Request<Body> {
     let sep = if path.contains('?') { '&' } else { '?' };
     Request::builder()
         .method(method)
@@ -45,13 +50,20 @@ fn request(method: &str, path: &str, token: &str, body: Option<serde_json::Value
         .header("authorization", token)
         .header("stream-auth-type", "jwt")
         .header("content-type", "application/json")
-        .body(body.map(|b| Body::from(b.to_string())).unwrap_or_else(Body::empty))
+        .body(
+            body.map(|b| Body::from(b.to_string()))
+                .unwrap_or_else(Body::empty),
+        )
         .expect("request")
 }
 
 async fn send(router: &Router, req: Request<Body>) {
     let res = router.clone().oneshot(req).await.expect("response");
-    assert!(res.status().is_success(), "benchmark request failed: {}", res.status());
+    assert!(
+        res.status().is_success(),
+        "benchmark request failed: {}",
+        res.status()
+    );
     let _ = axum::body::to_bytes(res.into_body(), usize::MAX).await;
 }
 
@@ -74,19 +86,37 @@ where
     }
     samples.sort();
     let total: Duration = samples.iter().sum();
-    Figures { name, per_op: total / n as u32, p99: samples[(n * 99 / 100).min(n - 1)] }
+    Figures {
+        name,
+        per_op: total / n as u32,
+        p99: samples[(n * 99 / 100).min(n - 1)],
+    }
 }
 
 fn rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let dir = tempfile::tempdir().expect("data dir");
     let store = Embedded::open(dir.path()).expect("store");
-    let chat = Chat::new(Arc::new(store), Arc::new(SystemClock), AppKeys { api_key: KEY.into(), api_secret: SECRET.into() }, TaskMode::Inline);
+    let chat = Chat::new(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        AppKeys {
+            api_key: KEY.into(),
+            api_secret: SECRET.into(),
+        },
+        TaskMode::Inline,
+    );
     chat.bootstrap().await.expect("bootstrap");
     let router = shared::http::with_edge(api_app::routes().merge(api_users::routes()), chat);
     let server = server_token();
@@ -101,7 +131,11 @@ async fn main() {
                 (id.clone(), json!({"id": id, "name": format!("Person {}", batch * 100 + i), "age": (batch * 100 + i) % 90}))
             })
             .collect();
-        send(&router, request("POST", "/users", &server, Some(json!({"users": users})))).await;
+        send(
+            &router,
+            request("POST", "/users", &server, Some(json!({"users": users}))),
+        )
+        .await;
     }
     let seed = t.elapsed();
 
@@ -123,9 +157,18 @@ async fn main() {
     ];
     let baseline = figures[0].per_op;
     println!("request path on the embedded store (on disk), {USERS} users seeded in {seed:.2?} ({:.0} users/s)", USERS as f64 / seed.as_secs_f64());
-    println!("{:<40} {:>12} {:>12} {:>12}", "operation", "mean", "p99", "x baseline");
+    println!(
+        "{:<40} {:>12} {:>12} {:>12}",
+        "operation", "mean", "p99", "x baseline"
+    );
     for f in &figures {
-        println!("{:<40} {:>12.2?} {:>12.2?} {:>12.1}", f.name, f.per_op, f.p99, f.per_op.as_secs_f64() / baseline.as_secs_f64());
+        println!(
+            "{:<40} {:>12.2?} {:>12.2?} {:>12.1}",
+            f.name,
+            f.per_op,
+            f.p99,
+            f.per_op.as_secs_f64() / baseline.as_secs_f64()
+        );
     }
     if let (Some(before), Some(after)) = (rss_before, rss_kib()) {
         println!("resident memory: {before} KiB before seeding, {after} KiB after");
@@ -135,7 +178,9 @@ async fn main() {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

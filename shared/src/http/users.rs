@@ -169,16 +169,7 @@ async fn deactivate_users(
     session: Session,
     Body(b): Body<ActivationBody>,
 ) -> HttpResult {
-    let task_id = chat
-        .deactivate_users(
-            &session,
-            b.user_ids,
-            true,
-            b.mark_messages_deleted.unwrap_or(false),
-            b.created_by_id,
-        )
-        .await?;
-    Ok(Reply::json(json!({"task_id": task_id})))
+    batch_activation(&chat, &session, b, true).await
 }
 
 async fn reactivate_users(
@@ -186,16 +177,26 @@ async fn reactivate_users(
     session: Session,
     Body(b): Body<ActivationBody>,
 ) -> HttpResult {
+    batch_activation(&chat, &session, b, false).await
+}
+
+/// Batch deactivate (`on`) or reactivate, as a task.
+async fn batch_activation(
+    chat: &Chat,
+    session: &Session,
+    b: ActivationBody,
+    on: bool,
+) -> HttpResult {
+    let messages_flag = if on {
+        b.mark_messages_deleted
+    } else {
+        b.restore_messages
+    }
+    .unwrap_or(false);
     let task_id = chat
-        .deactivate_users(
-            &session,
-            b.user_ids,
-            false,
-            b.restore_messages.unwrap_or(false),
-            b.created_by_id,
-        )
+        .deactivate_users(session, b.user_ids, on, messages_flag, b.created_by_id)
         .await?;
-    Ok(Reply::json(json!({"task_id": task_id})))
+    Ok(Reply::json(json!({ "task_id": task_id })))
 }
 
 async fn delete_users(
