@@ -1,0 +1,52 @@
+// Starts chat-local on a free loopback port (in memory) for a test file, and stops it after.
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const binary = process.env.CHAT_LOCAL_BIN ?? path.join(root, 'target', 'debug', 'chat-local');
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startServer() {
+  const port = await freePort();
+  const apiKey = 'jskey' + Math.random().toString(36).slice(2, 8);
+  const apiSecret = 'jssecret-' + Math.random().toString(36).slice(2);
+  const child = spawn(binary, ['--port', String(port), '--in-memory'], {
+    env: { ...process.env, CHAT_API_KEY: apiKey, CHAT_API_SECRET: apiSecret, RUST_LOG: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`chat-local exited with ${child.exitCode}`);
+    try {
+      const res = await fetch(url + '/health');
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error('chat-local did not become healthy within 30 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url,
+    apiKey,
+    apiSecret,
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', resolve);
+        child.kill('SIGTERM');
+      }),
+  };
+}
