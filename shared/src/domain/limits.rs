@@ -19,3 +19,22 @@ pub const REMINDERS_INTERVAL_RANGE: std::ops::RangeInclusive<i64> = 60..=86400;
 pub const TASK_RETENTION_SECS: i64 = 7 * 24 * 3600;
 /// Requests larger than this are refused before parsing.
 pub const MAX_REQUEST_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Longest channel id (seed "Creating Channels": max length 64 characters).
+pub const MAX_CHANNEL_ID_LEN: usize = 64;
+/// Members added, removed, invited or promoted/demoted per channel update call (seed: "You can
+/// only add/remove up to 100 members at once"; the same for moderators).
+pub const MAX_MEMBERS_PER_CALL: usize = 100;
+/// Slow mode cooldown bounds in seconds (seed: "between 1 and 120 seconds"); 0 switches it off.
+pub const CHANNEL_COOLDOWN_RANGE: std::ops::RangeInclusive<u32> = 1..=120;
+/// Query channels: default and largest page (seed "Query Options").
+pub const DEFAULT_QUERY_CHANNELS_LIMIT: usize = 10;
+pub const MAX_QUERY_CHANNELS_LIMIT: usize = 30;
+/// Query channels: messages per channel, default and largest.
+pub const DEFAULT_CHANNEL_MESSAGE_LIMIT: usize = 25;
+pub const MAX_CHANNEL_MESSAGE_LIMIT: usize = 300;
+/// Query channels: members per channel, default and largest.
+pub const DEFAULT_CHANNEL_MEMBER_LIMIT: usize = 100;
+pub const MAX_CHANNEL_MEMBER_LIMIT: usize = 100;
+/// Query members: default and largest page.
+pub const DEFAULT_QUERY_MEMBERS_LIMIT: usize = 100;
+pub const MAX_QUERY_MEMBERS_LIMIT: usize = 100;

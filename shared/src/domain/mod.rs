@@ -3,6 +3,8 @@
 
 pub mod app_settings;
 pub mod caller;
+pub mod capabilities;
+pub mod channel;
 pub mod channel_type;
 pub mod clock;
 pub mod error;
