@@ -124,7 +124,9 @@ async fn run(args: Args) -> Result<(), String> {
         tracing::info!(resumed, "resumed unfinished tasks");
     }
 
-    let routes = api_app::routes().merge(api_users::routes());
+    let routes = api_app::routes()
+        .merge(api_users::routes())
+        .merge(api_channels::routes());
     let app = shared::http::with_edge(routes, chat);
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()

@@ -64,6 +64,7 @@ fn router_for(function: &str, chat: Chat) -> Router {
     match function {
         "api-app" => api_app::router(chat),
         "api-users" => api_users::router(chat),
+        "api-channels" => api_channels::router(chat),
         other => panic!("no function named {other}"),
     }
 }
@@ -178,7 +179,11 @@ async fn every_template_route_is_served_by_its_function() {
     assert!(routes.len() > 20, "template routes not found: {routes:?}");
     for (function, method, path) in routes {
         let router = router_for(&function, local_chat());
-        let concrete = path.replace("{id}", "x").replace("{name}", "x");
+        let concrete = path
+            .replace("{id}", "x")
+            .replace("{name}", "x")
+            .replace("{type}", "x")
+            .replace("{user_id}", "x");
         let req = axum::http::Request::builder()
             .method(method.as_str())
             .uri(&concrete)

@@ -1052,6 +1052,10 @@ pub struct Member {
     /// Messages before this time are not shown to this member (stored only; not on the wire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hide_history_before: Option<String>,
+    /// Hidden for this member until shown again or a new message arrives (not on the member
+    /// wire; the reader's channel payload carries `hidden`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hidden: bool,
     pub created_at: String,
     pub updated_at: String,
     #[serde(flatten)]
@@ -1079,6 +1083,7 @@ impl Member {
             archived_at: None,
             pinned_at: None,
             hide_history_before,
+            hidden: false,
             created_at: now.to_string(),
             updated_at: now.to_string(),
             custom: new.custom,
@@ -1172,6 +1177,7 @@ impl Member {
             _ => Map::new(),
         };
         doc.remove("hide_history_before");
+        doc.remove("hidden");
         let role = if channel_created_by == Some(self.user_id.as_str()) {
             "owner"
         } else if self.is_moderator() {
@@ -1185,6 +1191,42 @@ impl Member {
             doc.insert("user".into(), u.clone());
         }
         doc
+    }
+}
+
+/// A user's mute of a channel (`POST /moderation/mute/channel`): notifications and unread counts
+/// of the channel are silenced for that user until unmuted or `expires`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelMute {
+    pub user_id: String,
+    pub channel_cid: String,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+impl ChannelMute {
+    /// Still in force at `now` (an expired mute is as good as none).
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.expires
+            .as_deref()
+            .and_then(parse_time)
+            .is_none_or(|t| t > now)
+    }
+
+    /// `ChannelMute` as responses carry it: the user and channel objects instead of ids.
+    pub fn to_wire(&self, user: Value, channel: Value) -> Value {
+        let mut v = serde_json::json!({
+            "user": user,
+            "channel": channel,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        });
+        if let Some(e) = &self.expires {
+            v["expires"] = Value::String(e.clone());
+        }
+        v
     }
 }
 

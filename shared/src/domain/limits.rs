@@ -29,12 +29,18 @@ pub const CHANNEL_COOLDOWN_RANGE: std::ops::RangeInclusive<u32> = 1..=120;
 /// Query channels: default and largest page (seed "Query Options").
 pub const DEFAULT_QUERY_CHANNELS_LIMIT: usize = 10;
 pub const MAX_QUERY_CHANNELS_LIMIT: usize = 30;
-/// Query channels: messages per channel, default and largest.
+/// Messages per channel in a channel query or query channels, default and largest.
 pub const DEFAULT_CHANNEL_MESSAGE_LIMIT: usize = 25;
 pub const MAX_CHANNEL_MESSAGE_LIMIT: usize = 300;
-/// Query channels: members per channel, default and largest.
+/// Members (and watchers) per page of a channel query, default and largest.
 pub const DEFAULT_CHANNEL_MEMBER_LIMIT: usize = 100;
-pub const MAX_CHANNEL_MEMBER_LIMIT: usize = 100;
+pub const MAX_CHANNEL_MEMBER_LIMIT: usize = 300;
+/// Largest member / watcher offset of a channel query (seed "Channel Pagination").
+pub const MAX_CHANNEL_MEMBER_OFFSET: usize = 10_000;
+/// Largest `member_limit` of query channels.
+pub const MAX_QUERY_CHANNELS_MEMBER_LIMIT: usize = 100;
+/// Largest number of cids one batch delete takes.
+pub const MAX_DELETE_CHANNELS: usize = 100;
 /// Query members: default and largest page.
 pub const DEFAULT_QUERY_MEMBERS_LIMIT: usize = 100;
 pub const MAX_QUERY_MEMBERS_LIMIT: usize = 100;

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod channels;
 pub mod rate_limit;
 pub mod reply;
 pub mod users;

@@ -126,9 +126,9 @@ impl Params {
         self.0.get(key).map(String::as_str)
     }
 
-    /// A boolean parameter (`true` / `false`, also `1` / `0`).
+    /// A boolean parameter (`true` / `false` in any case, as Python sends `True`; also `1` / `0`).
     pub fn flag(&self, key: &str) -> Result<Option<bool>, ApiError> {
-        match self.get(key) {
+        match self.get(key).map(str::to_ascii_lowercase).as_deref() {
             None | Some("") => Ok(None),
             Some("true") | Some("1") => Ok(Some(true)),
             Some("false") | Some("0") => Ok(Some(false)),

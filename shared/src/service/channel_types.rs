@@ -153,10 +153,14 @@ impl Chat {
         }
     }
 
-    /// Refused while channels of the type exist (the channels feature supplies that check).
+    /// Refused while channels of the type exist.
     pub async fn delete_channel_type(&self, session: &Session, name: &str) -> Result<(), ApiError> {
-        let caller = &session.caller;
-        caller.require_server("deleting channel types")?;
+        session.caller.require_server("deleting channel types")?;
+        if self.channel_type_in_use(name).await? {
+            return Err(ApiError::input(format!(
+                "channel type {name:?} still has channels: delete them first"
+            )));
+        }
         let (pk, sk) = channel_type_key(name);
         match self
             .store

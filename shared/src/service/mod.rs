@@ -3,6 +3,8 @@
 
 pub mod app;
 pub mod channel_types;
+pub mod channels;
+pub mod members;
 pub mod roles;
 pub mod tasks;
 pub mod users;
@@ -87,4 +89,58 @@ impl Chat {
 pub(crate) fn to_doc<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(value)
         .map_err(|e| ApiError::internal(format!("record could not be encoded: {e}")))
+}
+
+/// The parts every query endpoint shares: its filter (against the endpoint's field rules), its
+/// sort (empty when none is given) and its page (`limit` up to `max`, `offset` up to
+/// `MAX_QUERY_OFFSET`), each refused with the field it came from.
+pub(crate) struct QueryParts {
+    pub filter: crate::domain::filter::Filter,
+    pub sort: Vec<crate::domain::filter::SortField>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl QueryParts {
+    pub(crate) fn parse(
+        filter: Option<&serde_json::Value>,
+        rules: &crate::domain::filter::FieldRules,
+        sort: Option<&serde_json::Value>,
+        limit: Option<usize>,
+        (default_limit, max_limit): (usize, usize),
+        offset: Option<usize>,
+    ) -> Result<QueryParts, ApiError> {
+        use crate::domain::filter::{parse_sort, Filter};
+        use crate::domain::limits::MAX_QUERY_OFFSET;
+        use serde_json::Value;
+        let filter = match filter {
+            None | Some(Value::Null) => Filter::All,
+            Some(v) => Filter::parse(v, Some(rules))
+                .map_err(|e| ApiError::field("filter_conditions", e.to_string()))?,
+        };
+        let sort = match sort {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => parse_sort(v).map_err(|e| ApiError::field("sort", e.to_string()))?,
+        };
+        let limit = limit.unwrap_or(default_limit);
+        if limit > max_limit {
+            return Err(ApiError::field(
+                "limit",
+                format!("limit must be at most {max_limit}"),
+            ));
+        }
+        let offset = offset.unwrap_or(0);
+        if offset > MAX_QUERY_OFFSET {
+            return Err(ApiError::field(
+                "offset",
+                format!("offset must be at most {MAX_QUERY_OFFSET}"),
+            ));
+        }
+        Ok(QueryParts {
+            filter,
+            sort,
+            limit,
+            offset,
+        })
+    }
 }

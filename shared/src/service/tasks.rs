@@ -33,6 +33,10 @@ pub enum TaskJob {
         conversations: Option<String>,
         new_channel_owner_id: Option<String>,
     },
+    DeleteChannels {
+        cids: Vec<String>,
+        hard_delete: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -225,6 +229,17 @@ impl Chat {
                         Err(e) => json!({"status": "error", "error": e.message}),
                     };
                     result.insert(id.clone(), status);
+                }
+                Ok(Value::Object(result))
+            }
+            TaskJob::DeleteChannels { cids, hard_delete } => {
+                let mut result = serde_json::Map::new();
+                for cid in cids {
+                    let status = match self.finish_channel_deletion(cid, *hard_delete).await {
+                        Ok(()) => json!({"status": "ok"}),
+                        Err(e) => json!({"status": "error", "error": e.message}),
+                    };
+                    result.insert(cid.clone(), status);
                 }
                 Ok(Value::Object(result))
             }

@@ -2,14 +2,14 @@
 //! with unique usernames and a `user.*` event in the outbox for every change.
 
 use super::tasks::TaskJob;
-use super::{to_doc, Chat};
+use super::{to_doc, Chat, QueryParts};
 use crate::domain::app_settings::AppSettings;
 use crate::domain::caller::{Caller, Session};
 use crate::domain::clock::{format_time, parse_time};
 use crate::domain::event::Event;
-use crate::domain::filter::{compare_json, parse_sort, Filter, SortField};
+use crate::domain::filter::{compare_json, SortField};
 use crate::domain::limits::{
-    DEFAULT_QUERY_USERS_LIMIT, MAX_QUERY_OFFSET, MAX_QUERY_USERS_LIMIT, MAX_USERS_PER_BATCH,
+    DEFAULT_QUERY_USERS_LIMIT, MAX_QUERY_USERS_LIMIT, MAX_USERS_PER_BATCH,
 };
 use crate::domain::permissions::{self, Resource};
 use crate::domain::user::{normalize_username, validate_user_id, User, GUEST_ROLE};
@@ -311,7 +311,7 @@ impl Chat {
     }
 
     /// Current users by id (absent ids are left out), read in batches of 100.
-    async fn users_by_id(
+    pub(crate) async fn users_by_id(
         &self,
         ids: &[&str],
     ) -> Result<std::collections::HashMap<String, (User, u64)>, ApiError> {
@@ -478,17 +478,21 @@ impl Chat {
                 )));
             }
         }
-        let filter = match &q.filter_conditions {
-            None | Some(Value::Null) => Filter::All,
-            Some(v) => Filter::parse(v, Some(&query_users_rules()))
-                .map_err(|e| ApiError::field("filter_conditions", e.to_string()))?,
-        };
+        let QueryParts {
+            filter,
+            mut sort,
+            limit,
+            offset,
+        } = QueryParts::parse(
+            q.filter_conditions.as_ref(),
+            &query_users_rules(),
+            q.sort.as_ref(),
+            q.limit,
+            (DEFAULT_QUERY_USERS_LIMIT, MAX_QUERY_USERS_LIMIT),
+            q.offset,
+        )?;
         let id_paging =
             q.id_gt.is_some() || q.id_gte.is_some() || q.id_lt.is_some() || q.id_lte.is_some();
-        let mut sort: Vec<SortField> = match &q.sort {
-            None | Some(Value::Null) => Vec::new(),
-            Some(v) => parse_sort(v).map_err(|e| ApiError::field("sort", e.to_string()))?,
-        };
         if sort.is_empty() {
             sort = if id_paging {
                 vec![SortField {
@@ -507,20 +511,6 @@ impl Chat {
                     },
                 ]
             };
-        }
-        let limit = q.limit.unwrap_or(DEFAULT_QUERY_USERS_LIMIT);
-        if limit > MAX_QUERY_USERS_LIMIT {
-            return Err(ApiError::field(
-                "limit",
-                format!("limit must be at most {MAX_QUERY_USERS_LIMIT}"),
-            ));
-        }
-        let offset = q.offset.unwrap_or(0);
-        if offset > MAX_QUERY_OFFSET {
-            return Err(ApiError::field(
-                "offset",
-                format!("offset must be at most {MAX_QUERY_OFFSET}"),
-            ));
         }
 
         let candidates = match filter.key_values("id") {
@@ -626,7 +616,7 @@ impl Chat {
             next.custom
                 .insert("name".into(), Value::String(name.into()));
             let settings = &session.settings;
-            self.save_user(&settings, Some((&old, version)), &next, Vec::new())
+            self.save_user(settings, Some((&old, version)), &next, Vec::new())
                 .await?;
         }
         self.set_deactivated(
@@ -675,7 +665,7 @@ impl Chat {
         if let Some(by) = created_by_id {
             event = event.with("created_by", json!({"id": by}));
         }
-        self.save_user(&settings, Some((&old, version)), &next, vec![event])
+        self.save_user(settings, Some((&old, version)), &next, vec![event])
             .await?;
         Ok(next)
     }
@@ -742,10 +732,10 @@ impl Chat {
                 Value::Bool(opts.delete_conversation_channels.unwrap_or(false)),
             );
         if hard {
-            self.remove_user(&settings, &old, version, vec![event])
+            self.remove_user(settings, &old, version, vec![event])
                 .await?;
         } else {
-            self.save_user(&settings, Some((&old, version)), &deleted, vec![event])
+            self.save_user(settings, Some((&old, version)), &deleted, vec![event])
                 .await?;
         }
         Ok(deleted)
@@ -815,7 +805,7 @@ impl Chat {
             let mut deleted = old.clone();
             deleted.deleted_at = Some(self.now_str());
             deleted.updated_at = self.now_str();
-            self.save_user(&settings, Some((&old, version)), &deleted, Vec::new())
+            self.save_user(settings, Some((&old, version)), &deleted, Vec::new())
                 .await?;
         }
         self.start_task(TaskJob::DeleteUsers {
@@ -843,7 +833,7 @@ impl Chat {
             .with("hard_delete", Value::Bool(mode == "hard"));
         match mode {
             "hard" => {
-                self.remove_user(&settings, &user, version, vec![event])
+                self.remove_user(settings, &user, version, vec![event])
                     .await
             }
             "pruning" => {
@@ -852,7 +842,7 @@ impl Chat {
                 pruned.privacy_settings = None;
                 pruned.teams.clear();
                 pruned.teams_role.clear();
-                self.save_user(&settings, Some((&user, version)), &pruned, vec![event])
+                self.save_user(settings, Some((&user, version)), &pruned, vec![event])
                     .await
             }
             _ => Ok(self.store.write(outbox_write(&event)).await?),
@@ -881,7 +871,7 @@ impl Chat {
             restored.deleted_at = None;
             restored.updated_at = self.now_str();
             let event = self.user_event("user.updated", &restored);
-            self.save_user(&settings, Some((&old, version)), &restored, vec![event])
+            self.save_user(settings, Some((&old, version)), &restored, vec![event])
                 .await?;
         }
         Ok(())
@@ -911,7 +901,7 @@ impl Chat {
             Some((old, version)) => {
                 let next = old.replaced_by(next);
                 self.save_user(
-                    &settings,
+                    settings,
                     Some((&old, version)),
                     &next,
                     vec![self.user_event("user.updated", &next)],
@@ -920,7 +910,7 @@ impl Chat {
                 Ok(next)
             }
             None => {
-                self.save_user(&settings, None, &next, Vec::new()).await?;
+                self.save_user(settings, None, &next, Vec::new()).await?;
                 Ok(next)
             }
         }

@@ -79,3 +79,42 @@ pub fn outbox_write(event: &Event) -> Write {
         condition: Condition::NotExists,
     }
 }
+
+/// A channel's partition holds the channel item and its members, so one query reads its state.
+pub fn channel_pk(cid: &str) -> String {
+    format!("channel#{cid}")
+}
+
+pub const CHANNEL_SK: &str = "channel";
+pub const MEMBER_SK_PREFIX: &str = "member#";
+
+/// Channels listed by type on `gsi2` (query channels by type; is a type still in use?).
+pub fn channels_of_type_pk(channel_type: &str) -> String {
+    format!("channels#{channel_type}")
+}
+
+/// A user's memberships listed on `gsi1` ("my channels"), sorted by cid.
+pub fn memberships_pk(user_id: &str) -> String {
+    format!("member#{user_id}")
+}
+
+pub fn channel_item(cid: &str, channel_type: &str, data: serde_json::Value, version: u64) -> Item {
+    let mut item = Item::new(channel_pk(cid), CHANNEL_SK, data)
+        .with_gsi2(channels_of_type_pk(channel_type), cid);
+    item.version = version;
+    item
+}
+
+pub fn member_sk(user_id: &str) -> String {
+    format!("{MEMBER_SK_PREFIX}{user_id}")
+}
+
+pub fn member_item(cid: &str, user_id: &str, data: serde_json::Value) -> Item {
+    Item::new(channel_pk(cid), member_sk(user_id), data).with_gsi1(memberships_pk(user_id), cid)
+}
+
+/// A user's channel mutes live in one partition (sort key: the cid), read whole for
+/// `me.channel_mutes` and the `muted` filter of query channels.
+pub fn channel_mutes_pk(user_id: &str) -> String {
+    format!("channel_mutes#{user_id}")
+}

@@ -1,0 +1,491 @@
+"""Channels and members through the official Python SDK (server side), against chat-local."""
+
+import time
+import uuid
+
+import pytest
+from stream_chat.base.exceptions import StreamAPIException
+
+
+def uid(prefix="u"):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def users(client):
+    ids = [uid("m") for _ in range(3)]
+    client.upsert_users([{"id": i, "name": f"name {i}"} for i in ids])
+    return ids
+
+
+@pytest.fixture
+def creator(client):
+    i = uid("owner")
+    client.upsert_user({"id": i})
+    return i
+
+
+@pytest.fixture
+def channel(client, creator):
+    ch = client.channel("messaging", uid("ch"), {"test": True, "language": "python"})
+    ch.create(creator)
+    return ch
+
+
+def member_ids(state):
+    return sorted(m["user_id"] for m in state["members"])
+
+
+# --- get-or-create -----------------------------------------------------------------------------
+
+
+def test_create_returns_channel_state(client, creator, users):
+    ch = client.channel("messaging", uid("ch"), {"name": "General", "color": "red", "members": users})
+    state = ch.create(creator)
+    c = state["channel"]
+    assert c["cid"] == f"messaging:{ch.id}"
+    assert c["name"] == "General" and c["color"] == "red"
+    assert c["created_by"]["id"] == creator
+    assert c["member_count"] == 3
+    assert c["config"]["name"] == "messaging"
+    assert isinstance(c["own_capabilities"], list)
+    for key in ("members", "messages", "pinned_messages", "read", "watchers", "watcher_count"):
+        assert key in state
+    assert member_ids(state) == sorted(users)
+    # a second query reads the same channel, it does not recreate it
+    again = ch.query()
+    assert again["channel"]["created_at"] == c["created_at"]
+
+
+def test_server_side_create_needs_a_creator(client):
+    with pytest.raises(StreamAPIException) as err:
+        client.channel("messaging", uid("ch")).query()
+    assert err.value.error_code == 4
+
+
+def test_channel_id_rules(client, creator):
+    with pytest.raises(StreamAPIException):
+        client.channel("messaging", "x" * 65).create(creator)
+    with pytest.raises(StreamAPIException):
+        client.channel("messaging", "bad id").create(creator)
+    client.channel("messaging", "y" * 64).create(creator)
+
+
+def test_custom_data_limit(client, creator):
+    with pytest.raises(StreamAPIException):
+        client.channel("messaging", uid("ch"), {"blob": "x" * 6000}).create(creator)
+
+
+def test_unknown_members_are_refused(client, creator):
+    with pytest.raises(StreamAPIException):
+        client.channel("messaging", uid("ch"), {"members": ["nobody-" + uuid.uuid4().hex]}).create(creator)
+
+
+def test_distinct_channel_is_unique_for_its_member_set(client, users):
+    a, b, _ = users
+    first = client.channel("messaging", data={"members": [a, b]})
+    first.create(a)
+    assert first.id.startswith("!members-")
+    second = client.channel("messaging", data={"members": [b, a]})
+    second.create(b)
+    assert second.id == first.id
+    # distinct channels refuse new members
+    with pytest.raises(StreamAPIException):
+        first.add_members([users[2]])
+    # query members finds it by members too
+    found = client.channel("messaging", first.id).query_members({})
+    assert sorted(m["user_id"] for m in found) == sorted([a, b])
+
+
+def test_hide_for_creator(client, users):
+    ch = client.channel("messaging", uid("ch"), {"members": users})
+    ch.create(users[0], hide_for_creator=True)
+    r = client.query_channels({"cid": ch.cid}, user_id=users[0])
+    assert r["channels"] == []
+    r = client.query_channels({"cid": ch.cid, "hidden": True}, user_id=users[0])
+    assert len(r["channels"]) == 1
+
+
+def test_member_pagination_limits(client, creator, users):
+    ch = client.channel("messaging", uid("ch"), {"members": users})
+    ch.create(creator)
+    page = ch.query(members={"limit": 2, "offset": 1})
+    assert len(page["members"]) == 2
+    assert [m["user_id"] for m in page["members"]] == [m["user_id"] for m in ch.query()["members"]][1:3]
+    with pytest.raises(StreamAPIException):
+        ch.query(members={"limit": 301})
+    with pytest.raises(StreamAPIException):
+        ch.query(members={"offset": 10001})
+    with pytest.raises(StreamAPIException):
+        ch.query(messages={"limit": 301})
+
+
+# --- update ------------------------------------------------------------------------------------
+
+
+def test_full_update_replaces_custom_data(channel):
+    r = channel.update({"motd": "one apple a day..."})
+    assert r["channel"]["motd"] == "one apple a day..."
+    assert "language" not in r["channel"]
+
+
+def test_partial_update_set_and_unset(channel):
+    channel.update({"color": "blue", "age": 30, "nested": {"a": 1}})
+    r = channel.update_partial(to_set={"color": "red", "nested.b": 2}, to_unset=["age"])
+    c = r["channel"]
+    assert c["color"] == "red"
+    assert c["nested"] == {"a": 1, "b": 2}
+    assert "age" not in c
+
+
+def test_reserved_fields_cannot_be_set(channel):
+    for field in ("cid", "created_at", "member_count"):
+        with pytest.raises(StreamAPIException):
+            channel.update_partial(to_set={field: "x"})
+
+
+def test_frozen_disabled_cooldown_team(channel):
+    c = channel.update_partial(to_set={"frozen": True, "cooldown": 30, "team": "blue"})["channel"]
+    assert c["frozen"] is True and c["cooldown"] == 30 and c["team"] == "blue"
+    with pytest.raises(StreamAPIException):
+        channel.update_partial(to_set={"cooldown": 121})
+    c = channel.update_partial(to_unset=["frozen", "cooldown"])["channel"]
+    assert c["frozen"] is False and "cooldown" not in c
+
+
+def test_config_overrides(channel):
+    c = channel.update_partial(to_set={"config_overrides": {"replies": False, "max_message_length": 100}})["channel"]
+    assert c["config"]["replies"] is False
+    assert c["config"]["max_message_length"] == 100
+    with pytest.raises(StreamAPIException):
+        channel.update_partial(to_set={"config_overrides": {"grants": {"user": ["no-such-permission"]}}})
+
+
+# --- members -----------------------------------------------------------------------------------
+
+
+def test_add_and_remove_members(channel, users):
+    r = channel.add_members(users[:2])
+    assert member_ids(r) == sorted(users[:2])
+    assert r["channel"]["member_count"] == 2
+    assert not r["members"][0].get("is_moderator", False)
+    r = channel.remove_members([users[0]])
+    assert member_ids(r) == [users[1]]
+    assert r["channel"]["member_count"] == 1
+
+
+def test_add_members_with_history_options(channel, users):
+    r = channel.add_members([users[0]], hide_history=True)
+    assert len(r["members"]) == 1
+    r = channel.add_members([users[1]], hide_history_before="2020-01-01T00:00:00Z")
+    assert len(r["members"]) == 2
+    with pytest.raises(StreamAPIException):
+        channel.add_members([users[2]], hide_history_before="2999-01-01T00:00:00Z")
+
+
+def test_add_members_with_role_and_custom_data(channel, users):
+    r = channel.add_members([{"user_id": users[0], "channel_role": "channel_moderator", "shirt": "red"}])
+    m = r["members"][0]
+    assert m["channel_role"] == "channel_moderator"
+    assert m["shirt"] == "red"
+    assert m["is_moderator"] is True
+
+
+def test_at_most_100_members_per_call(channel):
+    with pytest.raises(StreamAPIException):
+        channel.add_members([f"x{i}" for i in range(101)])
+
+
+def test_moderators(channel, users):
+    r = channel.add_moderators([users[0]])
+    assert r["members"][0]["is_moderator"]
+    r = channel.demote_moderators([users[0]])
+    assert not r["members"][0].get("is_moderator", False)
+
+
+def test_assign_roles(channel, users):
+    member = {"user_id": users[0], "channel_role": "channel_moderator"}
+    r = channel.add_members([member])
+    assert r["members"][0]["channel_role"] == "channel_moderator"
+    member["channel_role"] = "channel_member"
+    r = channel.assign_roles([member])
+    assert r["members"][0]["channel_role"] == "channel_member"
+
+
+def test_invites(client, users):
+    john, ringo, eric = users
+    ch = client.channel("messaging", uid("beatles"), {"members": users, "invites": [ringo, eric]})
+    state = ch.create(john)
+    invited = {m["user_id"]: m for m in state["members"]}
+    assert invited[ringo]["invited"] is True
+    with pytest.raises(StreamAPIException):
+        ch.accept_invite("brian-" + uuid.uuid4().hex)
+    accept = ch.accept_invite(ringo)
+    m = next(m for m in accept["members"] if m["user_id"] == ringo)
+    assert m["invited"] is True and "invite_accepted_at" in m
+    ch.accept_invite(ringo)  # again: no-op
+    reject = ch.reject_invite(eric)
+    m = next(m for m in reject["members"] if m["user_id"] == eric)
+    assert "invite_rejected_at" in m
+    ch.reject_invite(eric)
+    # the invite filters of query channels
+    assert len(client.query_channels({"cid": ch.cid, "invite": "accepted"}, user_id=ringo)["channels"]) == 1
+    assert len(client.query_channels({"cid": ch.cid, "invite": "rejected"}, user_id=eric)["channels"]) == 1
+    assert len(client.query_channels({"cid": ch.cid, "joined": True}, user_id=john)["channels"]) == 1
+    assert client.query_channels({"cid": ch.cid, "joined": True}, user_id=eric)["channels"] == []
+
+
+def test_invite_members_later(channel, users):
+    r = channel.invite_members([users[0]])
+    assert r["members"][0]["invited"] is True
+    with pytest.raises(StreamAPIException):
+        channel.accept_invite(users[1])
+
+
+def test_update_member_partial(channel, users):
+    channel.add_members([users[0]])
+    r = channel.update_member_partial(users[0], to_set={"hat": "blue"})
+    assert r["channel_member"]["hat"] == "blue"
+    r = channel.update_member_partial(users[0], to_set={"color": "red"}, to_unset=["hat"])
+    assert r["channel_member"]["color"] == "red"
+    assert "hat" not in r["channel_member"]
+    with pytest.raises(StreamAPIException):
+        channel.update_member_partial(users[0], to_set={"invited": True})
+    with pytest.raises(StreamAPIException):
+        channel.update_member_partial(users[1], to_set={"hat": "x"})
+
+
+def test_pin_and_archive(client, channel, users):
+    u = users[0]
+    channel.add_members([u])
+    r = channel.pin(u)
+    assert r["channel_member"]["pinned_at"]
+    assert len(client.query_channels({"pinned": True, "cid": channel.cid}, user_id=u)["channels"]) == 1
+    channel.unpin(u)
+    assert client.query_channels({"pinned": True, "cid": channel.cid}, user_id=u)["channels"] == []
+    assert len(client.query_channels({"pinned": False, "cid": channel.cid}, user_id=u)["channels"]) == 1
+    r = channel.archive(u)
+    assert r["channel_member"]["archived_at"]
+    assert len(client.query_channels({"archived": True, "cid": channel.cid}, user_id=u)["channels"]) == 1
+    channel.unarchive(u)
+    assert len(client.query_channels({"archived": False, "cid": channel.cid}, user_id=u)["channels"]) == 1
+
+
+def test_hide_and_show(client, channel, users):
+    channel.add_members(users)
+    u = users[0]
+    assert len(client.query_channels({"id": channel.id}, user_id=u)["channels"]) == 1
+    channel.hide(u)
+    assert client.query_channels({"id": channel.id}, user_id=u)["channels"] == []
+    r = client.query_channels({"id": channel.id, "hidden": True}, user_id=u)
+    assert len(r["channels"]) == 1
+    assert r["channels"][0]["channel"]["hidden"] is True
+    # others still see it
+    assert len(client.query_channels({"id": channel.id}, user_id=users[1])["channels"]) == 1
+    channel.show(u)
+    assert len(client.query_channels({"id": channel.id}, user_id=u)["channels"]) == 1
+
+
+def test_mute_and_unmute(client, channel, users):
+    u = users[0]
+    channel.add_members([u])
+    r = channel.mute(u, expiration=30000)
+    mute = r["channel_mute"]
+    assert "expires" in mute
+    assert mute["channel"]["cid"] == channel.cid
+    assert mute["user"]["id"] == u
+    assert any(m["channel"]["cid"] == channel.cid for m in r["own_user"]["channel_mutes"])
+    assert len(client.query_channels({"muted": True, "cid": channel.cid}, user_id=u)["channels"]) == 1
+    channel.unmute(u)
+    assert client.query_channels({"muted": True, "cid": channel.cid}, user_id=u)["channels"] == []
+    assert len(client.query_channels({"muted": False, "cid": channel.cid}, user_id=u)["channels"]) == 1
+
+
+def test_mute_expires(client, channel, users):
+    u = users[0]
+    channel.add_members([u])
+    channel.mute(u, expiration=300)
+    time.sleep(0.5)
+    assert client.query_channels({"muted": True, "cid": channel.cid}, user_id=u)["channels"] == []
+
+
+# --- query members -----------------------------------------------------------------------------
+
+
+def test_query_members(client, channel):
+    rand = uuid.uuid4().hex[:8]
+    ids = [f"{n}-{rand}" for n in ("paul", "george", "john", "jessica", "john2")]
+    client.upsert_users([{"id": i, "name": i} for i in ids])
+    for i in ids:
+        channel.add_members([i])
+    r = channel.query_members({"name": {"$autocomplete": "j"}}, sort=[{"field": "created_at", "direction": 1}], offset=1, limit=10)
+    assert [m["user"]["id"] for m in r] == [f"jessica-{rand}", f"john2-{rand}"]
+    r = channel.query_members({}, sort=[{"field": "user_id", "direction": -1}], limit=2)
+    assert [m["user_id"] for m in r] == sorted(ids, reverse=True)[:2]
+    r = channel.query_members({}, sort=[{"field": "user_id", "direction": 1}], user_id_gt=sorted(ids)[2])
+    assert [m["user_id"] for m in r] == sorted(ids)[3:]
+    r = channel.query_members({"id": {"$in": ids[:2]}})
+    assert sorted(m["user_id"] for m in r) == sorted(ids[:2])
+    with pytest.raises(StreamAPIException):
+        channel.query_members({}, limit=101)
+    with pytest.raises(StreamAPIException):
+        channel.query_members({"invite": "maybe"})
+
+
+def test_query_members_custom_fields_and_roles(client, channel, users):
+    channel.add_members([{"user_id": users[0], "team_color": "red"}, {"user_id": users[1], "team_color": "blue"}])
+    channel.add_moderators([users[2]])
+    r = channel.query_members({"team_color": "red"})
+    assert [m["user_id"] for m in r] == [users[0]]
+    r = channel.query_members({"is_moderator": True})
+    assert [m["user_id"] for m in r] == [users[2]]
+    r = channel.query_members({"channel_role": "channel_member"})
+    assert sorted(m["user_id"] for m in r) == sorted(users[:2])
+
+
+# --- query channels ----------------------------------------------------------------------------
+
+
+def test_query_channels_filters_and_sorts_on_custom_fields(client, creator):
+    tag = uuid.uuid4().hex[:8]
+    chans = []
+    for i, prio in enumerate([3, 1, 2]):
+        ch = client.channel("messaging", uid("q"), {"tag": tag, "priority": prio, "kind": "support" if i else "sales"})
+        ch.create(creator)
+        chans.append(ch)
+    r = client.query_channels({"tag": tag}, sort=[{"field": "priority", "direction": 1}])
+    assert [c["channel"]["priority"] for c in r["channels"]] == [1, 2, 3]
+    r = client.query_channels({"tag": tag, "priority": {"$gte": 2}}, sort=[{"field": "priority", "direction": -1}])
+    assert [c["channel"]["priority"] for c in r["channels"]] == [3, 2]
+    r = client.query_channels({"$and": [{"tag": tag}, {"$or": [{"kind": "sales"}, {"priority": 1}]}]})
+    assert sorted(c["channel"]["priority"] for c in r["channels"]) == [1, 3]
+    r = client.query_channels({"tag": tag, "$nor": [{"kind": "sales"}]})
+    assert len(r["channels"]) == 2
+    r = client.query_channels({"tag": tag}, sort=[{"field": "priority", "direction": 1}], limit=1, offset=1)
+    assert [c["channel"]["priority"] for c in r["channels"]] == [2]
+
+
+def test_query_channels_by_members_and_counts(client, users):
+    a, b, c = users
+    one = client.channel("messaging", uid("q"), {"members": [a, b]})
+    one.create(a)
+    two = client.channel("messaging", uid("q"), {"members": [a, b, c]})
+    two.create(a)
+    r = client.query_channels({"members": {"$in": [c]}})
+    assert [x["channel"]["cid"] for x in r["channels"]] == [two.cid]
+    r = client.query_channels({"members": {"$in": [a]}, "member_count": {"$gt": 2}})
+    assert [x["channel"]["cid"] for x in r["channels"]] == [two.cid]
+    r = client.query_channels({"members": {"$in": [a]}}, sort=[{"field": "member_count", "direction": -1}])
+    assert [x["channel"]["cid"] for x in r["channels"]] == [two.cid, one.cid]
+    r = client.query_channels({"members": {"$in": [a]}}, member_limit=1)
+    assert all(len(x["members"]) == 1 for x in r["channels"])
+    r = client.query_channels({"cid": {"$in": [one.cid, two.cid]}, "member.user.name": {"$autocomplete": "name " + c[:4]}})
+    assert [x["channel"]["cid"] for x in r["channels"]] == [two.cid]
+
+
+def test_query_channels_default_sort_is_last_updated(client, creator):
+    tag = uuid.uuid4().hex[:8]
+    first = client.channel("messaging", uid("q"), {"tag": tag})
+    first.create(creator)
+    second = client.channel("messaging", uid("q"), {"tag": tag})
+    second.create(creator)
+    r = client.query_channels({"tag": tag})
+    assert [c["channel"]["cid"] for c in r["channels"]] == [second.cid, first.cid]
+    first.update_partial(to_set={"touched": True})
+    r = client.query_channels({"tag": tag})
+    assert [c["channel"]["cid"] for c in r["channels"]] == [first.cid, second.cid]
+
+
+def test_query_channels_limits(client):
+    for opts in ({"limit": 31}, {"offset": 1001}, {"member_limit": 101}, {"message_limit": 301}):
+        with pytest.raises(StreamAPIException):
+            client.query_channels({"type": "messaging"}, **opts)
+    with pytest.raises(StreamAPIException):
+        client.query_channels({"invite": "maybe"}, user_id="x")
+    with pytest.raises(StreamAPIException):
+        client.query_channels({"no_such_op": {"$regex": "x"}})
+
+
+def test_query_channels_by_time_team_and_flags(client, creator):
+    tag = uuid.uuid4().hex[:8]
+    ch = client.channel("messaging", uid("q"), {"tag": tag, "team": "red"})
+    ch.create(creator)
+    frozen = client.channel("messaging", uid("q"), {"tag": tag, "frozen": True, "disabled": True})
+    frozen.create(creator)
+    r = client.query_channels({"tag": tag, "team": "red"})
+    assert [c["channel"]["cid"] for c in r["channels"]] == [ch.cid]
+    r = client.query_channels({"tag": tag, "frozen": True})
+    assert [c["channel"]["cid"] for c in r["channels"]] == [frozen.cid]
+    r = client.query_channels({"tag": tag, "disabled": False})
+    assert [c["channel"]["cid"] for c in r["channels"]] == [ch.cid]
+    r = client.query_channels({"tag": tag, "created_at": {"$gte": "2020-01-01T00:00:00Z"}, "created_by_id": creator})
+    assert len(r["channels"]) == 2
+    r = client.query_channels({"tag": tag, "last_message_at": {"$exists": False}})
+    assert len(r["channels"]) == 2
+
+
+# --- delete, truncate, types --------------------------------------------------------------------
+
+
+def test_delete_and_recreate_is_empty(client, creator, users):
+    ch = client.channel("messaging", uid("ch"), {"members": users, "color": "red"})
+    ch.create(creator)
+    r = ch.delete()
+    assert r["channel"]["deleted_at"]
+    with pytest.raises(StreamAPIException):
+        ch.update({"x": 1})
+    again = client.channel("messaging", ch.id).create(creator)
+    assert again["members"] == []
+    assert "color" not in again["channel"]
+    assert client.query_channels({"members": {"$in": [users[0]]}})["channels"] == []
+
+
+def test_hard_delete(client, channel):
+    r = channel.delete(hard=True)
+    assert r["channel"]["deleted_at"]
+    with pytest.raises(StreamAPIException):
+        channel.update_partial(to_set={"x": 1})
+
+
+def test_batch_delete_is_a_task(client, creator):
+    chans = [client.channel("messaging", uid("b")) for _ in range(3)]
+    for ch in chans:
+        ch.create(creator)
+    r = client.delete_channels([c.cid for c in chans], hard_delete=True)
+    task_id = r["task_id"]
+    for _ in range(100):
+        t = client.get_task(task_id)
+        if t["status"] == "completed":
+            break
+        time.sleep(0.05)
+    assert t["status"] == "completed"
+    assert all(t["result"][c.cid]["status"] == "ok" for c in chans)
+    assert client.query_channels({"cid": {"$in": [c.cid for c in chans]}})["channels"] == []
+    with pytest.raises(StreamAPIException):
+        client.delete_channels([f"messaging:x{i}" for i in range(101)])
+
+
+def test_truncate(channel, users):
+    r = channel.truncate()
+    assert r["channel"]["truncated_at"]
+    r = channel.truncate(skip_push=True, user_id=users[0], message={"text": "Truncating channel.", "user_id": users[0]})
+    assert r["channel"]["truncated_by"]["id"] == users[0]
+    with pytest.raises(StreamAPIException):
+        channel.truncate(truncated_at="2999-01-01T00:00:00Z")
+
+
+def test_channel_type_with_channels_cannot_be_deleted(client, creator):
+    name = "ct" + uuid.uuid4().hex[:8]
+    client.create_channel_type({"name": name})
+    ch = client.channel(name, uid("ch"))
+    ch.create(creator)
+    with pytest.raises(StreamAPIException):
+        client.delete_channel_type(name)
+    ch.delete()
+    client.delete_channel_type(name)
+
+
+def test_unknown_channel_type(client, creator):
+    with pytest.raises(StreamAPIException) as err:
+        client.channel("no-such-type", uid("ch")).create(creator)
+    assert err.value.error_code == 16
