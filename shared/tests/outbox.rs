@@ -127,3 +127,144 @@ async fn a_refused_change_writes_no_event() {
     assert_eq!(err.code.number(), 6);
     assert_eq!(event_types(&store).await.len(), before);
 }
+
+/// Every event in the events table: (type, scope) with the stored document.
+async fn all_events(store: &Embedded) -> Vec<(String, String, Value)> {
+    let batch = store
+        .read_changes(TableName::Events, None, 1000)
+        .await
+        .expect("change feed");
+    batch
+        .changes
+        .iter()
+        .filter_map(|c| c.new.as_ref())
+        .map(|item| {
+            (
+                item.data["type"].as_str().unwrap_or("").to_string(),
+                item.pk.clone(),
+                item.data.clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn channel_changes_write_their_events() {
+    use shared::service::channels::{ChannelQuery, ChannelUpdate, TruncateRequest};
+    use shared::service::members::ChannelMuteRequest;
+
+    let store = Arc::new(Embedded::in_memory().expect("store"));
+    let chat = chat(store.clone());
+    chat.bootstrap().await.expect("bootstrap");
+    let users = ["ann", "bob", "cat"].map(|id| obj(json!({ "id": id })));
+    chat.upsert_users(&server(&chat).await, users.to_vec())
+        .await
+        .expect("users");
+    let before = all_events(&store).await.len();
+    let s = server(&chat).await;
+
+    let create = ChannelQuery {
+        data: Some(obj(
+            json!({"members": ["ann", "bob"], "created_by_id": "ann"}),
+        )),
+        ..Default::default()
+    };
+    chat.get_or_create_channel(&s, "messaging", Some("talk"), create)
+        .await
+        .expect("create");
+    let freeze = ChannelUpdate {
+        data: Some(obj(json!({"frozen": true}))),
+        ..Default::default()
+    };
+    chat.update_channel(&s, "messaging", "talk", freeze)
+        .await
+        .expect("freeze");
+    let invite = ChannelUpdate {
+        invites: Some(json!(["cat"])),
+        ..Default::default()
+    };
+    chat.update_channel(&s, "messaging", "talk", invite)
+        .await
+        .expect("invite");
+    let accept = ChannelUpdate {
+        accept_invite: Some(true),
+        user_id: Some("cat".into()),
+        ..Default::default()
+    };
+    chat.update_channel(&s, "messaging", "talk", accept)
+        .await
+        .expect("accept");
+    let remove = ChannelUpdate {
+        remove_members: Some(json!(["bob"])),
+        ..Default::default()
+    };
+    chat.update_channel(&s, "messaging", "talk", remove)
+        .await
+        .expect("remove");
+    chat.set_channel_hidden(&s, "messaging", "talk", true, false, Some("ann".into()))
+        .await
+        .expect("hide");
+    chat.set_channel_hidden(&s, "messaging", "talk", false, false, Some("ann".into()))
+        .await
+        .expect("show");
+    let mute = ChannelMuteRequest {
+        channel_cid: Some("messaging:talk".into()),
+        user_id: Some("ann".into()),
+        ..Default::default()
+    };
+    chat.mute_channels(&s, mute, true).await.expect("mute");
+    chat.truncate_channel(&s, "messaging", "talk", TruncateRequest::default())
+        .await
+        .expect("truncate");
+    chat.delete_channel(&s, "messaging", "talk", false)
+        .await
+        .expect("delete");
+
+    let events = all_events(&store).await.split_off(before);
+    let kinds: Vec<&str> = events.iter().map(|(k, _, _)| k.as_str()).collect();
+    let expected = [
+        "channel.created",
+        "member.added",
+        "notification.added_to_channel",
+        "member.added",
+        "notification.added_to_channel",
+        "channel.updated",
+        "channel.frozen",
+        "member.added",
+        "notification.invited",
+        "member.updated",
+        "notification.invite_accepted",
+        "member.removed",
+        "notification.removed_from_channel",
+        "channel.hidden",
+        "channel.visible",
+        "notification.channel_mutes_updated",
+        "channel.truncated",
+        "channel.deleted",
+    ];
+    assert_eq!(kinds, expected);
+    for (kind, scope, doc) in &events {
+        if kind.starts_with("notification.") {
+            let user = doc["user"]["id"]
+                .as_str()
+                .or(doc["me"]["id"].as_str())
+                .expect("notifications name their user");
+            assert_eq!(
+                scope,
+                &format!("user:{user}"),
+                "{kind} is addressed to its user"
+            );
+        } else {
+            assert_eq!(scope, "messaging:talk", "{kind} is scoped to its channel");
+            assert_eq!(doc["cid"], "messaging:talk");
+            assert_eq!(doc["channel_type"], "messaging");
+            assert_eq!(doc["channel_id"], "talk");
+        }
+        assert!(doc["created_at"].is_string());
+    }
+    let added = &events[1].2;
+    assert_eq!(added["member"]["user_id"], "ann");
+    assert_eq!(added["user"]["id"], "ann");
+    let mutes = &events[15].2["me"]["channel_mutes"];
+    assert_eq!(mutes[0]["channel"]["cid"], "messaging:talk");
+}
