@@ -489,3 +489,12 @@ def test_unknown_channel_type(client, creator):
     with pytest.raises(StreamAPIException) as err:
         client.channel("no-such-type", uid("ch")).create(creator)
     assert err.value.error_code == 16
+
+
+def test_message_count_when_the_type_counts_messages(client, creator):
+    name = "cm" + uuid.uuid4().hex[:8]
+    client.create_channel_type({"name": name, "count_messages": True})
+    counted = client.channel(name, uid("ch")).create(creator)["channel"]
+    assert counted["message_count"] == 0
+    plain = client.channel("messaging", uid("ch")).create(creator)["channel"]
+    assert "message_count" not in plain

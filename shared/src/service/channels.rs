@@ -571,6 +571,9 @@ impl Chat {
             return Err(ApiError::field("created_by", "either data.created_by or user_id must be provided when creating a channel with server-side auth"));
         }
         let mut channel = Channel::new(&cid_parsed, actor.clone(), new.data, &now);
+        if config.count_messages {
+            channel.message_count = Some(0);
+        }
         let mut wanted: Vec<NewMember> = new.members;
         if channel.is_distinct() {
             if let Some(a) = &actor {
