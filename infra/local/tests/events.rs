@@ -95,7 +95,7 @@ async fn call(router: &Router, event_json: &str) -> (u16, serde_json::Value) {
 async fn sample_events_replay_through_their_functions() {
     let moto = moto::Moto::shared();
     let mut replayed = 0;
-    for function in ["api-app", "api-users"] {
+    for function in ["api-app", "api-users", "api-channels"] {
         let chat = lambda_chat(&moto).await;
         let router = router_for(function, chat);
         let dir = root().join("events").join(function);
@@ -125,7 +125,7 @@ async fn sample_events_replay_through_their_functions() {
             replayed += 1;
         }
     }
-    assert!(replayed >= 4, "only {replayed} events replayed");
+    assert!(replayed >= 6, "only {replayed} events replayed");
 }
 
 #[tokio::test]
@@ -203,4 +203,24 @@ async fn every_template_route_is_served_by_its_function() {
             "{function} does not serve {method} {path}: {body}"
         );
     }
+}
+
+#[tokio::test]
+async fn query_channels_event_sees_the_created_channel() {
+    let moto = moto::Moto::shared();
+    let chat = lambda_chat(&moto).await;
+    let router = router_for("api-channels", chat);
+    let dir = root().join("events/api-channels");
+    let create = std::fs::read_to_string(dir.join("create-channel.json")).expect("create event");
+    let query = std::fs::read_to_string(dir.join("query-channels.json")).expect("query event");
+    assert_eq!(call(&router, &create).await.0, 200);
+    let (status, body) = call(&router, &query).await;
+    assert_eq!(status, 200, "{body}");
+    let cids: Vec<&str> = body["channels"]
+        .as_array()
+        .expect("channels")
+        .iter()
+        .filter_map(|c| c["channel"]["cid"].as_str())
+        .collect();
+    assert!(cids.contains(&"messaging:general"), "{body}");
 }
