@@ -159,3 +159,19 @@ def test_members_mute_and_hide_for_themselves(server, people, messaging):
     # another member's membership is not theirs to change
     r = server.request("PATCH", f"/channels/messaging/{messaging.id}/member/{people['owner']}", token=tok, json={"set": {"pinned": True}})
     assert r.status_code == 403
+
+
+def test_sending_follows_grants_and_frozen_answers_with_an_error_message(server, people, messaging):
+    path = f"/channels/messaging/{messaging.id}/message"
+    r = server.request("POST", path, token=server.user_token(people["member"]), json={"message": {"text": "hello"}})
+    assert r.status_code == 201 or r.status_code == 200, r.text
+    assert r.json()["message"]["user"]["id"] == people["member"]
+    r = server.request("POST", path, token=server.user_token(people["outsider"]), json={"message": {"text": "hello"}})
+    assert r.status_code == 403
+    r = server.request("POST", path, token=server.user_token(people["member"]), json={"message": {"text": "sys", "type": "system"}})
+    assert r.status_code == 403
+    messaging.update_partial(to_set={"frozen": True})
+    r = server.request("POST", path, token=server.user_token(people["member"]), json={"message": {"text": "frozen?"}})
+    assert r.status_code == 200 and r.json()["message"]["type"] == "error"
+    texts = [m["text"] for m in messaging.query()["messages"]]
+    assert texts == ["hello"]

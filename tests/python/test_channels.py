@@ -498,3 +498,111 @@ def test_message_count_when_the_type_counts_messages(client, creator):
     assert counted["message_count"] == 0
     plain = client.channel("messaging", uid("ch")).create(creator)["channel"]
     assert "message_count" not in plain
+
+
+# --- messages in the channel state ------------------------------------------------------------
+
+
+def send(ch, user, n, prefix="m"):
+    return [ch.send_message({"id": f"{prefix}{i}-{uuid.uuid4().hex[:6]}", "text": f"{prefix} {i}"}, user)["message"]["id"] for i in range(n)]
+
+
+def texts(state):
+    return [m["text"] for m in state["messages"]]
+
+
+def test_channel_message_pagination(channel, creator):
+    ids = send(channel, creator, 12)
+    latest = channel.query(messages={"limit": 5})
+    assert [m["id"] for m in latest["messages"]] == ids[-5:]
+    assert latest["messages"][0]["user"]["id"] == creator
+    older = channel.query(messages={"limit": 5, "id_lt": ids[7]})
+    assert [m["id"] for m in older["messages"]] == ids[2:7]
+    assert [m["id"] for m in channel.query(messages={"limit": 3, "id_lte": ids[7]})["messages"]] == ids[5:8]
+    assert [m["id"] for m in channel.query(messages={"limit": 3, "id_gt": ids[2]})["messages"]] == ids[3:6]
+    assert [m["id"] for m in channel.query(messages={"limit": 3, "id_gte": ids[2]})["messages"]] == ids[2:5]
+    around = [m["id"] for m in channel.query(messages={"limit": 5, "id_around": ids[6]})["messages"]]
+    assert ids[6] in around and len(around) == 5 and around == sorted(around, key=ids.index)
+    assert channel.query(messages={"limit": 5, "id_lt": ids[0]})["messages"] == []
+    # the default page is 25, oldest first
+    assert [m["id"] for m in channel.query()["messages"]] == ids
+
+
+def test_duplicate_message_id_is_refused(channel, creator):
+    msg_id = "dup-" + uuid.uuid4().hex
+    channel.send_message({"id": msg_id, "text": "one"}, creator)
+    with pytest.raises(StreamAPIException):
+        channel.send_message({"id": msg_id, "text": "two"}, creator)
+    assert texts(channel.query()) == ["one"]
+    with pytest.raises(StreamAPIException):
+        channel.send_message({"id": "a,b", "text": "x"}, creator)
+
+
+def test_messages_update_last_message_at_and_count(client, creator):
+    name = "cm" + uuid.uuid4().hex[:8]
+    client.create_channel_type({"name": name, "count_messages": True})
+    ch = client.channel(name, uid("ch"))
+    ch.create(creator)
+    send(ch, creator, 3)
+    c = ch.query()["channel"]
+    assert c["message_count"] == 3
+    assert c["last_message_at"]
+
+
+def test_system_messages_of_channel_changes(channel, creator, users):
+    r = channel.update({"name": "renamed"}, {"text": "renamed the channel", "user_id": creator})
+    assert r["message"]["type"] == "system"
+    r = channel.add_members([users[0]], message={"text": "welcome", "user_id": creator})
+    assert r["message"]["text"] == "welcome"
+    assert texts(channel.query()) == ["renamed the channel", "welcome"]
+
+
+def test_truncate_hides_earlier_messages(channel, creator):
+    send(channel, creator, 3, "old")
+    r = channel.truncate(message={"text": "truncated", "user_id": creator})
+    assert r["message"]["text"] == "truncated"
+    assert texts(channel.query()) == ["truncated"]
+    send(channel, creator, 1, "new")
+    assert texts(channel.query()) == ["truncated", "new 0"]
+    channel.truncate(hard_delete=True)
+    assert channel.query()["messages"] == []
+
+
+def test_hide_history_for_new_members(client, channel, creator, users):
+    send(channel, creator, 2, "before")
+    channel.add_members([users[0]], hide_history=True)
+    channel.add_members([users[1]])
+    send(channel, creator, 1, "after")
+    hidden = client.query_channels({"cid": channel.cid}, user_id=users[0])["channels"][0]
+    assert texts(hidden) == ["after 0"]
+    full = client.query_channels({"cid": channel.cid}, user_id=users[1])["channels"][0]
+    assert texts(full) == ["before 0", "before 1", "after 0"]
+
+
+def test_new_message_shows_a_hidden_channel(client, channel, creator, users):
+    channel.add_members(users[:2])
+    channel.hide(users[0])
+    assert client.query_channels({"cid": channel.cid}, user_id=users[0])["channels"] == []
+    channel.send_message({"text": "hi"}, users[1])
+    assert len(client.query_channels({"cid": channel.cid}, user_id=users[0])["channels"]) == 1
+
+
+def test_recreated_channel_has_no_old_messages(client, creator):
+    ch = client.channel("messaging", uid("ch"))
+    ch.create(creator)
+    send(ch, creator, 2)
+    ch.delete()
+    assert client.channel("messaging", ch.id).create(creator)["messages"] == []
+
+
+def test_query_channels_sorts_by_last_message_at_and_limits_messages(client, creator):
+    tag = uuid.uuid4().hex[:8]
+    a = client.channel("messaging", uid("q"), {"tag": tag})
+    a.create(creator)
+    b = client.channel("messaging", uid("q"), {"tag": tag})
+    b.create(creator)
+    send(a, creator, 3)
+    send(b, creator, 1)
+    r = client.query_channels({"tag": tag}, sort=[{"field": "last_message_at", "direction": -1}], message_limit=2)
+    assert [c["channel"]["cid"] for c in r["channels"]] == [b.cid, a.cid]
+    assert [len(c["messages"]) for c in r["channels"]] == [1, 2]

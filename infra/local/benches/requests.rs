@@ -18,6 +18,7 @@ use tower::ServiceExt;
 const KEY: &str = "bench-key";
 const SECRET: &str = "bench-secret";
 const USERS: usize = 2000;
+const CHANNELS: usize = 200;
 
 fn server_token() -> String {
     jsonwebtoken::encode(
@@ -118,7 +119,12 @@ async fn main() {
         TaskMode::Inline,
     );
     chat.bootstrap().await.expect("bootstrap");
-    let router = shared::http::with_edge(api_app::routes().merge(api_users::routes()), chat);
+    let router = shared::http::with_edge(
+        api_app::routes()
+            .merge(api_users::routes())
+            .merge(api_channels::routes()),
+        chat,
+    );
     let server = server_token();
     let rss_before = rss_kib();
 
@@ -139,6 +145,30 @@ async fn main() {
     }
     let seed = t.elapsed();
 
+    // Seed channels: user-00000 is in every one, user-00001 in every tenth; five members each.
+    let t = Instant::now();
+    for c in 0..CHANNELS {
+        let mut members: Vec<String> = (2..6)
+            .map(|k| format!("user-{:05}", (c * 4 + k) % USERS))
+            .collect();
+        members.push("user-00000".into());
+        if c % 10 == 0 {
+            members.push("user-00001".into());
+        }
+        let body = json!({"data": {"created_by_id": "user-00000", "members": members, "rank": c}});
+        send(
+            &router,
+            request(
+                "POST",
+                &format!("/channels/messaging/bench-{c}/query"),
+                &server,
+                Some(body),
+            ),
+        )
+        .await;
+    }
+    let channel_seed = t.elapsed();
+
     let n = 500;
     let figures = vec![
         measure("GET /health (baseline)", n, |_| Request::builder().uri("/health").body(Body::empty()).expect("req"), &router).await,
@@ -154,9 +184,33 @@ async fn main() {
             let payload = json!({"filter_conditions": {"age": {"$gte": i % 90}}, "sort": [{"field": "age", "direction": -1}], "limit": 30}).to_string();
             request("GET", &format!("/users?payload={}", urlencode(&payload)), &server, None)
         }, &router).await,
+        measure("POST channel query: create (3 members)", n, |i| {
+            let members: Vec<String> = (0..3).map(|k| format!("user-{:05}", (i * 3 + k) % USERS)).collect();
+            request("POST", &format!("/channels/messaging/new-{i}/query"), &server, Some(json!({"data": {"created_by_id": "user-00000", "members": members}})))
+        }, &router).await,
+        measure("POST channel query: existing (member)", n, |i| {
+            request("POST", &format!("/channels/messaging/bench-{}/query", i % CHANNELS), &user_token("user-00000"), Some(json!({"state": true})))
+        }, &router).await,
+        measure("POST channel update: add a member", n, |i| {
+            request("POST", &format!("/channels/messaging/bench-{}", i % CHANNELS), &server, Some(json!({"add_members": [format!("user-{:05}", 1000 + i % 1000)]})))
+        }, &router).await,
+        measure("POST /channels: mine (in 20 channels)", 100, |_| {
+            request("POST", "/channels", &user_token("user-00001"), Some(json!({"filter_conditions": {}, "limit": 10})))
+        }, &router).await,
+        measure("POST /channels: mine (in 200 channels)", 50, |_| {
+            request("POST", "/channels", &user_token("user-00000"), Some(json!({"filter_conditions": {"members": {"$in": ["user-00000"]}}, "limit": 10})))
+        }, &router).await,
+        measure("GET /members custom sort", n, |i| {
+            let payload = json!({"type": "messaging", "id": format!("bench-{}", i % CHANNELS), "filter_conditions": {}, "sort": [{"field": "user_id", "direction": -1}]}).to_string();
+            request("GET", &format!("/members?payload={}", urlencode(&payload)), &server, None)
+        }, &router).await,
     ];
     let baseline = figures[0].per_op;
     println!("request path on the embedded store (on disk), {USERS} users seeded in {seed:.2?} ({:.0} users/s)", USERS as f64 / seed.as_secs_f64());
+    println!(
+        "{CHANNELS} channels of 5-6 members created in {channel_seed:.2?} ({:.0} channels/s)",
+        CHANNELS as f64 / channel_seed.as_secs_f64()
+    );
     println!(
         "{:<40} {:>12} {:>12} {:>12}",
         "operation", "mean", "p99", "x baseline"

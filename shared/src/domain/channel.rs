@@ -304,7 +304,7 @@ fn custom_size(custom: &Map<String, Value>) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-fn check_custom_size(what: &str, custom: &Map<String, Value>) -> Result<(), ApiError> {
+pub(crate) fn check_custom_size(what: &str, custom: &Map<String, Value>) -> Result<(), ApiError> {
     if custom_size(custom) > MAX_CUSTOM_DATA_BYTES {
         return Err(ApiError::input(format!(
             "{what} custom data is larger than {MAX_CUSTOM_DATA_BYTES} bytes"

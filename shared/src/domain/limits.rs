@@ -44,3 +44,5 @@ pub const MAX_DELETE_CHANNELS: usize = 100;
 /// Query members: default and largest page.
 pub const DEFAULT_QUERY_MEMBERS_LIMIT: usize = 100;
 pub const MAX_QUERY_MEMBERS_LIMIT: usize = 100;
+/// Longest message id (seed "Message Format").
+pub const MAX_MESSAGE_ID_LEN: usize = 255;

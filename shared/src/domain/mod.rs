@@ -12,6 +12,7 @@ pub mod event;
 pub mod filter;
 pub mod ids;
 pub mod limits;
+pub mod message;
 pub mod patch;
 pub mod permissions;
 pub mod user;

@@ -16,10 +16,11 @@ use crate::domain::clock::{format_time, parse_time};
 use crate::domain::event::Event;
 use crate::domain::filter::{compare_json, Filter, SortField};
 use crate::domain::limits::{
-    DEFAULT_CHANNEL_MEMBER_LIMIT, DEFAULT_QUERY_CHANNELS_LIMIT, MAX_CHANNEL_MEMBER_LIMIT,
-    MAX_CHANNEL_MEMBER_OFFSET, MAX_CHANNEL_MESSAGE_LIMIT, MAX_DELETE_CHANNELS,
-    MAX_QUERY_CHANNELS_LIMIT, MAX_QUERY_CHANNELS_MEMBER_LIMIT,
+    DEFAULT_CHANNEL_MEMBER_LIMIT, DEFAULT_CHANNEL_MESSAGE_LIMIT, DEFAULT_QUERY_CHANNELS_LIMIT,
+    MAX_CHANNEL_MEMBER_LIMIT, MAX_CHANNEL_MEMBER_OFFSET, MAX_CHANNEL_MESSAGE_LIMIT,
+    MAX_DELETE_CHANNELS, MAX_QUERY_CHANNELS_LIMIT, MAX_QUERY_CHANNELS_MEMBER_LIMIT,
 };
+use crate::domain::message::{MessageAnchor, MessagePage};
 use crate::domain::permissions::{self, Resource};
 use crate::domain::user::User;
 use crate::domain::ApiError;
@@ -68,23 +69,11 @@ impl ChannelQuery {
                 ));
             }
         }
-        if let Some(limit) = self
-            .messages
-            .as_ref()
-            .and_then(|m| m.get("limit"))
-            .and_then(Value::as_u64)
-        {
-            if limit as usize > MAX_CHANNEL_MESSAGE_LIMIT {
-                return Err(ApiError::field(
-                    "messages",
-                    format!("messages.limit must be at most {MAX_CHANNEL_MESSAGE_LIMIT}"),
-                ));
-            }
-        }
         let members = self.members.clone().unwrap_or_default();
         Ok(StatePage {
             member_limit: members.limit,
             member_offset: members.offset,
+            messages: MessagePage::parse(self.messages.as_ref())?,
         })
     }
 }
@@ -363,10 +352,24 @@ struct ReaderView<'a> {
 }
 
 /// Which members (and, with messages, which messages) a channel state shows.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StatePage {
     pub member_limit: Option<usize>,
     pub member_offset: Option<usize>,
+    pub messages: MessagePage,
+}
+
+impl Default for StatePage {
+    fn default() -> Self {
+        StatePage {
+            member_limit: None,
+            member_offset: None,
+            messages: MessagePage {
+                anchor: MessageAnchor::Latest,
+                limit: DEFAULT_CHANNEL_MESSAGE_LIMIT,
+            },
+        }
+    }
 }
 
 impl Chat {
@@ -448,7 +451,7 @@ impl Chat {
     }
 
     /// Permission check for a client-side caller on a channel.
-    fn check_channel_action(
+    pub(crate) fn check_channel_action(
         &self,
         session: &Session,
         config: &ChannelTypeConfig,
@@ -719,6 +722,16 @@ impl Chat {
         ids.extend(loaded.channel.created_by_id.as_deref());
         ids.extend(loaded.channel.truncated_by_id.as_deref());
         ids.extend(reader);
+        let cutoff = reader
+            .and_then(|r| loaded.members.iter().find(|m| m.user_id == r))
+            .and_then(|m| m.hide_history_before.as_deref());
+        let messages = if page.messages.limit == 0 {
+            Vec::new()
+        } else {
+            self.channel_messages(&loaded.channel, cutoff, &page.messages)
+                .await?
+        };
+        ids.extend(messages.iter().filter_map(|m| m.user_id.as_deref()));
         let users = self.users_by_id(&ids).await?;
         let user_json = |id: &str| {
             users
@@ -765,7 +778,7 @@ impl Chat {
         let mut state = json!({
             "channel": channel,
             "members": member_list,
-            "messages": [],
+            "messages": messages.iter().map(|m| m.to_wire(m.user_id.as_deref().map(user_json).as_ref())).collect::<Vec<_>>(),
             "pinned_messages": [],
             "read": [],
             "watcher_count": 0,
@@ -1054,19 +1067,23 @@ impl Chat {
         for batch in batches {
             self.store.transact(batch).await?;
         }
-        let next = Loaded {
-            channel,
-            version: loaded.version + 1,
-            members: members.into_values().collect(),
-        };
-        self.channel_state(
-            session,
-            &config,
-            &next,
-            actor.as_deref(),
-            StatePage::default(),
-        )
-        .await
+        let message = self
+            .post_change_message(&cid, req.message.as_ref(), actor.as_deref())
+            .await?;
+        let next = self.require_channel(&cid).await?;
+        let mut state = self
+            .channel_state(
+                session,
+                &config,
+                &next,
+                actor.as_deref(),
+                StatePage::default(),
+            )
+            .await?;
+        if let Some(m) = message {
+            state["message"] = m;
+        }
+        Ok(state)
     }
 
     /// `PATCH /channels/{type}/{id}`: `set` / `unset` on the channel data.
@@ -1209,11 +1226,13 @@ impl Chat {
             outbox_write(&event),
         ];
         self.commit_channel_change(&cid, writes).await?;
-        let next = Loaded {
-            channel,
-            version: loaded.version + 1,
-            members: loaded.members,
-        };
+        if req.hard_delete.unwrap_or(false) {
+            self.remove_messages_before(&cid, at).await?;
+        }
+        let message = self
+            .post_change_message(&cid, req.message.as_ref(), actor.as_deref())
+            .await?;
+        let next = self.require_channel(&cid).await?;
         let state = self
             .channel_state(
                 session,
@@ -1223,7 +1242,11 @@ impl Chat {
                 StatePage::default(),
             )
             .await?;
-        Ok(json!({ "channel": state["channel"] }))
+        let mut out = json!({ "channel": state["channel"] });
+        if let Some(m) = message {
+            out["message"] = m;
+        }
+        Ok(out)
     }
 
     /// `POST /channels/delete`: up to 100 channels deleted by a task (server-side).
@@ -1366,9 +1389,8 @@ impl Chat {
                 format!("member_limit must be at most {MAX_QUERY_CHANNELS_MEMBER_LIMIT}"),
             ));
         }
-        if q.message_limit
-            .is_some_and(|l| l > MAX_CHANNEL_MESSAGE_LIMIT)
-        {
+        let message_limit = q.message_limit.unwrap_or(DEFAULT_CHANNEL_MESSAGE_LIMIT);
+        if message_limit > MAX_CHANNEL_MESSAGE_LIMIT {
             return Err(ApiError::field(
                 "message_limit",
                 format!("message_limit must be at most {MAX_CHANNEL_MESSAGE_LIMIT}"),
@@ -1469,6 +1491,10 @@ impl Chat {
             let page = StatePage {
                 member_limit: Some(member_limit),
                 member_offset: None,
+                messages: MessagePage {
+                    anchor: MessageAnchor::Latest,
+                    limit: message_limit,
+                },
             };
             channels.push(
                 self.channel_state(session, config, &loaded, actor.as_deref(), page)

@@ -5,6 +5,7 @@ pub mod app;
 pub mod channel_types;
 pub mod channels;
 pub mod members;
+pub mod messages;
 pub mod roles;
 pub mod tasks;
 pub mod users;

@@ -118,3 +118,20 @@ pub fn member_item(cid: &str, user_id: &str, data: serde_json::Value) -> Item {
 pub fn channel_mutes_pk(user_id: &str) -> String {
     format!("channel_mutes#{user_id}")
 }
+
+/// A channel's messages, in time order (Messages table).
+pub fn channel_messages_pk(cid: &str) -> String {
+    format!("messages#{cid}")
+}
+
+/// Sort key of a message: its creation time in microseconds, then its id, so that a channel's
+/// messages sort by time and two messages in the same microsecond stay distinct.
+pub fn message_sk(created_at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
+    format!("{:016}#{id}", created_at.timestamp_micros().max(0))
+}
+
+/// The per-id record of a message (Messages table): claims the id (a second send with the same
+/// id is refused) and points at the message's channel and sort key.
+pub fn message_id_key(id: &str) -> (String, String) {
+    (format!("message#{id}"), "id".to_string())
+}
