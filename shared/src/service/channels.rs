@@ -437,6 +437,24 @@ impl Chat {
         }
     }
 
+    /// After a committed channel change: its optional system message, then the channel state
+    /// as the actor now sees it.
+    async fn finish_change(
+        &self,
+        session: &Session,
+        config: &ChannelTypeConfig,
+        cid: &str,
+        message: Option<&Value>,
+        actor: Option<&str>,
+    ) -> Result<(Value, Option<Value>), ApiError> {
+        let message = self.post_change_message(cid, message, actor).await?;
+        let next = self.require_channel(cid).await?;
+        let state = self
+            .channel_state(session, config, &next, actor, StatePage::default())
+            .await?;
+        Ok((state, message))
+    }
+
     /// Does any channel of this type exist (a type in use cannot be deleted)?
     pub(crate) async fn channel_type_in_use(&self, channel_type: &str) -> Result<bool, ApiError> {
         let page = self
@@ -1067,17 +1085,13 @@ impl Chat {
         for batch in batches {
             self.store.transact(batch).await?;
         }
-        let message = self
-            .post_change_message(&cid, req.message.as_ref(), actor.as_deref())
-            .await?;
-        let next = self.require_channel(&cid).await?;
-        let mut state = self
-            .channel_state(
+        let (mut state, message) = self
+            .finish_change(
                 session,
                 &config,
-                &next,
+                &cid,
+                req.message.as_ref(),
                 actor.as_deref(),
-                StatePage::default(),
             )
             .await?;
         if let Some(m) = message {
@@ -1229,17 +1243,13 @@ impl Chat {
         if req.hard_delete.unwrap_or(false) {
             self.remove_messages_before(&cid, at).await?;
         }
-        let message = self
-            .post_change_message(&cid, req.message.as_ref(), actor.as_deref())
-            .await?;
-        let next = self.require_channel(&cid).await?;
-        let state = self
-            .channel_state(
+        let (state, message) = self
+            .finish_change(
                 session,
                 &config,
-                &next,
+                &cid,
+                req.message.as_ref(),
                 actor.as_deref(),
-                StatePage::default(),
             )
             .await?;
         let mut out = json!({ "channel": state["channel"] });
