@@ -391,9 +391,14 @@ def test_query_channels_default_sort_is_last_updated(client, creator):
     second.create(creator)
     r = client.query_channels({"tag": tag})
     assert [c["channel"]["cid"] for c in r["channels"]] == [second.cid, first.cid]
+    # an update does not move a channel; a new message does
     first.update_partial(to_set={"touched": True})
+    assert [c["channel"]["cid"] for c in client.query_channels({"tag": tag})["channels"]] == [second.cid, first.cid]
+    first.send_message({"text": "bump"}, creator)
     r = client.query_channels({"tag": tag})
     assert [c["channel"]["cid"] for c in r["channels"]] == [first.cid, second.cid]
+    r = client.query_channels({"tag": tag, "last_updated": {"$gt": r["channels"][1]["channel"]["created_at"]}})
+    assert [c["channel"]["cid"] for c in r["channels"]] == [first.cid]
 
 
 def test_query_channels_limits(client):
@@ -606,3 +611,17 @@ def test_query_channels_sorts_by_last_message_at_and_limits_messages(client, cre
     r = client.query_channels({"tag": tag}, sort=[{"field": "last_message_at", "direction": -1}], message_limit=2)
     assert [c["channel"]["cid"] for c in r["channels"]] == [b.cid, a.cid]
     assert [len(c["messages"]) for c in r["channels"]] == [1, 2]
+
+
+def test_app_banned_applies_to_two_member_channels(client, users):
+    a, b, c = users
+    dm = client.channel("messaging", uid("dm"), {"members": [a, b]})
+    dm.create(a)
+    group = client.channel("messaging", uid("group"), {"members": [a, b, c]})
+    group.create(a)
+    r = client.query_channels({"members": {"$in": [a]}, "app_banned": "excluded"}, user_id=a)
+    assert [x["channel"]["cid"] for x in r["channels"]] == [dm.cid]
+    r = client.query_channels({"members": {"$in": [a]}, "app_banned": "only"}, user_id=a)
+    assert r["channels"] == []
+    with pytest.raises(StreamAPIException):
+        client.query_channels({"app_banned": "sometimes"}, user_id=a)

@@ -346,9 +346,11 @@ fn pack(groups: Vec<Vec<Write>>) -> Vec<Vec<Write>> {
 struct ReaderView<'a> {
     user_id: Option<&'a str>,
     muted: bool,
-    banned: bool,
     /// The filter names `member.user.name`: the members' names are read.
     member_names: bool,
+    /// The filter names `app_banned`: two-member channels get whether the other member is banned
+    /// app-wide.
+    app_banned: bool,
 }
 
 /// Which members (and, with messages, which messages) a channel state shows.
@@ -1442,12 +1444,9 @@ impl Chat {
                 .collect(),
             None => BTreeSet::new(),
         };
-        let reader = match &actor {
-            Some(a) => self.get_user(a).await?.map(|(u, _)| u),
-            None => None,
-        };
         let asks_hidden = filter.mentions("hidden");
         let member_names = filter.mentions("member.user.name");
+        let app_banned = filter.mentions("app_banned");
 
         let cids = self
             .candidate_cids(session, &filter, actor.as_deref())
@@ -1482,8 +1481,8 @@ impl Chat {
             let view = ReaderView {
                 user_id: actor.as_deref(),
                 muted: muted.contains(&cid),
-                banned: reader.as_ref().is_some_and(|u| u.banned),
                 member_names,
+                app_banned,
             };
             let doc = self.filter_doc(&loaded, &view).await?;
             let hidden = doc.get("hidden").and_then(Value::as_bool).unwrap_or(false);
@@ -1541,11 +1540,11 @@ impl Chat {
                 .map(Value::String)
                 .unwrap_or(Value::Null),
         );
-        let last_updated = [c.last_message_at.as_deref(), Some(c.updated_at.as_str())]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or_default();
+        // Seed: the time of the last message, or when there is none, of the channel's creation.
+        let last_updated = c
+            .last_message_at
+            .as_deref()
+            .unwrap_or(c.created_at.as_str());
         doc.insert(
             "last_updated".into(),
             Value::String(last_updated.to_string()),
@@ -1554,10 +1553,21 @@ impl Chat {
         doc.insert("frozen".into(), Value::Bool(c.frozen));
         doc.insert("muted".into(), Value::Bool(reader.muted));
         doc.insert("has_unread".into(), Value::Bool(false));
-        doc.insert(
-            "app_banned".into(),
-            Value::String(if reader.banned { "only" } else { "excluded" }.into()),
-        );
+        // Seed: `app_banned` applies only to channels of exactly two members.
+        if reader.app_banned && loaded.members.len() == 2 {
+            let others: Vec<&str> = loaded
+                .members
+                .iter()
+                .map(|m| m.user_id.as_str())
+                .filter(|id| Some(*id) != reader.user_id)
+                .collect();
+            let users = self.users_by_id(&others).await?;
+            let banned = users.values().any(|(u, _)| u.banned);
+            doc.insert(
+                "app_banned".into(),
+                Value::String(if banned { "only" } else { "excluded" }.into()),
+            );
+        }
         if reader.member_names {
             let ids: Vec<&str> = loaded.members.iter().map(|m| m.user_id.as_str()).collect();
             let users = self.users_by_id(&ids).await?;
