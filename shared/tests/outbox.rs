@@ -213,6 +213,16 @@ async fn channel_changes_write_their_events() {
         ..Default::default()
     };
     chat.mute_channels(&s, mute, true).await.expect("mute");
+    chat.update_channel_partial(
+        &s,
+        "messaging",
+        "talk",
+        obj(json!({"frozen": false})),
+        Vec::new(),
+        None,
+    )
+    .await
+    .expect("unfreeze");
     chat.truncate_channel(&s, "messaging", "talk", TruncateRequest::default())
         .await
         .expect("truncate");
@@ -239,6 +249,8 @@ async fn channel_changes_write_their_events() {
         "channel.hidden",
         "channel.visible",
         "notification.channel_mutes_updated",
+        "channel.updated",
+        "channel.unfrozen",
         "channel.truncated",
         "channel.deleted",
     ];

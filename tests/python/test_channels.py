@@ -625,3 +625,34 @@ def test_app_banned_applies_to_two_member_channels(client, users):
     assert r["channels"] == []
     with pytest.raises(StreamAPIException):
         client.query_channels({"app_banned": "sometimes"}, user_id=a)
+
+
+def test_hard_delete_removes_messages(client, creator):
+    ch = client.channel("messaging", uid("ch"))
+    ch.create(creator)
+    msg_id = "hd-" + uuid.uuid4().hex
+    ch.send_message({"id": msg_id, "text": "x"}, creator)
+    ch.delete()
+    again = client.channel("messaging", ch.id)
+    again.create(creator)
+    with pytest.raises(StreamAPIException):  # a soft delete keeps the message (and its id)
+        again.send_message({"id": msg_id, "text": "y"}, creator)
+    again.delete(hard=True)
+    third = client.channel("messaging", ch.id)
+    third.create(creator)
+    third.send_message({"id": msg_id, "text": "z"}, creator)  # the id is free again
+    assert texts(third.query()) == ["z"]
+
+
+def test_query_members_created_at_pagination(channel, users):
+    for u in users:
+        channel.add_members([u])
+    all_members = channel.query_members({}, sort=[{"field": "created_at", "direction": 1}])
+    assert [m["user_id"] for m in all_members] == users
+    pivot = all_members[1]["created_at"]
+    after = channel.query_members({}, created_at_after=pivot)
+    assert [m["user_id"] for m in after] == users[2:]
+    upto = channel.query_members({}, created_at_before_or_equal=pivot)
+    assert [m["user_id"] for m in upto] == users[:2]
+    before = channel.query_members({}, sort=[{"field": "created_at", "direction": -1}], created_at_before=pivot)
+    assert [m["user_id"] for m in before] == users[:1]

@@ -174,6 +174,30 @@ pub(crate) fn channel_event(
         .with("channel_type", Value::String(channel.channel_type.clone()))
 }
 
+/// `channel.updated` for a changed channel, plus `channel.frozen` / `channel.unfrozen` when the
+/// change froze or unfroze it.
+fn channel_update_events(
+    before: &Channel,
+    after: &Channel,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Write> {
+    let mut out = vec![outbox_write(
+        &channel_event("channel.updated", after, now).with(
+            "channel",
+            Value::Object(after.to_wire(&ChannelView::default())),
+        ),
+    )];
+    if before.frozen != after.frozen {
+        let kind = if after.frozen {
+            "channel.frozen"
+        } else {
+            "channel.unfrozen"
+        };
+        out.push(outbox_write(&channel_event(kind, after, now)));
+    }
+    out
+}
+
 /// An event addressed to one user (the `notification.*` family), stored under that user's scope.
 fn notification_event(
     kind: &str,
@@ -1065,20 +1089,7 @@ impl Chat {
             condition: Condition::Version(loaded.version),
         }];
         if data_changed {
-            head.push(outbox_write(
-                &channel_event("channel.updated", &channel, stamp).with(
-                    "channel",
-                    Value::Object(channel.to_wire(&ChannelView::default())),
-                ),
-            ));
-            if loaded.channel.frozen != channel.frozen {
-                let kind = if channel.frozen {
-                    "channel.frozen"
-                } else {
-                    "channel.unfrozen"
-                };
-                head.push(outbox_write(&channel_event(kind, &channel, stamp)));
-            }
+            head.extend(channel_update_events(&loaded.channel, &channel, stamp));
         }
         let user_ids: Vec<&str> = changes.user_ids();
         let users = self.users_by_id(&user_ids).await?;
@@ -1134,18 +1145,12 @@ impl Chat {
             }
         }
         next.effective_grants(&config.grants, &[])?;
-        let event = channel_event("channel.updated", &next, self.now()).with(
-            "channel",
-            Value::Object(next.to_wire(&ChannelView::default())),
-        );
-        let writes = vec![
-            Write::Put {
-                table: TableName::Channels,
-                item: channel_item(&cid, channel_type, to_doc(&next)?, loaded.version + 1),
-                condition: Condition::Version(loaded.version),
-            },
-            outbox_write(&event),
-        ];
+        let mut writes = vec![Write::Put {
+            table: TableName::Channels,
+            item: channel_item(&cid, channel_type, to_doc(&next)?, loaded.version + 1),
+            condition: Condition::Version(loaded.version),
+        }];
+        writes.extend(channel_update_events(&loaded.channel, &next, self.now()));
         self.commit_channel_change(&cid, writes).await?;
         let loaded = Loaded {
             channel: next,
@@ -1305,7 +1310,7 @@ impl Chat {
         self.remove_channel(loaded, hard).await.map(|_| ())
     }
 
-    /// Marks the channel deleted (or removes it) with `channel.deleted`; its members lose the
+    /// Marks the channel deleted (or removes it and its messages) with `channel.deleted`; its members lose the
     /// membership and it leaves the type index, so neither "my channels" nor the type-in-use
     /// check sees it. Returns the deleted channel's payload.
     async fn remove_channel(
@@ -1368,6 +1373,12 @@ impl Chat {
         self.commit_channel_change(&cid, head).await?;
         for batch in batches {
             self.store.transact(batch).await?;
+        }
+        if hard {
+            // The channel's messages go with it (a soft delete keeps them out of the next life
+            // of the cid by time instead).
+            let end_of_time = chrono::DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(stamp);
+            self.remove_messages_before(&cid, end_of_time).await?;
         }
         Ok(wire)
     }
