@@ -126,7 +126,8 @@ async fn run(args: Args) -> Result<(), String> {
 
     let routes = api_app::routes()
         .merge(api_users::routes())
-        .merge(api_channels::routes());
+        .merge(api_channels::routes())
+        .merge(api_messages::routes());
     let app = shared::http::with_edge(routes, chat);
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()

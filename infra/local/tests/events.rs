@@ -65,6 +65,7 @@ fn router_for(function: &str, chat: Chat) -> Router {
         "api-app" => api_app::router(chat),
         "api-users" => api_users::router(chat),
         "api-channels" => api_channels::router(chat),
+        "api-messages" => api_messages::router(chat),
         other => panic!("no function named {other}"),
     }
 }

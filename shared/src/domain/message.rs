@@ -16,7 +16,8 @@ use serde_json::{json, Map, Value};
 /// are the server's.
 pub const CLIENT_MESSAGE_TYPES: &[&str] = &["regular", "system"];
 
-/// Keys of a message payload that are not custom data.
+/// Keys of a message payload that are not custom data: the typed fields, and the response-only
+/// fields an SDK echoes back when it sends a whole message object to update it.
 const MESSAGE_KEYS: &[&str] = &[
     "id",
     "text",
@@ -28,6 +29,52 @@ const MESSAGE_KEYS: &[&str] = &[
     "created_at",
     "updated_at",
     "html",
+    "deleted_at",
+    "message_text_updated_at",
+    "pinned",
+    "pinned_at",
+    "pinned_by",
+    "pin_expires",
+    "attachments",
+    "latest_reactions",
+    "own_reactions",
+    "reaction_counts",
+    "reaction_scores",
+    "reaction_groups",
+    "reply_count",
+    "deleted_reply_count",
+    "mentioned_users",
+    "shadowed",
+    "channel",
+    "status",
+    "i18n",
+    "thread_participants",
+    "quoted_message",
+    "member",
+];
+
+/// Fields a message partial update may not touch (server-managed).
+const NOT_SETTABLE: &[&str] = &[
+    "id",
+    "cid",
+    "type",
+    "user",
+    "user_id",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+    "html",
+    "message_text_updated_at",
+    "pinned_at",
+    "pinned_by",
+    "latest_reactions",
+    "own_reactions",
+    "reaction_counts",
+    "reaction_scores",
+    "reaction_groups",
+    "reply_count",
+    "deleted_reply_count",
+    "shadowed",
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,6 +92,18 @@ pub struct Message {
     pub updated_at: String,
     #[serde(default)]
     pub silent: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_text_updated_at: Option<String>,
+    #[serde(default)]
+    pub pinned: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_by_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_expires: Option<String>,
     #[serde(flatten)]
     pub custom: Map<String, Value>,
 }
@@ -114,8 +173,125 @@ impl Message {
             created_at: now.to_string(),
             updated_at: now.to_string(),
             silent,
+            deleted_at: None,
+            message_text_updated_at: None,
+            pinned: false,
+            pinned_at: None,
+            pinned_by_id: None,
+            pin_expires: None,
             custom,
         })
+    }
+
+    /// Full update (`POST /messages/{id}`): text and custom data replaced by the payload's (the
+    /// id, author, type and times stay); `message_text_updated_at` when the text changed.
+    pub fn apply_full_update(
+        &self,
+        payload: &Map<String, Value>,
+        now: &str,
+    ) -> Result<Message, ApiError> {
+        let given = Message::from_payload(
+            payload,
+            &self.cid,
+            self.user_id.clone(),
+            self.id.clone(),
+            now,
+        )?;
+        if given.id != self.id {
+            return Err(ApiError::field(
+                "message.id",
+                "message.id does not match the message being updated",
+            ));
+        }
+        let mut next = self.clone();
+        if next.text != given.text {
+            next.message_text_updated_at = Some(now.to_string());
+        }
+        next.text = given.text;
+        next.silent = given.silent;
+        next.custom = given.custom;
+        next.updated_at = now.to_string();
+        Ok(next)
+    }
+
+    /// Partial update (`PUT /messages/{id}`): `set` / `unset` with dotted paths on the text and
+    /// custom data; `pinned` / `pin_expires` pin or unpin (by `actor`).
+    pub fn apply_partial(
+        &self,
+        set: &Map<String, Value>,
+        unset: &[String],
+        actor: Option<&str>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Message, ApiError> {
+        use crate::domain::patch::{set_path, top_field, unset_path};
+        for path in set.keys().chain(unset.iter()) {
+            let field = top_field(path);
+            if NOT_SETTABLE.contains(&field) {
+                return Err(ApiError::field(
+                    field,
+                    format!("{field} cannot be changed with a partial update"),
+                ));
+            }
+        }
+        let stamp = crate::domain::clock::format_time(now);
+        let mut next = self.clone();
+        for (path, value) in set {
+            match path.as_str() {
+                "text" => {
+                    let text = value
+                        .as_str()
+                        .ok_or_else(|| ApiError::field("text", "text must be a string"))?
+                        .to_string();
+                    if text != next.text {
+                        next.message_text_updated_at = Some(stamp.clone());
+                    }
+                    next.text = text;
+                }
+                "silent" => {
+                    next.silent = value
+                        .as_bool()
+                        .ok_or_else(|| ApiError::field("silent", "silent must be a boolean"))?
+                }
+                "pinned" => {
+                    let on = value
+                        .as_bool()
+                        .ok_or_else(|| ApiError::field("pinned", "pinned must be a boolean"))?;
+                    next.pinned = on;
+                    next.pinned_at = on.then(|| stamp.clone());
+                    next.pinned_by_id = if on { actor.map(str::to_string) } else { None };
+                }
+                "pin_expires" => next.pin_expires = pin_expiry(value, now)?,
+                _ => set_path(&mut next.custom, path, value.clone()),
+            }
+        }
+        for path in unset {
+            match path.as_str() {
+                "text" => next.text = String::new(),
+                "silent" => next.silent = false,
+                "pinned" => {
+                    next.pinned = false;
+                    next.pinned_at = None;
+                    next.pinned_by_id = None;
+                }
+                "pin_expires" => next.pin_expires = None,
+                _ => unset_path(&mut next.custom, path),
+            }
+        }
+        if !next.pinned {
+            next.pin_expires = None;
+        }
+        check_custom_size("message", &next.custom)?;
+        next.updated_at = stamp;
+        Ok(next)
+    }
+
+    /// Soft delete: the message stays as type `deleted` (reactions and replies kept).
+    pub fn soft_deleted(&self, now: &str) -> Message {
+        let mut next = self.clone();
+        next.kind = "deleted".into();
+        next.deleted_at = Some(now.to_string());
+        next.updated_at = now.to_string();
+        next
     }
 
     /// The response shape, with the author's user object and the (empty until reactions,
@@ -128,6 +304,13 @@ impl Message {
         doc.remove("user_id");
         if let Some(u) = user {
             doc.insert("user".into(), u.clone());
+        }
+        // A deleted message keeps its place but not its text (server-side reads may ask for it).
+        if self.kind == "deleted" {
+            doc.insert("text".into(), Value::String(String::new()));
+        }
+        if let Some(by) = doc.remove("pinned_by_id") {
+            doc.insert("pinned_by".into(), json!({ "id": by }));
         }
         let defaults = json!({
             "attachments": [],
@@ -152,6 +335,39 @@ impl Message {
             }
         }
         Value::Object(doc)
+    }
+}
+
+/// `pin_expires`: null (never), a number of seconds from now, or an RFC 3339 time in the future.
+fn pin_expiry(v: &Value, now: chrono::DateTime<chrono::Utc>) -> Result<Option<String>, ApiError> {
+    use crate::domain::clock::{format_time, parse_time};
+    match v {
+        Value::Null => Ok(None),
+        Value::Number(n) => {
+            let secs = n.as_i64().filter(|s| *s > 0).ok_or_else(|| {
+                ApiError::field(
+                    "pin_expires",
+                    "pin_expires must be a positive number of seconds",
+                )
+            })?;
+            Ok(Some(format_time(now + chrono::Duration::seconds(secs))))
+        }
+        Value::String(s) => {
+            let t = parse_time(s).ok_or_else(|| {
+                ApiError::field("pin_expires", "pin_expires must be an RFC 3339 timestamp")
+            })?;
+            if t <= now {
+                return Err(ApiError::field(
+                    "pin_expires",
+                    "pin_expires must be in the future",
+                ));
+            }
+            Ok(Some(format_time(t)))
+        }
+        _ => Err(ApiError::field(
+            "pin_expires",
+            "pin_expires must be seconds or a timestamp",
+        )),
     }
 }
 

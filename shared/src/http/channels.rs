@@ -1,12 +1,11 @@
 //! Routes of the channels function: get-or-create and query a channel, update it and its
 //! members, per-member state (hide, mute, archive, pin), truncate, delete, query channels and
-//! query members; sending a message into a channel.
+//! query members.
 
 use super::reply::{Body, HttpResult, Params, Reply};
 use crate::domain::caller::Session;
 use crate::service::channels::{ChannelQuery, ChannelUpdate, QueryChannels, TruncateRequest};
 use crate::service::members::{ChannelMuteRequest, QueryMembers};
-use crate::service::messages::SendMessage;
 use crate::service::Chat;
 use axum::extract::{Path, State};
 use axum::routing::{get, patch, post};
@@ -27,7 +26,6 @@ pub fn routes() -> Router<Chat> {
                 .delete(delete_channel),
         )
         .route("/channels/{type}/{id}/truncate", post(truncate_channel))
-        .route("/channels/{type}/{id}/message", post(send_message))
         .route("/channels/{type}/{id}/hide", post(hide_channel))
         .route("/channels/{type}/{id}/show", post(show_channel))
         .route(
@@ -237,15 +235,4 @@ async fn query_channels(
     Body(req): Body<QueryChannels>,
 ) -> HttpResult {
     Ok(Reply::json(chat.query_channels(&session, req).await?))
-}
-
-async fn send_message(
-    State(chat): State<Chat>,
-    session: Session,
-    Path((channel_type, id)): Path<(String, String)>,
-    Body(req): Body<SendMessage>,
-) -> HttpResult {
-    Ok(Reply::json(
-        chat.send_message(&session, &channel_type, &id, req).await?,
-    ))
 }

@@ -503,6 +503,27 @@ impl Chat {
         channel: &Channel,
         action: &str,
     ) -> Result<(), ApiError> {
+        self.check_action_on(
+            session,
+            config,
+            loaded,
+            channel,
+            action,
+            channel.created_by_id.as_deref(),
+        )
+    }
+
+    /// Permission check for a client-side caller on something in a channel owned by `owner_id`
+    /// (the channel's creator for channel actions, a message's author for message actions).
+    pub(crate) fn check_action_on(
+        &self,
+        session: &Session,
+        config: &ChannelTypeConfig,
+        loaded: Option<&Loaded>,
+        channel: &Channel,
+        action: &str,
+        owner_id: Option<&str>,
+    ) -> Result<(), ApiError> {
         if session.caller.is_server() || session.settings.disable_permissions_checks {
             return Ok(());
         }
@@ -513,7 +534,7 @@ impl Chat {
         let grants = channel.effective_grants(&config.grants, &[])?;
         let subject = session.caller.subject(channel_role);
         let resource = Resource {
-            owner_id: channel.created_by_id.as_deref(),
+            owner_id,
             team: channel.team.as_deref(),
         };
         if permissions::is_allowed(&grants, &subject, action, &resource) {

@@ -385,3 +385,326 @@ impl Chat {
         }
     }
 }
+
+/// A message as stored, with where it lives.
+pub(crate) struct StoredMessage {
+    pub message: Message,
+    pub pk: String,
+    pub sk: String,
+    pub version: u64,
+}
+
+/// Options of `DELETE /messages/{id}`.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteMessageOptions {
+    pub hard: bool,
+    /// Server-side: who deleted it (recorded on the event).
+    pub deleted_by: Option<String>,
+}
+
+impl Chat {
+    /// The message with this id, through its id record.
+    pub(crate) async fn find_message(&self, id: &str) -> Result<Option<StoredMessage>, ApiError> {
+        let (pk, sk) = message_id_key(id);
+        let Some(pointer) = self.store.get(TableName::Messages, &pk, &sk).await? else {
+            return Ok(None);
+        };
+        let cid = pointer.data["cid"].as_str().unwrap_or_default().to_string();
+        let sk = pointer.data["sk"].as_str().unwrap_or_default().to_string();
+        let pk = channel_messages_pk(&cid);
+        let Some(item) = self.store.get(TableName::Messages, &pk, &sk).await? else {
+            return Ok(None);
+        };
+        let message: Message = serde_json::from_value(item.data)
+            .map_err(|e| ApiError::internal(format!("stored message is unreadable: {e}")))?;
+        Ok(Some(StoredMessage {
+            message,
+            pk,
+            sk,
+            version: item.version,
+        }))
+    }
+
+    async fn require_message(&self, id: &str) -> Result<StoredMessage, ApiError> {
+        self.find_message(id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("message with id {id} does not exist")))
+    }
+
+    /// The message's channel, readable by the caller (and the channel type's config).
+    async fn message_channel(
+        &self,
+        session: &Session,
+        m: &Message,
+    ) -> Result<(crate::domain::channel_type::ChannelTypeConfig, Loaded), ApiError> {
+        let cid = Cid::parse(&m.cid)?;
+        let config = self.channel_config(&cid.channel_type).await?;
+        let loaded = self.require_channel(&m.cid).await?;
+        self.check_readable(session, &config, &loaded)?;
+        Ok((config, loaded))
+    }
+
+    async fn message_wire(&self, m: &Message, show_deleted_text: bool) -> Result<Value, ApiError> {
+        let ids: Vec<&str> = m
+            .user_id
+            .iter()
+            .chain(m.pinned_by_id.iter())
+            .map(String::as_str)
+            .collect();
+        let users = self.users_by_id(&ids).await?;
+        let user = m.user_id.as_deref().map(|id| {
+            users
+                .get(id)
+                .map(|(u, _)| u.to_json())
+                .unwrap_or_else(|| json!({ "id": id }))
+        });
+        let mut wire = m.to_wire(user.as_ref());
+        if let Some((u, _)) = m.pinned_by_id.as_deref().and_then(|id| users.get(id)) {
+            wire["pinned_by"] = u.to_json();
+        }
+        if show_deleted_text {
+            wire["text"] = Value::String(m.text.clone());
+        }
+        Ok(wire)
+    }
+
+    /// `GET /messages/{id}`; a deleted message keeps its text only server-side with
+    /// `show_deleted_message`.
+    pub async fn get_message(
+        &self,
+        session: &Session,
+        id: &str,
+        show_deleted_message: bool,
+    ) -> Result<Value, ApiError> {
+        let stored = self.require_message(id).await?;
+        self.message_channel(session, &stored.message).await?;
+        let show = show_deleted_message && session.caller.is_server();
+        Ok(json!({ "message": self.message_wire(&stored.message, show).await? }))
+    }
+
+    /// `GET /channels/{type}/{id}/messages?ids=`: the channel's messages with those ids, in the
+    /// order asked; ids of other channels or of no message are left out.
+    pub async fn get_messages(
+        &self,
+        session: &Session,
+        channel_type: &str,
+        id: &str,
+        ids: &[String],
+    ) -> Result<Value, ApiError> {
+        let cid = Cid::new(channel_type, id)?.to_string();
+        let config = self.channel_config(channel_type).await?;
+        let loaded = self.require_channel(&cid).await?;
+        self.check_readable(session, &config, &loaded)?;
+        let mut out = Vec::new();
+        for mid in ids {
+            if let Some(stored) = self.find_message(mid).await? {
+                if stored.message.cid == cid {
+                    out.push(self.message_wire(&stored.message, false).await?);
+                }
+            }
+        }
+        Ok(json!({ "messages": out }))
+    }
+
+    /// Commits a changed message under its version with `event`.
+    async fn save_message(
+        &self,
+        stored: &StoredMessage,
+        next: &Message,
+        channel: &Channel,
+        event_kind: &str,
+        extra: &[(&str, Value)],
+    ) -> Result<Value, ApiError> {
+        let wire = self.message_wire(next, false).await?;
+        let mut event =
+            channel_event(event_kind, channel, self.now()).with("message", wire.clone());
+        if let Some(u) = wire.get("user") {
+            event = event.with("user", u.clone());
+        }
+        for (k, v) in extra {
+            event = event.with(k, v.clone());
+        }
+        let mut item = Item::new(stored.pk.clone(), stored.sk.clone(), to_doc(next)?);
+        item.version = stored.version + 1;
+        let writes = vec![
+            Write::Put {
+                table: TableName::Messages,
+                item,
+                condition: Condition::Version(stored.version),
+            },
+            outbox_write(&event),
+        ];
+        match self.store.transact(writes).await {
+            Ok(()) => Ok(wire),
+            Err(StoreError::TransactionCanceled { .. }) => Err(ApiError::input(format!(
+                "message {} was changed concurrently; try again",
+                next.id
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Update permission: the author with `UpdateMessage` on their own message, or a role that
+    /// may update any message.
+    fn check_message_action(
+        &self,
+        session: &Session,
+        config: &crate::domain::channel_type::ChannelTypeConfig,
+        loaded: &Loaded,
+        m: &Message,
+        action: &str,
+    ) -> Result<(), ApiError> {
+        self.check_action_on(
+            session,
+            config,
+            Some(loaded),
+            &loaded.channel,
+            action,
+            m.user_id.as_deref(),
+        )
+    }
+
+    /// `POST /messages/{id}`: full update of text and custom data.
+    pub async fn update_message(
+        &self,
+        session: &Session,
+        id: &str,
+        payload: Map<String, Value>,
+    ) -> Result<Value, ApiError> {
+        let stored = self.require_message(id).await?;
+        let (config, loaded) = self.message_channel(session, &stored.message).await?;
+        self.check_message_action(session, &config, &loaded, &stored.message, "UpdateMessage")?;
+        if stored.message.kind == "deleted" {
+            return Err(ApiError::input(format!(
+                "message {id} was deleted and cannot be updated"
+            )));
+        }
+        let next = stored
+            .message
+            .apply_full_update(&payload, &self.now_str())?;
+        self.check_text_length(&config, &loaded, &next)?;
+        let wire = self
+            .save_message(&stored, &next, &loaded.channel, "message.updated", &[])
+            .await?;
+        Ok(json!({ "message": wire }))
+    }
+
+    /// `PUT /messages/{id}`: `set` / `unset`, pinning included.
+    pub async fn update_message_partial(
+        &self,
+        session: &Session,
+        id: &str,
+        set: Map<String, Value>,
+        unset: Vec<String>,
+        user_id: Option<String>,
+    ) -> Result<Value, ApiError> {
+        let stored = self.require_message(id).await?;
+        let (config, loaded) = self.message_channel(session, &stored.message).await?;
+        let pinning = set.contains_key("pinned")
+            || set.contains_key("pin_expires")
+            || unset.iter().any(|u| u == "pinned" || u == "pin_expires");
+        let other = set
+            .keys()
+            .chain(unset.iter())
+            .any(|k| k != "pinned" && k != "pin_expires");
+        if pinning {
+            self.check_message_action(session, &config, &loaded, &stored.message, "PinMessage")?;
+        }
+        if other {
+            self.check_message_action(session, &config, &loaded, &stored.message, "UpdateMessage")?;
+        }
+        if stored.message.kind == "deleted" {
+            return Err(ApiError::input(format!(
+                "message {id} was deleted and cannot be updated"
+            )));
+        }
+        let actor = acting_user(session, &user_id, &None);
+        let next = stored
+            .message
+            .apply_partial(&set, &unset, actor.as_deref(), self.now())?;
+        self.check_text_length(&config, &loaded, &next)?;
+        let wire = self
+            .save_message(&stored, &next, &loaded.channel, "message.updated", &[])
+            .await?;
+        Ok(json!({ "message": wire }))
+    }
+
+    fn check_text_length(
+        &self,
+        config: &crate::domain::channel_type::ChannelTypeConfig,
+        loaded: &Loaded,
+        m: &Message,
+    ) -> Result<(), ApiError> {
+        let max = loaded
+            .channel
+            .effective_config(config, &[])?
+            .max_message_length as usize;
+        if m.text.chars().count() > max {
+            return Err(ApiError::field(
+                "message.text",
+                format!("message is too long: the limit is {max} characters"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `DELETE /messages/{id}`: soft (type `deleted`, kept in place) or hard (the message and its
+    /// id record removed); `message.deleted` either way.
+    pub async fn delete_message(
+        &self,
+        session: &Session,
+        id: &str,
+        opts: DeleteMessageOptions,
+    ) -> Result<Value, ApiError> {
+        let stored = self.require_message(id).await?;
+        let (config, loaded) = self.message_channel(session, &stored.message).await?;
+        self.check_message_action(session, &config, &loaded, &stored.message, "DeleteMessage")?;
+        let deleted = stored.message.soft_deleted(&self.now_str());
+        let mut extra = vec![("hard_delete", Value::Bool(opts.hard))];
+        let by = opts
+            .deleted_by
+            .clone()
+            .filter(|_| session.caller.is_server())
+            .or_else(|| session.caller.user_id().map(str::to_string));
+        if let Some(by) = &by {
+            extra.push(("deleted_by", json!({ "id": by })));
+        }
+        if !opts.hard {
+            let wire = self
+                .save_message(
+                    &stored,
+                    &deleted,
+                    &loaded.channel,
+                    "message.deleted",
+                    &extra,
+                )
+                .await?;
+            return Ok(json!({ "message": wire }));
+        }
+        let wire = self.message_wire(&deleted, false).await?;
+        let mut event = channel_event("message.deleted", &loaded.channel, self.now())
+            .with("message", wire.clone());
+        for (k, v) in extra {
+            event = event.with(k, v);
+        }
+        let (ipk, isk) = message_id_key(id);
+        self.store
+            .transact(vec![
+                Write::Delete {
+                    table: TableName::Messages,
+                    pk: stored.pk.clone(),
+                    sk: stored.sk.clone(),
+                    condition: Condition::Version(stored.version),
+                },
+                Write::Delete {
+                    table: TableName::Messages,
+                    pk: ipk,
+                    sk: isk,
+                    condition: Condition::None,
+                },
+                outbox_write(&event),
+            ])
+            .await?;
+        Ok(json!({ "message": wire }))
+    }
+}

@@ -1,0 +1,135 @@
+//! Routes of the messages function: send a message into a channel, read one or several, update
+//! (full and partial, pinning included) and delete.
+
+use super::reply::{Body, HttpResult, Params, Reply};
+use crate::domain::caller::Session;
+use crate::service::messages::{DeleteMessageOptions, SendMessage};
+use crate::service::Chat;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+pub fn routes() -> Router<Chat> {
+    Router::new()
+        .route("/channels/{type}/{id}/message", post(send_message))
+        .route("/channels/{type}/{id}/messages", get(get_messages))
+        .route(
+            "/messages/{id}",
+            get(get_message)
+                .post(update_message)
+                .put(update_message_partial)
+                .delete(delete_message),
+        )
+}
+
+async fn send_message(
+    State(chat): State<Chat>,
+    session: Session,
+    Path((channel_type, id)): Path<(String, String)>,
+    Body(req): Body<SendMessage>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.send_message(&session, &channel_type, &id, req).await?,
+    ))
+}
+
+async fn get_messages(
+    State(chat): State<Chat>,
+    session: Session,
+    Path((channel_type, id)): Path<(String, String)>,
+    params: Params,
+) -> HttpResult {
+    let ids: Vec<String> = params
+        .get("ids")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok(Reply::json(
+        chat.get_messages(&session, &channel_type, &id, &ids)
+            .await?,
+    ))
+}
+
+async fn get_message(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    params: Params,
+) -> HttpResult {
+    let show = params.flag("show_deleted_message")?.unwrap_or(false);
+    Ok(Reply::json(chat.get_message(&session, &id, show).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UpdateBody {
+    message: Map<String, Value>,
+}
+
+async fn update_message(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    Body(b): Body<UpdateBody>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.update_message(&session, &id, b.message).await?,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PartialBody {
+    set: Map<String, Value>,
+    unset: Vec<String>,
+    user_id: Option<String>,
+    user: Option<Map<String, Value>>,
+}
+
+async fn update_message_partial(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    Body(b): Body<PartialBody>,
+) -> HttpResult {
+    let user_id = b.user_id.or_else(|| {
+        b.user
+            .as_ref()
+            .and_then(|u| u.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    Ok(Reply::json(
+        chat.update_message_partial(&session, &id, b.set, b.unset, user_id)
+            .await?,
+    ))
+}
+
+/// A DELETE body: only delete-for-me sends one.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DeleteBody {
+    delete_for_me: bool,
+}
+
+async fn delete_message(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    params: Params,
+    Body(b): Body<DeleteBody>,
+) -> HttpResult {
+    if b.delete_for_me || params.flag("delete_for_me")?.unwrap_or(false) {
+        // Refused rather than taken as a delete for everyone.
+        return Err(crate::domain::ApiError::input("delete_for_me is not supported yet").into());
+    }
+    let opts = DeleteMessageOptions {
+        hard: params.flag("hard")?.unwrap_or(false),
+        deleted_by: params.get("deleted_by").map(str::to_string),
+    };
+    Ok(Reply::json(chat.delete_message(&session, &id, opts).await?))
+}

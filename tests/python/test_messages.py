@@ -1,0 +1,118 @@
+"""Messages through the official Python SDK (server side) and user tokens: send, read one or
+several, full and partial update, pin, soft and hard delete."""
+
+import uuid
+
+import pytest
+from stream_chat.base.exceptions import StreamAPIException
+
+
+def uid(prefix="u"):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def author(client):
+    i = uid("author")
+    client.upsert_users([{"id": i, "name": "Author"}])
+    return i
+
+
+@pytest.fixture
+def channel(client, author):
+    ch = client.channel("messaging", uid("ch"), {"members": [author]})
+    ch.create(author)
+    return ch
+
+
+def test_send_and_get_message(client, channel, author):
+    r = channel.send_message({"text": "hi", "color": "red"}, author, skip_push=True)
+    m = r["message"]
+    assert m["text"] == "hi" and m["color"] == "red" and m["type"] == "regular"
+    assert m["user"]["id"] == author and m["cid"] == channel.cid
+    assert m["latest_reactions"] == [] and m["reaction_counts"] == {}
+    got = client.get_message(m["id"])["message"]
+    assert got["id"] == m["id"] and got["text"] == "hi" and got["shadowed"] is False
+    with pytest.raises(StreamAPIException) as err:
+        client.get_message("no-such-" + uuid.uuid4().hex)
+    assert err.value.error_code == 16
+
+
+def test_get_messages_by_ids(channel, author):
+    ids = [channel.send_message({"text": f"t{i}"}, author)["message"]["id"] for i in range(3)]
+    r = channel.get_messages([ids[2], ids[0], "missing"])
+    assert [m["id"] for m in r["messages"]] == [ids[2], ids[0]]
+
+
+def test_full_update_replaces_text_and_custom_fields(client, channel, author):
+    m = channel.send_message({"text": "v1", "color": "red"}, author)["message"]
+    r = client.update_message({"id": m["id"], "text": "v2", "size": 3, "user_id": author})
+    u = r["message"]
+    assert u["text"] == "v2" and u["size"] == 3 and "color" not in u
+    assert u["message_text_updated_at"]
+    assert client.get_message(m["id"])["message"]["text"] == "v2"
+    with pytest.raises(StreamAPIException):
+        client.update_message({"id": m["id"], "text": "x" * 5001})
+
+
+def test_partial_update(client, channel, author):
+    m = channel.send_message({"text": "v1", "meta": {"a": 1}, "old": True}, author)["message"]
+    r = client.update_message_partial(m["id"], {"set": {"text": "v2", "meta.b": 2}, "unset": ["old"]}, author)
+    u = r["message"]
+    assert u["text"] == "v2" and u["meta"] == {"a": 1, "b": 2} and "old" not in u
+    with pytest.raises(StreamAPIException):
+        client.update_message_partial(m["id"], {"set": {"user_id": "someone"}}, author)
+
+
+def test_pin_and_unpin(client, channel, author):
+    m = channel.send_message({"text": "pin me"}, author)["message"]
+    r = client.pin_message(m["id"], author)
+    assert r["message"]["pinned"] is True
+    assert r["message"]["pinned_at"]
+    assert r["message"]["pinned_by"]["id"] == author
+    r = client.pin_message(m["id"], author, expiration=3600)
+    assert r["message"]["pin_expires"]
+    r = client.unpin_message(m["id"], author)
+    assert r["message"]["pinned"] is False
+    assert r["message"]["pinned_at"] is None and r["message"]["pinned_by"] is None
+
+
+def test_soft_and_hard_delete(client, channel, author):
+    soft = channel.send_message({"text": "soft"}, author)["message"]
+    r = client.delete_message(soft["id"])
+    assert r["message"]["type"] == "deleted" and r["message"]["deleted_at"]
+    assert client.get_message(soft["id"])["message"]["text"] == ""
+    assert client.get_message(soft["id"], show_deleted_message=True)["message"]["text"] == "soft"
+    with pytest.raises(StreamAPIException):
+        client.update_message({"id": soft["id"], "text": "back"})
+    hard = channel.send_message({"text": "hard"}, author)["message"]
+    client.delete_message(hard["id"], hard=True)
+    with pytest.raises(StreamAPIException):
+        client.get_message(hard["id"])
+    state = channel.query()
+    assert [(m["id"], m["type"]) for m in state["messages"]] == [(soft["id"], "deleted")]
+    with pytest.raises(StreamAPIException):
+        client.delete_message(soft["id"], delete_for_me=True, deleted_by=author)
+
+
+def test_client_side_ownership(client, server, channel, author):
+    other = uid("other")
+    client.upsert_users([{"id": other}])
+    channel.add_members([other])
+    m = channel.send_message({"text": "mine"}, author)["message"]
+    tok_other = server.user_token(other)
+    tok_author = server.user_token(author)
+    r = server.request("POST", f"/messages/{m['id']}", token=tok_other, json={"message": {"id": m["id"], "text": "hijack"}})
+    assert r.status_code == 403
+    r = server.request("DELETE", f"/messages/{m['id']}", token=tok_other)
+    assert r.status_code == 403
+    r = server.request("POST", f"/messages/{m['id']}", token=tok_author, json={"message": {"id": m["id"], "text": "edited"}})
+    assert r.status_code == 200 and r.json()["message"]["text"] == "edited"
+    r = server.request("GET", f"/messages/{m['id']}", token=tok_other)
+    assert r.status_code == 200
+    outsider = uid("out")
+    client.upsert_users([{"id": outsider}])
+    r = server.request("GET", f"/messages/{m['id']}", token=server.user_token(outsider))
+    assert r.status_code == 403
+    r = server.request("DELETE", f"/messages/{m['id']}", token=tok_author)
+    assert r.status_code == 200 and r.json()["message"]["type"] == "deleted"
