@@ -116,3 +116,87 @@ def test_client_side_ownership(client, server, channel, author):
     assert r.status_code == 403
     r = server.request("DELETE", f"/messages/{m['id']}", token=tok_author)
     assert r.status_code == 200 and r.json()["message"]["type"] == "deleted"
+
+
+def test_attachments_mentions_and_limits(client, channel, author):
+    friend = uid("friend")
+    client.upsert_users([{"id": friend, "name": "Friend"}])
+    m = channel.send_message(
+        {"text": "look", "attachments": [{"type": "image", "image_url": "https://example.com/a.png"}], "mentioned_users": [friend]}, author
+    )["message"]
+    assert m["attachments"][0]["type"] == "image"
+    assert [u["id"] for u in m["mentioned_users"]] == [friend]
+    assert m["mentioned_users"][0]["name"] == "Friend"
+    with pytest.raises(StreamAPIException):
+        channel.send_message({"text": "x", "attachments": [{"type": "file"}] * 31}, author)
+    with pytest.raises(StreamAPIException):
+        channel.send_message({"text": "x", "mentioned_users": [f"u{i}" for i in range(26)]}, author)
+
+
+def test_threads_and_replies(client, channel, author):
+    parent = channel.send_message({"text": "parent"}, author)["message"]
+    for i in range(10):
+        channel.send_message({"text": f"reply {i}", "parent_id": parent["id"], "index": i}, author)
+    shown = channel.send_message({"text": "also in channel", "parent_id": parent["id"], "show_in_channel": True}, author)["message"]
+    assert shown["type"] == "reply" and shown["parent_id"] == parent["id"]
+    assert client.get_message(parent["id"])["message"]["reply_count"] == 11
+    # the channel lists the parent and the reply shown in the channel only
+    assert [m["text"] for m in channel.query()["messages"]] == ["parent", "also in channel"]
+    replies = channel.get_replies(parent["id"])["messages"]
+    assert len(replies) == 11 and replies[0]["index"] == 0
+    page = channel.get_replies(parent["id"], limit=3, offset=3)["messages"]
+    assert len(page) == 3
+    older = channel.get_replies(parent["id"], limit=3, id_lt=replies[5]["id"])["messages"]
+    assert [m["index"] for m in older] == [2, 3, 4]
+    with pytest.raises(StreamAPIException):  # replies to replies are not threads
+        channel.send_message({"text": "x", "parent_id": replies[0]["id"]}, author)
+    with pytest.raises(StreamAPIException):
+        channel.send_message({"text": "x", "parent_id": "nope-" + uuid.uuid4().hex}, author)
+
+
+def test_quoted_message_is_enriched_one_level(channel, author):
+    a = channel.send_message({"id": "qa-" + uuid.uuid4().hex, "text": "A"}, author)["message"]
+    b = channel.send_message({"text": "B", "quoted_message_id": a["id"]}, author)["message"]
+    assert b["quoted_message"]["id"] == a["id"] and b["quoted_message"]["text"] == "A"
+    c = channel.send_message({"text": "C", "quoted_message_id": b["id"]}, author)["message"]
+    assert c["quoted_message"]["id"] == b["id"]
+    assert "quoted_message" not in c["quoted_message"]
+    state = channel.query()
+    assert state["messages"][-1]["quoted_message"]["text"] == "B"
+
+
+def test_pinned_on_send(channel, author):
+    m = channel.send_message({"text": "pinned", "pinned": True, "pin_expires": "2999-01-01T00:00:00Z"}, author)["message"]
+    assert m["pinned"] is True and m["pinned_by"]["id"] == author and m["pin_expires"].startswith("2999")
+
+
+def test_slow_mode(client, server, channel, author):
+    member = uid("slow")
+    client.upsert_users([{"id": member}])
+    channel.add_members([member])
+    channel.update_partial(to_set={"cooldown": 2})
+    path = f"/channels/messaging/{channel.id}/message"
+    tok = server.user_token(member)
+    assert server.request("POST", path, token=tok, json={"message": {"text": "one"}}).status_code == 200
+    r = server.request("POST", path, token=tok, json={"message": {"text": "two"}})
+    assert r.status_code == 400 and "slow mode" in r.json()["message"]
+    # server-side sends are not limited
+    channel.send_message({"text": "server"}, member)
+    channel.send_message({"text": "server"}, member)
+
+
+def test_client_needs_grants_for_links_attachments_and_mentions(client, server, author):
+    name = "lim" + uuid.uuid4().hex[:8]
+    client.create_channel_type({"name": name})
+    client.update_channel_type(name, grants={"channel_member": ["read-channel", "create-message"], "user": []})
+    member = uid("limited")
+    client.upsert_users([{"id": member}])
+    ch = client.channel(name, uid("ch"), {"members": [author, member]})
+    ch.create(author)
+    path = f"/channels/{name}/{ch.id}/message"
+    tok = server.user_token(member)
+    send = lambda message: server.request("POST", path, token=tok, json={"message": message})
+    assert send({"text": "plain"}).status_code == 200
+    assert send({"text": "see https://example.com"}).status_code == 403
+    assert send({"text": "file", "attachments": [{"type": "file"}]}).status_code == 403
+    assert send({"text": "hey", "mentioned_users": [author]}).status_code == 403

@@ -46,3 +46,6 @@ pub const DEFAULT_QUERY_MEMBERS_LIMIT: usize = 100;
 pub const MAX_QUERY_MEMBERS_LIMIT: usize = 100;
 /// Longest message id (seed "Message Format").
 pub const MAX_MESSAGE_ID_LEN: usize = 255;
+/// Attachments per message and mentioned users per message (seed "Message Format").
+pub const MAX_ATTACHMENTS: usize = 30;
+pub const MAX_MENTIONED_USERS: usize = 25;

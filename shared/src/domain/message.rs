@@ -6,7 +6,8 @@
 
 use crate::domain::channel::check_custom_size;
 use crate::domain::limits::{
-    DEFAULT_CHANNEL_MESSAGE_LIMIT, MAX_CHANNEL_MESSAGE_LIMIT, MAX_MESSAGE_ID_LEN,
+    DEFAULT_CHANNEL_MESSAGE_LIMIT, MAX_ATTACHMENTS, MAX_CHANNEL_MESSAGE_LIMIT, MAX_MENTIONED_USERS,
+    MAX_MESSAGE_ID_LEN,
 };
 use crate::domain::ApiError;
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,9 @@ const MESSAGE_KEYS: &[&str] = &[
     "shadowed",
     "channel",
     "status",
+    "parent_id",
+    "show_in_channel",
+    "quoted_message_id",
     "i18n",
     "thread_participants",
     "quoted_message",
@@ -75,6 +79,8 @@ const NOT_SETTABLE: &[&str] = &[
     "reply_count",
     "deleted_reply_count",
     "shadowed",
+    "parent_id",
+    "quoted_message_id",
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,8 +110,110 @@ pub struct Message {
     pub pinned_by_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin_expires: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Value>,
+    /// Mentioned user ids; responses carry the users (`mentioned_users`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentioned_user_ids: Vec<String>,
+    /// The thread a reply belongs to (type `reply`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub show_in_channel: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoted_message_id: Option<String>,
+    #[serde(default)]
+    pub reply_count: u32,
     #[serde(flatten)]
     pub custom: Map<String, Value>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The parts of a message payload beyond text and custom data: attachments (≤ 30), mentions
+/// (≤ 25, ids or user objects), thread and quote references.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MessageLinks {
+    pub attachments: Vec<Value>,
+    pub mentioned_user_ids: Vec<String>,
+    pub parent_id: Option<String>,
+    pub show_in_channel: bool,
+    pub quoted_message_id: Option<String>,
+}
+
+impl MessageLinks {
+    pub fn parse(payload: &Map<String, Value>) -> Result<MessageLinks, ApiError> {
+        let attachments = match payload.get("attachments") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(a)) => a.clone(),
+            Some(_) => {
+                return Err(ApiError::field(
+                    "message.attachments",
+                    "attachments must be a list",
+                ))
+            }
+        };
+        if attachments.len() > MAX_ATTACHMENTS {
+            return Err(ApiError::field(
+                "message.attachments",
+                format!("a message can have at most {MAX_ATTACHMENTS} attachments"),
+            ));
+        }
+        if attachments.iter().any(|a| !a.is_object()) {
+            return Err(ApiError::field(
+                "message.attachments",
+                "every attachment must be an object",
+            ));
+        }
+        let mentioned_user_ids: Vec<String> = match payload.get("mentioned_users") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .or_else(|| v.get("id").and_then(Value::as_str))
+                        .map(str::to_string)
+                })
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "message.mentioned_users",
+                        "mentioned_users must be user ids or {id} objects",
+                    )
+                })?,
+            Some(_) => {
+                return Err(ApiError::field(
+                    "message.mentioned_users",
+                    "mentioned_users must be a list",
+                ))
+            }
+        };
+        if mentioned_user_ids.len() > MAX_MENTIONED_USERS {
+            return Err(ApiError::field(
+                "message.mentioned_users",
+                format!("a message can mention at most {MAX_MENTIONED_USERS} users"),
+            ));
+        }
+        let text_field = |k: &str| {
+            payload
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        Ok(MessageLinks {
+            attachments,
+            mentioned_user_ids,
+            parent_id: text_field("parent_id"),
+            show_in_channel: payload
+                .get("show_in_channel")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            quoted_message_id: text_field("quoted_message_id"),
+        })
+    }
 }
 
 impl Message {
@@ -179,8 +287,49 @@ impl Message {
             pinned_at: None,
             pinned_by_id: None,
             pin_expires: None,
+            attachments: Vec::new(),
+            mentioned_user_ids: Vec::new(),
+            parent_id: None,
+            show_in_channel: false,
+            quoted_message_id: None,
+            reply_count: 0,
             custom,
-        })
+        }
+        .with_links(MessageLinks::parse(payload)?))
+    }
+
+    fn with_links(mut self, links: MessageLinks) -> Message {
+        self.attachments = links.attachments;
+        self.mentioned_user_ids = links.mentioned_user_ids;
+        self.show_in_channel = links.show_in_channel;
+        self.quoted_message_id = links.quoted_message_id;
+        if links.parent_id.is_some() && self.kind == "regular" {
+            self.kind = "reply".into();
+        }
+        self.parent_id = links.parent_id;
+        self
+    }
+
+    /// Pins the message (by `by`, expiring per `pin_expires`: null, seconds or a timestamp).
+    pub fn pin(
+        &mut self,
+        by: Option<&str>,
+        expires: Option<&Value>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ApiError> {
+        self.pinned = true;
+        self.pinned_at = Some(crate::domain::clock::format_time(now));
+        self.pinned_by_id = by.map(str::to_string);
+        self.pin_expires = match expires {
+            None => None,
+            Some(v) => pin_expiry(v, now)?,
+        };
+        Ok(())
+    }
+
+    /// Shown in the channel's message list: not a thread reply, unless also sent to the channel.
+    pub fn in_channel_list(&self) -> bool {
+        self.parent_id.is_none() || self.show_in_channel
     }
 
     /// Full update (`POST /messages/{id}`): text and custom data replaced by the payload's (the
@@ -210,6 +359,9 @@ impl Message {
         next.text = given.text;
         next.silent = given.silent;
         next.custom = given.custom;
+        next.attachments = given.attachments;
+        next.mentioned_user_ids = given.mentioned_user_ids;
+        next.quoted_message_id = given.quoted_message_id;
         next.updated_at = now.to_string();
         Ok(next)
     }
@@ -302,6 +454,7 @@ impl Message {
             _ => Map::new(),
         };
         doc.remove("user_id");
+        doc.remove("mentioned_user_ids");
         if let Some(u) = user {
             doc.insert("user".into(), u.clone());
         }

@@ -15,6 +15,7 @@ pub fn routes() -> Router<Chat> {
     Router::new()
         .route("/channels/{type}/{id}/message", post(send_message))
         .route("/channels/{type}/{id}/messages", get(get_messages))
+        .route("/messages/{id}/replies", get(get_replies))
         .route(
             "/messages/{id}",
             get(get_message)
@@ -132,4 +133,27 @@ async fn delete_message(
         deleted_by: params.get("deleted_by").map(str::to_string),
     };
     Ok(Reply::json(chat.delete_message(&session, &id, opts).await?))
+}
+
+async fn get_replies(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    params: Params,
+) -> HttpResult {
+    // Query parameters as the page object a channel query sends in its body.
+    let mut page = Map::new();
+    for key in ["id_lt", "id_lte", "id_gt", "id_gte", "id_around"] {
+        if let Some(v) = params.get(key) {
+            page.insert(key.into(), Value::String(v.to_string()));
+        }
+    }
+    if let Some(limit) = params.get("limit") {
+        let n: u64 = limit
+            .parse()
+            .map_err(|_| crate::domain::ApiError::field("limit", "limit must be a number"))?;
+        page.insert("limit".into(), n.into());
+    }
+    let page = crate::domain::message::MessagePage::parse(Some(&page))?;
+    Ok(Reply::json(chat.get_replies(&session, &id, page).await?))
 }

@@ -843,7 +843,7 @@ impl Chat {
         let mut state = json!({
             "channel": channel,
             "members": member_list,
-            "messages": messages.iter().map(|m| m.to_wire(m.user_id.as_deref().map(user_json).as_ref())).collect::<Vec<_>>(),
+            "messages": self.messages_wire(&messages).await?,
             "pinned_messages": [],
             "read": [],
             "watcher_count": 0,

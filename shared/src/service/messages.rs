@@ -11,9 +11,10 @@ use crate::domain::ids::random_id;
 use crate::domain::message::{Message, MessageAnchor, MessagePage};
 use crate::domain::ApiError;
 use crate::store::layout::{
-    channel_item, channel_messages_pk, member_item, message_id_key, message_sk, outbox_write,
+    channel_item, channel_messages_pk, cooldown_pk, member_item, message_id_key, message_sk,
+    outbox_write, replies_pk,
 };
-use crate::store::{Condition, Item, Query, SkRange, StoreError, TableName, Write};
+use crate::store::{Condition, Index, Item, Query, SkRange, StoreError, TableName, Write};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -53,14 +54,18 @@ impl Chat {
             .get_user(&author)
             .await?
             .ok_or_else(|| ApiError::input(format!("user {author:?} does not exist")))?;
-        let message = Message::from_payload(
+        let mut message = Message::from_payload(
             &req.message,
             &cid,
             Some(author.clone()),
             random_id(),
             &self.now_str(),
         )?;
+        if req.message.get("pinned").and_then(Value::as_bool) == Some(true) {
+            message.pin(Some(&author), req.message.get("pin_expires"), self.now())?;
+        }
         let effective = loaded.channel.effective_config(&config, &[])?;
+        self.check_message_links(&effective, &cid, &message).await?;
         if message.text.chars().count() > effective.max_message_length as usize {
             return Err(ApiError::field(
                 "message.text",
@@ -78,6 +83,23 @@ impl Chat {
                 &loaded.channel,
                 "CreateMessage",
             )?;
+            let needs = [
+                (!message.attachments.is_empty(), "CreateAttachment"),
+                (!message.mentioned_user_ids.is_empty(), "CreateMention"),
+                (has_link(&message.text), "AddLinks"),
+                (message.pinned, "PinMessage"),
+            ];
+            for (needed, action) in needs {
+                if needed {
+                    self.check_channel_action(
+                        session,
+                        &config,
+                        Some(&loaded),
+                        &loaded.channel,
+                        action,
+                    )?;
+                }
+            }
             if message.kind == "system" {
                 self.check_channel_action(
                     session,
@@ -106,7 +128,17 @@ impl Chat {
                 return Ok(json!({ "message": refused }));
             }
         }
-        let wire = self.post_message(loaded, message, &user.to_json()).await?;
+        let slow_mode = self
+            .slow_mode_write(session, &config, &loaded, &author, &message.created_at)
+            .await?;
+        let wire = self
+            .post_message(
+                loaded,
+                message,
+                &user.to_json(),
+                slow_mode.into_iter().collect(),
+            )
+            .await?;
         Ok(json!({ "message": wire }))
     }
 
@@ -118,11 +150,16 @@ impl Chat {
         mut loaded: Loaded,
         message: Message,
         user: &Value,
+        extra: Vec<Write>,
     ) -> Result<Value, ApiError> {
         let cid = loaded.channel.cid.clone();
         let created = parse_time(&message.created_at).unwrap_or_else(|| self.now());
         let sk = message_sk(created, &message.id);
-        let wire = message.to_wire(Some(user));
+        let mut wire = self
+            .messages_wire(std::slice::from_ref(&message))
+            .await?
+            .remove(0);
+        wire["user"] = user.clone();
         for _ in 0..SEND_ATTEMPTS {
             let mut channel = loaded.channel.clone();
             if !message.silent || channel.last_message_at.is_none() {
@@ -141,7 +178,7 @@ impl Chat {
                 },
                 Write::Put {
                     table: TableName::Messages,
-                    item: Item::new(channel_messages_pk(&cid), sk.clone(), to_doc(&message)?),
+                    item: message_item(&message, &sk)?,
                     condition: Condition::NotExists,
                 },
                 Write::Put {
@@ -160,6 +197,20 @@ impl Chat {
                         .with("user", user.clone()),
                 ),
             ];
+            // A reply counts on its parent (committed with it, so the count never drifts).
+            if let Some(parent_id) = &message.parent_id {
+                let parent = self.require_message(parent_id).await?;
+                let mut counted = parent.message.clone();
+                counted.reply_count += 1;
+                let mut item = message_item(&counted, &parent.sk)?;
+                item.version = parent.version + 1;
+                writes.push(Write::Put {
+                    table: TableName::Messages,
+                    item,
+                    condition: Condition::Version(parent.version),
+                });
+            }
+            writes.extend(extra.iter().cloned());
             for m in loaded.members.iter().filter(|m| m.hidden) {
                 let mut shown = m.clone();
                 shown.hidden = false;
@@ -240,19 +291,21 @@ impl Chat {
             message.kind = "system".into();
         }
         let loaded = self.require_channel(cid).await?;
-        Ok(Some(self.post_message(loaded, message, &user).await?))
+        Ok(Some(
+            self.post_message(loaded, message, &user, Vec::new())
+                .await?,
+        ))
     }
 
     /// The page of messages a channel state shows to `reader`, oldest first: only messages of
-    /// the channel's current life (after a delete and recreate, after `truncated_at`) and after
-    /// the reader's own history cutoff.
+    /// the channel's current life (after a delete and recreate, after `truncated_at`), after the
+    /// reader's own history cutoff, and not thread-only replies.
     pub(crate) async fn channel_messages(
         &self,
         channel: &Channel,
         reader_cutoff: Option<&str>,
         page: &MessagePage,
     ) -> Result<Vec<Message>, ApiError> {
-        let pk = channel_messages_pk(&channel.cid);
         let floor = [
             Some(channel.created_at.as_str()),
             channel.truncated_at.as_deref(),
@@ -262,9 +315,24 @@ impl Chat {
         .flatten()
         .filter_map(parse_time)
         .max();
-        let floor_sk = floor.map(|t| format!("{:016}", t.timestamp_micros()));
-        let visible =
-            |m: &Message| floor.is_none_or(|f| parse_time(&m.created_at).is_none_or(|t| t >= f));
+        let source = MessageSource {
+            pk: channel_messages_pk(&channel.cid),
+            index: None,
+            floor,
+        };
+        self.page_messages(&source, page, &|m: &Message| m.in_channel_list())
+            .await
+    }
+
+    /// A page of `source` around `page.anchor`, of up to `page.limit` messages that `keep`
+    /// accepts, oldest first. Pages are read until enough are kept or the source runs out (or,
+    /// reading backwards, until the floor).
+    async fn page_messages(
+        &self,
+        source: &MessageSource,
+        page: &MessagePage,
+        keep: &(dyn Fn(&Message) -> bool + Sync),
+    ) -> Result<Vec<Message>, ApiError> {
         let anchor_sk = |id: &str| {
             let id = id.to_string();
             async move {
@@ -277,35 +345,15 @@ impl Chat {
                 Ok::<String, ApiError>(item.data["sk"].as_str().unwrap_or_default().to_string())
             }
         };
-        let read = |range: SkRange, forward: bool, limit: usize| {
-            let pk = pk.clone();
-            async move {
-                let mut q = Query::new(TableName::Messages, pk)
-                    .range(range)
-                    .limit(limit);
-                if !forward {
-                    q = q.backward();
-                }
-                let page = self.store.query(q).await?;
-                let mut out = Vec::new();
-                for item in page.items {
-                    let m: Message = serde_json::from_value(item.data).map_err(|e| {
-                        ApiError::internal(format!("stored message is unreadable: {e}"))
-                    })?;
-                    out.push(m);
-                }
-                Ok::<Vec<Message>, ApiError>(out)
+        let floor_sk = source
+            .floor
+            .map(|t| format!("{:016}", t.timestamp_micros()));
+        let mut out = match &page.anchor {
+            MessageAnchor::Latest => {
+                let range = floor_sk.clone().map(SkRange::Ge).unwrap_or(SkRange::All);
+                self.read_messages(source, range, false, page.limit, keep)
+                    .await?
             }
-        };
-        let lower = |sk: Option<String>| match (sk, &floor_sk) {
-            (Some(s), Some(f)) if &s < f => Some(f.clone()),
-            (s, f) => s.or_else(|| f.clone()),
-        };
-        let mut messages = match &page.anchor {
-            MessageAnchor::Latest => match lower(None) {
-                Some(f) => read(SkRange::Ge(f), false, page.limit).await?,
-                None => read(SkRange::All, false, page.limit).await?,
-            },
             MessageAnchor::Before { id, inclusive } => {
                 let sk = anchor_sk(id).await?;
                 let range = if *inclusive {
@@ -313,7 +361,8 @@ impl Chat {
                 } else {
                     SkRange::Lt(sk)
                 };
-                read(range, false, page.limit).await?
+                self.read_messages(source, range, false, page.limit, keep)
+                    .await?
             }
             MessageAnchor::After { id, inclusive } => {
                 let sk = anchor_sk(id).await?;
@@ -322,23 +371,104 @@ impl Chat {
                 } else {
                     SkRange::Gt(sk)
                 };
-                read(range, true, page.limit).await?
+                self.read_messages(source, range, true, page.limit, keep)
+                    .await?
             }
             MessageAnchor::Around(id) => {
                 let sk = anchor_sk(id).await?;
                 let before = page.limit / 2;
-                let mut older = read(SkRange::Lt(sk.clone()), false, before).await?;
-                let newer =
-                    read(SkRange::Ge(sk), true, page.limit - older.len().min(before)).await?;
-                older.reverse();
+                let mut older = self
+                    .read_messages(source, SkRange::Lt(sk.clone()), false, before, keep)
+                    .await?;
+                let newer = self
+                    .read_messages(
+                        source,
+                        SkRange::Ge(sk),
+                        true,
+                        page.limit - older.len(),
+                        keep,
+                    )
+                    .await?;
                 older.extend(newer);
-                older.reverse();
                 older
             }
         };
-        messages.retain(visible);
-        messages.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-        Ok(messages)
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Up to `limit` messages of `source` in `range` that are above the floor and kept.
+    async fn read_messages(
+        &self,
+        source: &MessageSource,
+        range: SkRange,
+        forward: bool,
+        limit: usize,
+        keep: &(dyn Fn(&Message) -> bool + Sync),
+    ) -> Result<Vec<Message>, ApiError> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        while out.len() < limit {
+            let mut q = Query::new(TableName::Messages, source.pk.clone())
+                .range(range.clone())
+                .limit(limit.max(25))
+                .start_after(cursor);
+            if let Some(index) = source.index {
+                q = q.index(index);
+            }
+            if !forward {
+                q = q.backward();
+            }
+            let batch = self.store.query(q).await?;
+            for item in batch.items {
+                let m: Message = serde_json::from_value(item.data).map_err(|e| {
+                    ApiError::internal(format!("stored message is unreadable: {e}"))
+                })?;
+                let above_floor = source
+                    .floor
+                    .is_none_or(|f| parse_time(&m.created_at).is_none_or(|t| t >= f));
+                if !above_floor && !forward {
+                    return Ok(out);
+                }
+                if above_floor && keep(&m) && out.len() < limit {
+                    out.push(m);
+                }
+            }
+            match batch.last {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /messages/{id}/replies`: the thread's latest replies (or those around the `id_*`
+    /// anchor), oldest first.
+    pub async fn get_replies(
+        &self,
+        session: &Session,
+        parent_id: &str,
+        page: MessagePage,
+    ) -> Result<Value, ApiError> {
+        let parent = self.require_message(parent_id).await?;
+        let (_, loaded) = self.message_channel(session, &parent.message).await?;
+        let floor = [
+            Some(loaded.channel.created_at.as_str()),
+            loaded.channel.truncated_at.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(parse_time)
+        .max();
+        let source = MessageSource {
+            pk: replies_pk(parent_id),
+            index: Some(Index::Gsi1),
+            floor,
+        };
+        let replies = self
+            .page_messages(&source, &page, &|_: &Message| true)
+            .await?;
+        Ok(json!({ "messages": self.messages_wire(&replies).await? }))
     }
 
     /// Truncation with `hard_delete`: the messages before `before` are removed for good.
@@ -445,23 +575,7 @@ impl Chat {
     }
 
     async fn message_wire(&self, m: &Message, show_deleted_text: bool) -> Result<Value, ApiError> {
-        let ids: Vec<&str> = m
-            .user_id
-            .iter()
-            .chain(m.pinned_by_id.iter())
-            .map(String::as_str)
-            .collect();
-        let users = self.users_by_id(&ids).await?;
-        let user = m.user_id.as_deref().map(|id| {
-            users
-                .get(id)
-                .map(|(u, _)| u.to_json())
-                .unwrap_or_else(|| json!({ "id": id }))
-        });
-        let mut wire = m.to_wire(user.as_ref());
-        if let Some((u, _)) = m.pinned_by_id.as_deref().and_then(|id| users.get(id)) {
-            wire["pinned_by"] = u.to_json();
-        }
+        let mut wire = self.messages_wire(std::slice::from_ref(m)).await?.remove(0);
         if show_deleted_text {
             wire["text"] = Value::String(m.text.clone());
         }
@@ -706,5 +820,186 @@ impl Chat {
             ])
             .await?;
         Ok(json!({ "message": wire }))
+    }
+}
+
+/// Where a page of messages is read from: a channel's partition, or a thread's index partition;
+/// messages before `floor` are not part of it.
+struct MessageSource {
+    pk: String,
+    index: Option<Index>,
+    floor: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Does the text carry a link (`AddLinks`)?
+fn has_link(text: &str) -> bool {
+    text.split_whitespace().any(|w| {
+        let w = w.to_ascii_lowercase();
+        w.starts_with("http://") || w.starts_with("https://") || w.starts_with("www.")
+    })
+}
+
+/// A message's item in its channel's partition; replies are also listed under their parent
+/// (`gsi1`, same sort key) for the thread's pages.
+fn message_item(m: &Message, sk: &str) -> Result<Item, ApiError> {
+    let item = Item::new(channel_messages_pk(&m.cid), sk.to_string(), to_doc(m)?);
+    Ok(match &m.parent_id {
+        Some(parent) => item.with_gsi1(replies_pk(parent), sk.to_string()),
+        None => item,
+    })
+}
+
+impl Chat {
+    /// The slow-mode record of this send, or `None` when slow mode does not apply (off, server
+    /// side, or a role that skips it); refuses a send inside the cooldown.
+    async fn slow_mode_write(
+        &self,
+        session: &Session,
+        config: &crate::domain::channel_type::ChannelTypeConfig,
+        loaded: &Loaded,
+        author: &str,
+        now: &str,
+    ) -> Result<Option<Write>, ApiError> {
+        let cooldown = loaded.channel.cooldown;
+        if cooldown == 0 || session.caller.is_server() {
+            return Ok(None);
+        }
+        if self
+            .check_channel_action(
+                session,
+                config,
+                Some(loaded),
+                &loaded.channel,
+                "SkipSlowMode",
+            )
+            .is_ok()
+        {
+            return Ok(None);
+        }
+        let pk = cooldown_pk(&loaded.channel.cid);
+        if let Some(last) = self.store.get(TableName::Messages, &pk, author).await? {
+            let last = last.data["last_message_at"].as_str().and_then(parse_time);
+            if let Some(last) = last {
+                let wait = last + chrono::Duration::seconds(i64::from(cooldown)) - self.now();
+                if wait > chrono::Duration::zero() {
+                    return Err(ApiError::input(format!(
+                        "slow mode is on: wait {} more seconds before sending another message",
+                        (wait.num_milliseconds() + 999) / 1000
+                    )));
+                }
+            }
+        }
+        let mut item = Item::new(pk, author.to_string(), json!({ "last_message_at": now }));
+        item.ttl = Some(self.now().timestamp() + i64::from(cooldown) + 60);
+        Ok(Some(Write::Put {
+            table: TableName::Messages,
+            item,
+            condition: Condition::None,
+        }))
+    }
+
+    /// Thread and quote references point at messages of the same channel, and the type allows
+    /// them (`replies`, `quotes`).
+    async fn check_message_links(
+        &self,
+        config: &crate::domain::channel_type::ChannelTypeConfig,
+        cid: &str,
+        m: &Message,
+    ) -> Result<(), ApiError> {
+        if let Some(parent) = &m.parent_id {
+            if !config.replies {
+                return Err(ApiError::field(
+                    "message.parent_id",
+                    "replies are disabled for this channel",
+                ));
+            }
+            let p = self.find_message(parent).await?.ok_or_else(|| {
+                ApiError::field(
+                    "message.parent_id",
+                    format!("parent message {parent} does not exist"),
+                )
+            })?;
+            if p.message.cid != cid || p.message.parent_id.is_some() {
+                return Err(ApiError::field(
+                    "message.parent_id",
+                    "the parent must be a message of this channel, not a reply",
+                ));
+            }
+        }
+        if let Some(quoted) = &m.quoted_message_id {
+            if !config.quotes {
+                return Err(ApiError::field(
+                    "message.quoted_message_id",
+                    "quotes are disabled for this channel",
+                ));
+            }
+            let q = self.find_message(quoted).await?.ok_or_else(|| {
+                ApiError::field(
+                    "message.quoted_message_id",
+                    format!("quoted message {quoted} does not exist"),
+                )
+            })?;
+            if q.message.cid != cid {
+                return Err(ApiError::field(
+                    "message.quoted_message_id",
+                    "the quoted message must be in this channel",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Response shapes of messages: authors, pinners and mentioned users as user objects (one
+    /// batch read), and `quoted_message` one level deep.
+    pub(crate) async fn messages_wire(&self, messages: &[Message]) -> Result<Vec<Value>, ApiError> {
+        let mut quoted: std::collections::HashMap<String, Message> =
+            std::collections::HashMap::new();
+        for id in messages.iter().filter_map(|m| m.quoted_message_id.as_ref()) {
+            if !quoted.contains_key(id) {
+                if let Some(q) = self.find_message(id).await? {
+                    quoted.insert(id.clone(), q.message);
+                }
+            }
+        }
+        let all: Vec<&Message> = messages.iter().chain(quoted.values()).collect();
+        let mut ids: Vec<&str> = Vec::new();
+        for m in &all {
+            ids.extend(m.user_id.as_deref());
+            ids.extend(m.pinned_by_id.as_deref());
+            ids.extend(m.mentioned_user_ids.iter().map(String::as_str));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let users = self.users_by_id(&ids).await?;
+        let user = |id: &str| {
+            users
+                .get(id)
+                .map(|(u, _)| u.to_json())
+                .unwrap_or_else(|| json!({ "id": id }))
+        };
+        let one = |m: &Message| {
+            let mut wire = m.to_wire(m.user_id.as_deref().map(user).as_ref());
+            if let Some(by) = m.pinned_by_id.as_deref() {
+                wire["pinned_by"] = user(by);
+            }
+            wire["mentioned_users"] = m
+                .mentioned_user_ids
+                .iter()
+                .filter(|id| users.contains_key(id.as_str()))
+                .map(|id| user(id))
+                .collect::<Vec<_>>()
+                .into();
+            wire
+        };
+        Ok(messages
+            .iter()
+            .map(|m| {
+                let mut wire = one(m);
+                if let Some(q) = m.quoted_message_id.as_ref().and_then(|id| quoted.get(id)) {
+                    wire["quoted_message"] = one(q);
+                }
+                wire
+            })
+            .collect())
     }
 }

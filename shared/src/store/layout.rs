@@ -135,3 +135,13 @@ pub fn message_sk(created_at: chrono::DateTime<chrono::Utc>, id: &str) -> String
 pub fn message_id_key(id: &str) -> (String, String) {
     (format!("message#{id}"), "id".to_string())
 }
+
+/// A thread's replies listed on `gsi1` of the messages table (sort key: the reply's sort key).
+pub fn replies_pk(parent_id: &str) -> String {
+    format!("replies#{parent_id}")
+}
+
+/// Slow-mode records of a channel (messages table; sort key: the user id).
+pub fn cooldown_pk(cid: &str) -> String {
+    format!("cooldown#{cid}")
+}
