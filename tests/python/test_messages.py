@@ -200,3 +200,60 @@ def test_client_needs_grants_for_links_attachments_and_mentions(client, server, 
     assert send({"text": "see https://example.com"}).status_code == 403
     assert send({"text": "file", "attachments": [{"type": "file"}]}).status_code == 403
     assert send({"text": "hey", "mentioned_users": [author]}).status_code == 403
+
+
+def test_reactions(client, channel, author):
+    fan = uid("fan")
+    client.upsert_users([{"id": fan}])
+    m = channel.send_message({"text": "react"}, author)["message"]
+    r = channel.send_reaction(m["id"], {"type": "love", "count": 42}, author)
+    assert len(r["message"]["latest_reactions"]) == 1
+    assert r["message"]["latest_reactions"][0]["type"] == "love"
+    assert r["message"]["latest_reactions"][0]["user"]["id"] == author
+    assert r["reaction"]["count"] == 42
+    assert [x["type"] for x in r["message"]["own_reactions"]] == ["love"]
+    channel.send_reaction(m["id"], {"type": "clap", "score": 5}, fan)
+    r = channel.send_reaction(m["id"], {"type": "love"}, fan)
+    msg = r["message"]
+    assert msg["reaction_counts"] == {"love": 2, "clap": 1}
+    assert msg["reaction_scores"] == {"love": 2, "clap": 5}
+    assert msg["reaction_groups"]["love"]["count"] == 2 and msg["reaction_groups"]["clap"]["sum_scores"] == 5
+    assert msg["reaction_groups"]["love"]["first_reaction_at"] <= msg["reaction_groups"]["love"]["last_reaction_at"]
+    # the same type again replaces the reaction (score changes, count does not)
+    msg = channel.send_reaction(m["id"], {"type": "clap", "score": 9}, fan)["message"]
+    assert msg["reaction_counts"]["clap"] == 1 and msg["reaction_scores"]["clap"] == 9
+    listed = channel.get_reactions(m["id"])["reactions"]
+    # newest first by creation (a replaced reaction keeps its created_at)
+    assert [(x["type"], x["user"]["id"]) for x in listed] == [("love", fan), ("clap", fan), ("love", author)]
+    assert [x["type"] for x in channel.get_reactions(m["id"], offset=1)["reactions"]] == ["clap", "love"]
+    assert len(channel.get_reactions(m["id"], limit=1)["reactions"]) == 1
+    with pytest.raises(StreamAPIException):
+        channel.get_reactions(m["id"], limit=301)
+    # enforce_unique leaves one reaction per user
+    r = client.post(f"messages/{m['id']}/reaction", data={"reaction": {"type": "wow", "user_id": fan}, "enforce_unique": True})
+    assert r["message"]["reaction_counts"] == {"love": 1, "wow": 1}
+    # delete
+    r = channel.delete_reaction(m["id"], "love", author)
+    assert r["message"]["latest_reactions"] == [] or all(x["user"]["id"] != author for x in r["message"]["latest_reactions"])
+    assert r["message"].get("reaction_counts", {}).get("love") is None
+    with pytest.raises(StreamAPIException):
+        channel.delete_reaction(m["id"], "love", author)
+    state = channel.query()
+    assert state["messages"][0]["reaction_counts"] == {"wow": 1}
+
+
+def test_reactions_follow_grants_and_frozen(client, server, channel, author):
+    member = uid("rm")
+    client.upsert_users([{"id": member}])
+    channel.add_members([member])
+    m = channel.send_message({"text": "x"}, author)["message"]
+    tok = server.user_token(member)
+    r = server.request("POST", f"/messages/{m['id']}/reaction", token=tok, json={"reaction": {"type": "like"}})
+    assert r.status_code == 200, r.text
+    r = server.request("DELETE", f"/messages/{m['id']}/reaction/like", token=server.user_token(author), params={"user_id": member})
+    assert r.status_code == 404  # the author has no like; clients act as themselves
+    channel.update_partial(to_set={"frozen": True})
+    r = server.request("POST", f"/messages/{m['id']}/reaction", token=tok, json={"reaction": {"type": "wow"}})
+    assert r.status_code == 403
+    r = server.request("DELETE", f"/messages/{m['id']}/reaction/like", token=tok)
+    assert r.status_code == 403

@@ -9,6 +9,7 @@ use crate::domain::limits::{
     DEFAULT_CHANNEL_MESSAGE_LIMIT, MAX_ATTACHMENTS, MAX_CHANNEL_MESSAGE_LIMIT, MAX_MENTIONED_USERS,
     MAX_MESSAGE_ID_LEN,
 };
+use crate::domain::reaction::ReactionSummary;
 use crate::domain::ApiError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -51,6 +52,7 @@ const MESSAGE_KEYS: &[&str] = &[
     "parent_id",
     "show_in_channel",
     "quoted_message_id",
+    "reactions",
     "i18n",
     "thread_participants",
     "quoted_message",
@@ -124,8 +126,14 @@ pub struct Message {
     pub quoted_message_id: Option<String>,
     #[serde(default)]
     pub reply_count: u32,
+    #[serde(default, skip_serializing_if = "is_empty_summary")]
+    pub reactions: ReactionSummary,
     #[serde(flatten)]
     pub custom: Map<String, Value>,
+}
+
+fn is_empty_summary(s: &ReactionSummary) -> bool {
+    s.counts.is_empty() && s.latest.is_empty()
 }
 
 fn is_false(b: &bool) -> bool {
@@ -293,6 +301,7 @@ impl Message {
             show_in_channel: false,
             quoted_message_id: None,
             reply_count: 0,
+            reactions: ReactionSummary::default(),
             custom,
         }
         .with_links(MessageLinks::parse(payload)?))
@@ -455,6 +464,21 @@ impl Message {
         };
         doc.remove("user_id");
         doc.remove("mentioned_user_ids");
+        doc.remove("reactions");
+        if !is_empty_summary(&self.reactions) {
+            let r = &self.reactions;
+            doc.insert("reaction_counts".into(), Value::Object(r.counts.clone()));
+            doc.insert("reaction_scores".into(), Value::Object(r.scores.clone()));
+            doc.insert("reaction_groups".into(), Value::Object(r.groups.clone()));
+            doc.insert(
+                "latest_reactions".into(),
+                r.latest
+                    .iter()
+                    .map(|x| x.to_wire(None))
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
+        }
         if let Some(u) = user {
             doc.insert("user".into(), u.clone());
         }

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod message;
 pub mod patch;
 pub mod permissions;
+pub mod reaction;
 pub mod user;
 
 pub use error::{ApiError, ApiResult, ErrorCode};

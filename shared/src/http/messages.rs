@@ -1,9 +1,10 @@
 //! Routes of the messages function: send a message into a channel, read one or several, update
-//! (full and partial, pinning included) and delete.
+//! (full and partial, pinning included) and delete; thread replies; reactions.
 
 use super::reply::{Body, HttpResult, Params, Reply};
 use crate::domain::caller::Session;
 use crate::service::messages::{DeleteMessageOptions, SendMessage};
+use crate::service::reactions::SendReaction;
 use crate::service::Chat;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -16,6 +17,12 @@ pub fn routes() -> Router<Chat> {
         .route("/channels/{type}/{id}/message", post(send_message))
         .route("/channels/{type}/{id}/messages", get(get_messages))
         .route("/messages/{id}/replies", get(get_replies))
+        .route("/messages/{id}/reaction", post(send_reaction))
+        .route(
+            "/messages/{id}/reaction/{type}",
+            axum::routing::delete(delete_reaction),
+        )
+        .route("/messages/{id}/reactions", get(get_reactions))
         .route(
             "/messages/{id}",
             get(get_message)
@@ -156,4 +163,47 @@ async fn get_replies(
     }
     let page = crate::domain::message::MessagePage::parse(Some(&page))?;
     Ok(Reply::json(chat.get_replies(&session, &id, page).await?))
+}
+
+async fn send_reaction(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    Body(req): Body<SendReaction>,
+) -> HttpResult {
+    Ok(Reply::json(chat.send_reaction(&session, &id, req).await?))
+}
+
+async fn delete_reaction(
+    State(chat): State<Chat>,
+    session: Session,
+    Path((id, kind)): Path<(String, String)>,
+    params: Params,
+) -> HttpResult {
+    let user_id = params.get("user_id").map(str::to_string);
+    Ok(Reply::json(
+        chat.delete_reaction(&session, &id, &kind, user_id).await?,
+    ))
+}
+
+async fn get_reactions(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    params: Params,
+) -> HttpResult {
+    let number = |key: &str| -> Result<Option<usize>, crate::domain::ApiError> {
+        params
+            .get(key)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    crate::domain::ApiError::field(key, format!("{key} must be a number"))
+                })
+            })
+            .transpose()
+    };
+    Ok(Reply::json(
+        chat.get_reactions(&session, &id, number("limit")?, number("offset")?)
+            .await?,
+    ))
 }

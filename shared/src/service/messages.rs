@@ -202,13 +202,7 @@ impl Chat {
                 let parent = self.require_message(parent_id).await?;
                 let mut counted = parent.message.clone();
                 counted.reply_count += 1;
-                let mut item = message_item(&counted, &parent.sk)?;
-                item.version = parent.version + 1;
-                writes.push(Write::Put {
-                    table: TableName::Messages,
-                    item,
-                    condition: Condition::Version(parent.version),
-                });
+                writes.push(message_write(&parent, &counted)?);
             }
             writes.extend(extra.iter().cloned());
             for m in loaded.members.iter().filter(|m| m.hidden) {
@@ -555,14 +549,14 @@ impl Chat {
         }))
     }
 
-    async fn require_message(&self, id: &str) -> Result<StoredMessage, ApiError> {
+    pub(crate) async fn require_message(&self, id: &str) -> Result<StoredMessage, ApiError> {
         self.find_message(id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("message with id {id} does not exist")))
     }
 
     /// The message's channel, readable by the caller (and the channel type's config).
-    async fn message_channel(
+    pub(crate) async fn message_channel(
         &self,
         session: &Session,
         m: &Message,
@@ -638,16 +632,7 @@ impl Chat {
         for (k, v) in extra {
             event = event.with(k, v.clone());
         }
-        let mut item = Item::new(stored.pk.clone(), stored.sk.clone(), to_doc(next)?);
-        item.version = stored.version + 1;
-        let writes = vec![
-            Write::Put {
-                table: TableName::Messages,
-                item,
-                condition: Condition::Version(stored.version),
-            },
-            outbox_write(&event),
-        ];
+        let writes = vec![message_write(stored, next)?, outbox_write(&event)];
         match self.store.transact(writes).await {
             Ok(()) => Ok(wire),
             Err(StoreError::TransactionCanceled { .. }) => Err(ApiError::input(format!(
@@ -831,6 +816,17 @@ struct MessageSource {
     floor: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// The write of a changed message under its version (replies stay listed under their parent).
+pub(crate) fn message_write(stored: &StoredMessage, next: &Message) -> Result<Write, ApiError> {
+    let mut item = message_item(next, &stored.sk)?;
+    item.version = stored.version + 1;
+    Ok(Write::Put {
+        table: TableName::Messages,
+        item,
+        condition: Condition::Version(stored.version),
+    })
+}
+
 /// Does the text carry a link (`AddLinks`)?
 fn has_link(text: &str) -> bool {
     text.split_whitespace().any(|w| {
@@ -967,6 +963,7 @@ impl Chat {
             ids.extend(m.user_id.as_deref());
             ids.extend(m.pinned_by_id.as_deref());
             ids.extend(m.mentioned_user_ids.iter().map(String::as_str));
+            ids.extend(m.reactions.latest.iter().map(|r| r.user_id.as_str()));
         }
         ids.sort_unstable();
         ids.dedup();
@@ -989,6 +986,15 @@ impl Chat {
                 .map(|id| user(id))
                 .collect::<Vec<_>>()
                 .into();
+            if !m.reactions.latest.is_empty() {
+                wire["latest_reactions"] = m
+                    .reactions
+                    .latest
+                    .iter()
+                    .map(|r| r.to_wire(Some(&user(&r.user_id))))
+                    .collect::<Vec<_>>()
+                    .into();
+            }
             wire
         };
         Ok(messages

@@ -6,6 +6,7 @@ pub mod channel_types;
 pub mod channels;
 pub mod members;
 pub mod messages;
+pub mod reactions;
 pub mod roles;
 pub mod tasks;
 pub mod users;

@@ -145,3 +145,13 @@ pub fn replies_pk(parent_id: &str) -> String {
 pub fn cooldown_pk(cid: &str) -> String {
     format!("cooldown#{cid}")
 }
+
+/// A message's reactions (messages table), one item per user and type (sort key
+/// `<user>#<type>`), also listed newest first on `gsi1` under the same partition name.
+pub fn reactions_pk(message_id: &str) -> String {
+    format!("reactions#{message_id}")
+}
+
+pub fn reaction_sk(user_id: &str, kind: &str) -> String {
+    format!("{user_id}#{kind}")
+}

@@ -1,0 +1,373 @@
+//! Reactions on messages: send (one per user and type, `enforce_unique`), delete, list, with
+//! the message's aggregates and the events written in the same transaction.
+
+use super::channels::{acting_user, channel_event};
+use super::messages::message_write;
+use super::{to_doc, Chat};
+use crate::domain::caller::Session;
+use crate::domain::ids::time_ordered_id;
+use crate::domain::reaction::{
+    Reaction, DEFAULT_REACTIONS_LIMIT, LATEST_REACTIONS, MAX_REACTIONS_LIMIT, MAX_REACTIONS_OFFSET,
+};
+use crate::domain::ApiError;
+use crate::store::layout::{outbox_write, reaction_sk, reactions_pk};
+use crate::store::{Condition, Index, Item, Query, SkRange, StoreError, TableName, Write};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Body of `POST /messages/{id}/reaction`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SendReaction {
+    pub reaction: Map<String, Value>,
+    pub enforce_unique: bool,
+    pub skip_push: bool,
+    pub user_id: Option<String>,
+}
+
+/// Attempts when concurrent reactions on the same message keep winning.
+const REACTION_ATTEMPTS: usize = 8;
+
+fn reaction_item(r: &Reaction) -> Result<Item, ApiError> {
+    let created = crate::domain::clock::parse_time(&r.created_at).unwrap_or_else(chrono::Utc::now);
+    Ok(Item::new(
+        reactions_pk(&r.message_id),
+        reaction_sk(&r.user_id, &r.kind),
+        to_doc(r)?,
+    )
+    .with_gsi1(reactions_pk(&r.message_id), time_ordered_id(created)))
+}
+
+impl Chat {
+    /// Seed: a frozen channel refuses sending and deleting reactions (403) unless the role has
+    /// `UseFrozenChannel`.
+    fn check_reactions_open(
+        &self,
+        session: &Session,
+        config: &crate::domain::channel_type::ChannelTypeConfig,
+        loaded: &super::channels::Loaded,
+    ) -> Result<(), ApiError> {
+        if !loaded.channel.frozen || session.caller.is_server() {
+            return Ok(());
+        }
+        self.check_channel_action(
+            session,
+            config,
+            Some(loaded),
+            &loaded.channel,
+            "UseFrozenChannel",
+        )
+        .map_err(|_| {
+            ApiError::not_allowed(format!(
+                "channel {} is frozen: reactions are not allowed",
+                loaded.channel.cid
+            ))
+        })
+    }
+
+    /// `POST /messages/{id}/reaction`.
+    pub async fn send_reaction(
+        &self,
+        session: &Session,
+        message_id: &str,
+        req: SendReaction,
+    ) -> Result<Value, ApiError> {
+        let payload_user = req
+            .reaction
+            .get("user_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or(req.user_id.clone());
+        let payload_user_obj = req.reaction.get("user").and_then(Value::as_object).cloned();
+        let actor = acting_user(session, &payload_user, &payload_user_obj).ok_or_else(|| {
+            ApiError::field(
+                "reaction.user_id",
+                "reaction.user_id is required with server-side authentication",
+            )
+        })?;
+        let (user, _) = self
+            .get_user(&actor)
+            .await?
+            .ok_or_else(|| ApiError::input(format!("user {actor:?} does not exist")))?;
+        let stored = self.require_message(message_id).await?;
+        let (config, loaded) = self.message_channel(session, &stored.message).await?;
+        let effective = loaded.channel.effective_config(&config, &[])?;
+        if !effective.reactions {
+            return Err(ApiError::input("reactions are disabled for this channel"));
+        }
+        if stored.message.kind == "deleted" {
+            return Err(ApiError::input(format!("message {message_id} was deleted")));
+        }
+        self.check_channel_action(
+            session,
+            &config,
+            Some(&loaded),
+            &loaded.channel,
+            "CreateReaction",
+        )?;
+        self.check_reactions_open(session, &config, &loaded)?;
+        let reaction = Reaction::from_payload(&req.reaction, message_id, &actor, &self.now_str())?;
+        let user_json = user.to_json();
+        let mut stored = stored;
+        for _ in 0..REACTION_ATTEMPTS {
+            let mine = self.user_reactions(message_id, &actor).await?;
+            let old = mine.iter().find(|r| r.kind == reaction.kind).cloned();
+            let mut next = stored.message.clone();
+            let mut writes = Vec::new();
+            if req.enforce_unique {
+                for other in mine.iter().filter(|r| r.kind != reaction.kind) {
+                    writes.push(Write::Delete {
+                        table: TableName::Messages,
+                        pk: reactions_pk(message_id),
+                        sk: reaction_sk(&actor, &other.kind),
+                        condition: Condition::None,
+                    });
+                    next.reactions.remove(other, Vec::new());
+                }
+            }
+            let mut r = reaction.clone();
+            if let Some(o) = &old {
+                r.created_at.clone_from(&o.created_at);
+            }
+            next.reactions.add(&r, old.as_ref());
+            if req.enforce_unique {
+                let newest = next.reactions.latest.clone();
+                next.reactions.latest = newest
+                    .into_iter()
+                    .filter(|x| x.user_id != actor || x.kind == r.kind)
+                    .collect();
+            }
+            writes.push(Write::Put {
+                table: TableName::Messages,
+                item: reaction_item(&r)?,
+                condition: Condition::None,
+            });
+            writes.push(message_write(&stored, &next)?);
+            let message_wire = self
+                .messages_wire(std::slice::from_ref(&next))
+                .await?
+                .remove(0);
+            let reaction_wire = r.to_wire(Some(&user_json));
+            let kind = if old.is_some() {
+                "reaction.updated"
+            } else {
+                "reaction.new"
+            };
+            writes.push(outbox_write(
+                &channel_event(kind, &loaded.channel, self.now())
+                    .with("message", message_wire.clone())
+                    .with("reaction", reaction_wire.clone())
+                    .with("user", user_json.clone()),
+            ));
+            match self.store.transact(writes).await {
+                Ok(()) => {
+                    let mut message = message_wire;
+                    message["own_reactions"] =
+                        self.own_reactions(message_id, &actor, &user_json).await?;
+                    return Ok(json!({ "message": message, "reaction": reaction_wire }));
+                }
+                Err(StoreError::TransactionCanceled { .. }) => {
+                    stored = self.require_message(message_id).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::input(format!(
+            "message {message_id} is too busy; try again"
+        )))
+    }
+
+    /// `DELETE /messages/{id}/reaction/{type}`.
+    pub async fn delete_reaction(
+        &self,
+        session: &Session,
+        message_id: &str,
+        kind: &str,
+        user_id: Option<String>,
+    ) -> Result<Value, ApiError> {
+        let actor = acting_user(session, &user_id, &None).ok_or_else(|| {
+            ApiError::field(
+                "user_id",
+                "user_id is required with server-side authentication",
+            )
+        })?;
+        let mut stored = self.require_message(message_id).await?;
+        let (config, loaded) = self.message_channel(session, &stored.message).await?;
+        let found = self
+            .store
+            .get(
+                TableName::Messages,
+                &reactions_pk(message_id),
+                &reaction_sk(&actor, kind),
+            )
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "reaction {kind} of {actor} on message {message_id} does not exist"
+                ))
+            })?;
+        let reaction: Reaction = serde_json::from_value(found.data)
+            .map_err(|e| ApiError::internal(format!("stored reaction is unreadable: {e}")))?;
+        self.check_action_on(
+            session,
+            &config,
+            Some(&loaded),
+            &loaded.channel,
+            "DeleteReaction",
+            Some(&reaction.user_id),
+        )?;
+        self.check_reactions_open(session, &config, &loaded)?;
+        let users = self.users_by_id(&[actor.as_str()]).await?;
+        let user_json = users
+            .get(&actor)
+            .map(|(u, _)| u.to_json())
+            .unwrap_or_else(|| json!({ "id": actor }));
+        for _ in 0..REACTION_ATTEMPTS {
+            let newest: Vec<Reaction> = self
+                .newest_reactions(message_id, LATEST_REACTIONS + 1)
+                .await?
+                .into_iter()
+                .filter(|r| !(r.user_id == actor && r.kind == kind))
+                .take(LATEST_REACTIONS)
+                .collect();
+            let mut next = stored.message.clone();
+            next.reactions.remove(&reaction, newest);
+            let message_wire = self
+                .messages_wire(std::slice::from_ref(&next))
+                .await?
+                .remove(0);
+            let reaction_wire = reaction.to_wire(Some(&user_json));
+            let writes = vec![
+                Write::Delete {
+                    table: TableName::Messages,
+                    pk: reactions_pk(message_id),
+                    sk: reaction_sk(&actor, kind),
+                    condition: Condition::Exists,
+                },
+                message_write(&stored, &next)?,
+                outbox_write(
+                    &channel_event("reaction.deleted", &loaded.channel, self.now())
+                        .with("message", message_wire.clone())
+                        .with("reaction", reaction_wire.clone())
+                        .with("user", user_json.clone()),
+                ),
+            ];
+            match self.store.transact(writes).await {
+                Ok(()) => return Ok(json!({ "message": message_wire, "reaction": reaction_wire })),
+                Err(StoreError::TransactionCanceled { index: Some(0) }) => {
+                    return Err(ApiError::not_found(format!(
+                        "reaction {kind} of {actor} on message {message_id} does not exist"
+                    )))
+                }
+                Err(StoreError::TransactionCanceled { .. }) => {
+                    stored = self.require_message(message_id).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::input(format!(
+            "message {message_id} is too busy; try again"
+        )))
+    }
+
+    /// `GET /messages/{id}/reactions`: newest first, limit ≤ 300, offset ≤ 1000.
+    pub async fn get_reactions(
+        &self,
+        session: &Session,
+        message_id: &str,
+        limit: Option<usize>,
+        offset: Option<usize>,
+    ) -> Result<Value, ApiError> {
+        let limit = limit.unwrap_or(DEFAULT_REACTIONS_LIMIT);
+        if limit > MAX_REACTIONS_LIMIT {
+            return Err(ApiError::field(
+                "limit",
+                format!("limit must be at most {MAX_REACTIONS_LIMIT}"),
+            ));
+        }
+        let offset = offset.unwrap_or(0);
+        if offset > MAX_REACTIONS_OFFSET {
+            return Err(ApiError::field(
+                "offset",
+                format!("offset must be at most {MAX_REACTIONS_OFFSET}"),
+            ));
+        }
+        let stored = self.require_message(message_id).await?;
+        self.message_channel(session, &stored.message).await?;
+        let reactions: Vec<Reaction> = self
+            .newest_reactions(message_id, offset + limit)
+            .await?
+            .into_iter()
+            .skip(offset)
+            .collect();
+        let ids: Vec<&str> = reactions.iter().map(|r| r.user_id.as_str()).collect();
+        let users = self.users_by_id(&ids).await?;
+        let out: Vec<Value> = reactions
+            .iter()
+            .map(|r| r.to_wire(users.get(&r.user_id).map(|(u, _)| u.to_json()).as_ref()))
+            .collect();
+        Ok(json!({ "reactions": out }))
+    }
+
+    /// The message's newest reactions, newest first.
+    async fn newest_reactions(
+        &self,
+        message_id: &str,
+        n: usize,
+    ) -> Result<Vec<Reaction>, ApiError> {
+        let page = self
+            .store
+            .query(
+                Query::new(TableName::Messages, reactions_pk(message_id))
+                    .index(Index::Gsi1)
+                    .backward()
+                    .limit(n),
+            )
+            .await?;
+        page.items
+            .into_iter()
+            .map(|i| {
+                serde_json::from_value(i.data)
+                    .map_err(|e| ApiError::internal(format!("stored reaction is unreadable: {e}")))
+            })
+            .collect()
+    }
+
+    /// One user's reactions on a message.
+    async fn user_reactions(
+        &self,
+        message_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<Reaction>, ApiError> {
+        let page = self
+            .store
+            .query(
+                Query::new(TableName::Messages, reactions_pk(message_id))
+                    .range(SkRange::BeginsWith(format!("{user_id}#"))),
+            )
+            .await?;
+        page.items
+            .into_iter()
+            .map(|i| {
+                serde_json::from_value(i.data)
+                    .map_err(|e| ApiError::internal(format!("stored reaction is unreadable: {e}")))
+            })
+            .collect()
+    }
+
+    /// `own_reactions` of a message for one reader.
+    pub(crate) async fn own_reactions(
+        &self,
+        message_id: &str,
+        user_id: &str,
+        user: &Value,
+    ) -> Result<Value, ApiError> {
+        Ok(self
+            .user_reactions(message_id, user_id)
+            .await?
+            .iter()
+            .map(|r| r.to_wire(Some(user)))
+            .collect::<Vec<_>>()
+            .into())
+    }
+}
