@@ -528,8 +528,20 @@ pub struct Channel {
     pub auto_translation_language: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filter_tags: Vec<String>,
+    /// Messages that count as unread for members (not silent, not thread-only, not pending);
+    /// a member's unread count is this minus the count at their last read. Not on the wire.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub counted_messages: u64,
+    /// The newest message's id (what "mark read" without a message id reads up to). Not on the
+    /// wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message_id: Option<String>,
     #[serde(flatten)]
     pub custom: Map<String, Value>,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a response adds to a stored channel for one reader.
@@ -572,6 +584,8 @@ impl Channel {
             auto_translation_enabled: false,
             auto_translation_language: None,
             filter_tags: Vec::new(),
+            counted_messages: 0,
+            last_message_id: None,
             custom: Map::new(),
         };
         blank.with_data(data, false, now)
@@ -797,6 +811,8 @@ impl Channel {
         };
         doc.remove("created_by_id");
         doc.remove("truncated_by_id");
+        doc.remove("counted_messages");
+        doc.remove("last_message_id");
         if let Some(u) = view.created_by {
             doc.insert("created_by".into(), u.clone());
         }
@@ -1056,6 +1072,9 @@ pub struct Member {
     /// wire; the reader's channel payload carries `hidden`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub hidden: bool,
+    /// Read and delivery state (the channel state's `read` entry); not on the member wire.
+    #[serde(default)]
+    pub read: ReadState,
     pub created_at: String,
     pub updated_at: String,
     #[serde(flatten)]
@@ -1084,6 +1103,10 @@ impl Member {
             pinned_at: None,
             hide_history_before,
             hidden: false,
+            read: ReadState {
+                last_read: Some(now.to_string()),
+                ..ReadState::default()
+            },
             created_at: now.to_string(),
             updated_at: now.to_string(),
             custom: new.custom,
@@ -1178,6 +1201,7 @@ impl Member {
         };
         doc.remove("hide_history_before");
         doc.remove("hidden");
+        doc.remove("read");
         let role = if channel_created_by == Some(self.user_id.as_str()) {
             "owner"
         } else if self.is_moderator() {
@@ -1191,6 +1215,48 @@ impl Member {
             doc.insert("user".into(), u.clone());
         }
         doc
+    }
+}
+
+/// One member's read and delivery position in a channel.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_read: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_read_message_id: Option<String>,
+    /// The channel's `counted_messages` at the last read.
+    #[serde(default)]
+    pub read_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivered_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivered_message_id: Option<String>,
+}
+
+impl ReadState {
+    /// Unread messages in a channel that has counted `counted` messages.
+    pub fn unread(&self, counted: u64) -> u64 {
+        counted.saturating_sub(self.read_seq)
+    }
+
+    /// The channel state's `read` entry for this member (`user` is the user object).
+    pub fn to_wire(&self, user: Value, counted: u64) -> Value {
+        let mut v = serde_json::json!({
+            "user": user,
+            "last_read": self.last_read,
+            "unread_messages": self.unread(counted),
+        });
+        if let Some(id) = &self.last_read_message_id {
+            v["last_read_message_id"] = Value::String(id.clone());
+        }
+        if let Some(t) = &self.last_delivered_at {
+            v["last_delivered_at"] = Value::String(t.clone());
+        }
+        if let Some(id) = &self.last_delivered_message_id {
+            v["last_delivered_message_id"] = Value::String(id.clone());
+        }
+        v
     }
 }
 

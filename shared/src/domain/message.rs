@@ -53,6 +53,7 @@ const MESSAGE_KEYS: &[&str] = &[
     "show_in_channel",
     "quoted_message_id",
     "reactions",
+    "seq",
     "i18n",
     "thread_participants",
     "quoted_message",
@@ -128,6 +129,10 @@ pub struct Message {
     pub reply_count: u32,
     #[serde(default, skip_serializing_if = "is_empty_summary")]
     pub reactions: ReactionSummary,
+    /// The channel's `counted_messages` after this message, when it counts as unread (not on the
+    /// wire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     #[serde(flatten)]
     pub custom: Map<String, Value>,
 }
@@ -302,6 +307,7 @@ impl Message {
             quoted_message_id: None,
             reply_count: 0,
             reactions: ReactionSummary::default(),
+            seq: None,
             custom,
         }
         .with_links(MessageLinks::parse(payload)?))
@@ -334,6 +340,13 @@ impl Message {
             Some(v) => pin_expiry(v, now)?,
         };
         Ok(())
+    }
+
+    /// Counts as unread for the channel's members.
+    pub fn counts_as_unread(&self) -> bool {
+        !self.silent
+            && self.in_channel_list()
+            && matches!(self.kind.as_str(), "regular" | "reply" | "system")
     }
 
     /// Shown in the channel's message list: not a thread reply, unless also sent to the channel.
@@ -465,6 +478,7 @@ impl Message {
         doc.remove("user_id");
         doc.remove("mentioned_user_ids");
         doc.remove("reactions");
+        doc.remove("seq");
         if !is_empty_summary(&self.reactions) {
             let r = &self.reactions;
             doc.insert("reaction_counts".into(), Value::Object(r.counts.clone()));

@@ -246,6 +246,25 @@ impl User {
     }
 
     /// The JSON a response carries.
+    /// `privacy_settings.read_receipts.enabled` (on unless turned off).
+    pub fn read_receipts_enabled(&self) -> bool {
+        self.privacy_flag("read_receipts")
+    }
+
+    /// `privacy_settings.delivery_receipts.enabled` (on unless turned off).
+    pub fn delivery_receipts_enabled(&self) -> bool {
+        self.privacy_flag("delivery_receipts")
+    }
+
+    fn privacy_flag(&self, name: &str) -> bool {
+        self.privacy_settings
+            .as_ref()
+            .and_then(|p| p.get(name))
+            .and_then(|r| r.get("enabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+    }
+
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }

@@ -1,10 +1,11 @@
 //! Routes of the messages function: send a message into a channel, read one or several, update
-//! (full and partial, pinning included) and delete; thread replies; reactions.
+//! (full and partial, pinning included) and delete; thread replies; reactions; read state.
 
 use super::reply::{Body, HttpResult, Params, Reply};
 use crate::domain::caller::Session;
 use crate::service::messages::{DeleteMessageOptions, SendMessage};
 use crate::service::reactions::SendReaction;
+use crate::service::reads::{DeliveredRequest, ReadRequest};
 use crate::service::Chat;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -17,6 +18,12 @@ pub fn routes() -> Router<Chat> {
         .route("/channels/{type}/{id}/message", post(send_message))
         .route("/channels/{type}/{id}/messages", get(get_messages))
         .route("/messages/{id}/replies", get(get_replies))
+        .route("/channels/{type}/{id}/read", post(mark_read))
+        .route("/channels/{type}/{id}/unread", post(mark_unread))
+        .route("/channels/read", post(mark_all_read))
+        .route("/channels/delivered", post(mark_delivered))
+        .route("/unread", get(unread_counts))
+        .route("/unread_batch", post(unread_counts_batch))
         .route("/messages/{id}/reaction", post(send_reaction))
         .route(
             "/messages/{id}/reaction/{type}",
@@ -205,5 +212,70 @@ async fn get_reactions(
     Ok(Reply::json(
         chat.get_reactions(&session, &id, number("limit")?, number("offset")?)
             .await?,
+    ))
+}
+
+async fn mark_read(
+    State(chat): State<Chat>,
+    session: Session,
+    Path((channel_type, id)): Path<(String, String)>,
+    Body(req): Body<ReadRequest>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.mark_read(&session, &channel_type, &id, req).await?,
+    ))
+}
+
+async fn mark_unread(
+    State(chat): State<Chat>,
+    session: Session,
+    Path((channel_type, id)): Path<(String, String)>,
+    Body(req): Body<ReadRequest>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.mark_unread(&session, &channel_type, &id, req).await?,
+    ))
+}
+
+async fn mark_all_read(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<ReadRequest>,
+) -> HttpResult {
+    Ok(Reply::json(chat.mark_all_read(&session, req).await?))
+}
+
+async fn mark_delivered(
+    State(chat): State<Chat>,
+    session: Session,
+    params: Params,
+    Body(mut req): Body<DeliveredRequest>,
+) -> HttpResult {
+    if req.user_id.is_none() {
+        req.user_id = params.get("user_id").map(str::to_string);
+    }
+    Ok(Reply::json(chat.mark_delivered(&session, req).await?))
+}
+
+async fn unread_counts(State(chat): State<Chat>, session: Session, params: Params) -> HttpResult {
+    Ok(Reply::json(
+        chat.unread_counts(&session, params.get("user_id").map(str::to_string))
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UnreadBatchBody {
+    user_ids: Vec<String>,
+}
+
+async fn unread_counts_batch(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(b): Body<UnreadBatchBody>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.unread_counts_batch(&session, b.user_ids).await?,
     ))
 }

@@ -836,6 +836,21 @@ impl Chat {
         };
         let channel = loaded.channel.to_wire(&view);
         let creator = loaded.channel.created_by_id.as_deref();
+        // Read entries of every member shown, except those who keep their read receipts private
+        // (the reader always sees their own).
+        let read: Vec<Value> = shown
+            .iter()
+            .filter(|m| {
+                Some(m.user_id.as_str()) == reader
+                    || users
+                        .get(&m.user_id)
+                        .is_none_or(|(u, _)| u.read_receipts_enabled())
+            })
+            .map(|m| {
+                m.read
+                    .to_wire(user_json(&m.user_id), loaded.channel.counted_messages)
+            })
+            .collect();
         let member_list: Vec<Value> = shown
             .iter()
             .map(|m| Value::Object(m.to_wire(Some(&user_json(&m.user_id)), creator)))
@@ -845,7 +860,7 @@ impl Chat {
             "members": member_list,
             "messages": self.messages_wire(&messages).await?,
             "pinned_messages": [],
-            "read": [],
+            "read": read,
             "watcher_count": 0,
             "watchers": [],
         });
@@ -947,7 +962,9 @@ impl Chat {
                 if members.contains_key(&m.user_id) {
                     continue;
                 }
-                let member = Member::new(m, invited, hide_before.clone(), &now);
+                let mut member = Member::new(m, invited, hide_before.clone(), &now);
+                // Joining reads what came before: unread counts start from here.
+                member.read.read_seq = channel.counted_messages;
                 members.insert(member.user_id.clone(), member.clone());
                 changes.added.push(member);
             }
@@ -1040,7 +1057,7 @@ impl Chat {
                         changes.updated(m.clone());
                     }
                 } else {
-                    let member = Member::new(
+                    let mut member = Member::new(
                         NewMember {
                             user_id: id,
                             channel_role: Some(role),
@@ -1050,6 +1067,7 @@ impl Chat {
                         None,
                         &now,
                     );
+                    member.read.read_seq = channel.counted_messages;
                     members.insert(member.user_id.clone(), member.clone());
                     changes.added.push(member);
                 }

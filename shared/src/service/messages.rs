@@ -14,7 +14,9 @@ use crate::store::layout::{
     channel_item, channel_messages_pk, cooldown_pk, member_item, message_id_key, message_sk,
     outbox_write, replies_pk,
 };
-use crate::store::{Condition, Index, Item, Query, SkRange, StoreError, TableName, Write};
+use crate::store::{
+    Condition, Index, Item, Query, SkRange, StoreError, TableName, Write, MAX_TRANSACTION_WRITES,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -162,8 +164,16 @@ impl Chat {
         wire["user"] = user.clone();
         for _ in 0..SEND_ATTEMPTS {
             let mut channel = loaded.channel.clone();
+            let mut message = message.clone();
             if !message.silent || channel.last_message_at.is_none() {
                 channel.last_message_at = Some(message.created_at.clone());
+            }
+            if message.in_channel_list() {
+                channel.last_message_id = Some(message.id.clone());
+            }
+            if message.counts_as_unread() {
+                channel.counted_messages += 1;
+                message.seq = Some(channel.counted_messages);
             }
             if let Some(n) = channel.message_count.as_mut() {
                 *n += 1;
@@ -205,17 +215,37 @@ impl Chat {
                 writes.push(message_write(&parent, &counted)?);
             }
             writes.extend(extra.iter().cloned());
-            for m in loaded.members.iter().filter(|m| m.hidden) {
-                let mut shown = m.clone();
-                shown.hidden = false;
-                writes.push(Write::Put {
+            // The sender has read their own message; members who hid the channel see it again.
+            let mut member_writes = Vec::new();
+            for m in &loaded.members {
+                let is_sender = message.user_id.as_deref() == Some(m.user_id.as_str())
+                    && message.in_channel_list();
+                if !is_sender && !m.hidden {
+                    continue;
+                }
+                let mut next = m.clone();
+                next.hidden = false;
+                if is_sender {
+                    next.read.read_seq = channel.counted_messages;
+                    next.read.last_read = Some(message.created_at.clone());
+                    next.read.last_read_message_id = Some(message.id.clone());
+                }
+                member_writes.push(Write::Put {
                     table: TableName::Channels,
-                    item: member_item(&cid, &m.user_id, to_doc(&shown)?),
+                    item: member_item(&cid, &m.user_id, to_doc(&next)?),
                     condition: Condition::None,
                 });
             }
+            let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
+            let later: Vec<Write> = member_writes.split_off(member_writes.len().min(room));
+            writes.extend(member_writes);
             match self.store.transact(writes).await {
-                Ok(()) => return Ok(wire),
+                Ok(()) => {
+                    for batch in later.chunks(MAX_TRANSACTION_WRITES) {
+                        self.store.transact(batch.to_vec()).await?;
+                    }
+                    return Ok(wire);
+                }
                 Err(StoreError::TransactionCanceled { index: Some(0) }) => {
                     return Err(ApiError::input(format!(
                         "a message with id {} already exists",

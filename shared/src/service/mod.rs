@@ -7,6 +7,7 @@ pub mod channels;
 pub mod members;
 pub mod messages;
 pub mod reactions;
+pub mod reads;
 pub mod roles;
 pub mod tasks;
 pub mod users;
