@@ -130,3 +130,21 @@ def test_delivery_receipts(client, trio):
     plain.create(a)
     client.mark_delivered_simple(b, "missing-id", plain.cid)
     assert "last_delivered_message_id" not in reads(plain.query())[b]
+
+
+def test_query_channels_by_unread(client, trio):
+    a, b, _ = trio
+    quiet = client.channel("messaging", uid("q"), {"members": [a, b]})
+    quiet.create(a)
+    busy = client.channel("messaging", uid("q"), {"members": [a, b]})
+    busy.create(a)
+    some = client.channel("messaging", uid("q"), {"members": [a, b]})
+    some.create(a)
+    for _ in range(3):
+        send(busy, a, "x")
+    send(some, a, "y")
+    cids = [quiet.cid, busy.cid, some.cid]
+    r = client.query_channels({"cid": {"$in": cids}, "has_unread": True}, user_id=b)
+    assert sorted(c["channel"]["cid"] for c in r["channels"]) == sorted([busy.cid, some.cid])
+    r = client.query_channels({"cid": {"$in": cids}}, sort=[{"field": "unread_count", "direction": -1}], user_id=b)
+    assert [c["channel"]["cid"] for c in r["channels"]][:2] == [busy.cid, some.cid]

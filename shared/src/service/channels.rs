@@ -1602,7 +1602,6 @@ impl Chat {
         doc.insert("disabled".into(), Value::Bool(c.disabled));
         doc.insert("frozen".into(), Value::Bool(c.frozen));
         doc.insert("muted".into(), Value::Bool(reader.muted));
-        doc.insert("has_unread".into(), Value::Bool(false));
         // Seed: `app_banned` applies only to channels of exactly two members.
         if reader.app_banned && loaded.members.len() == 2 {
             let others: Vec<&str> = loaded
@@ -1655,6 +1654,13 @@ impl Chat {
                 doc.insert("pinned_at".into(), Value::String(p.clone()));
             }
         }
+        // The reader's unread messages (muted channels have none to show).
+        let unread = match membership {
+            Some(m) if m.is_joined() && !reader.muted => m.read.unread(c.counted_messages),
+            _ => 0,
+        };
+        doc.insert("unread_count".into(), unread.into());
+        doc.insert("has_unread".into(), Value::Bool(unread > 0));
         Ok(Value::Object(doc))
     }
 
