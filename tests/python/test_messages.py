@@ -91,8 +91,6 @@ def test_soft_and_hard_delete(client, channel, author):
         client.get_message(hard["id"])
     state = channel.query()
     assert [(m["id"], m["type"]) for m in state["messages"]] == [(soft["id"], "deleted")]
-    with pytest.raises(StreamAPIException):
-        client.delete_message(soft["id"], delete_for_me=True, deleted_by=author)
 
 
 def test_client_side_ownership(client, server, channel, author):
@@ -256,4 +254,78 @@ def test_reactions_follow_grants_and_frozen(client, server, channel, author):
     r = server.request("POST", f"/messages/{m['id']}/reaction", token=tok, json={"reaction": {"type": "wow"}})
     assert r.status_code == 403
     r = server.request("DELETE", f"/messages/{m['id']}/reaction/like", token=tok)
+    assert r.status_code == 403
+
+
+def test_hard_delete_removes_reactions_and_replies(client, channel, author):
+    parent = channel.send_message({"text": "parent"}, author)["message"]
+    reply = channel.send_message({"text": "reply", "parent_id": parent["id"]}, author)["message"]
+    channel.send_reaction(reply["id"], {"type": "like"}, author)
+    channel.send_reaction(parent["id"], {"type": "like"}, author)
+    client.delete_message(parent["id"], hard=True)
+    for mid in (parent["id"], reply["id"]):
+        with pytest.raises(StreamAPIException):
+            client.get_message(mid)
+    # the ids are free again: nothing of the thread is left
+    channel.send_message({"id": reply["id"], "text": "reused"}, author)
+    # a hard-deleted reply leaves its parent's count
+    p2 = channel.send_message({"text": "p2"}, author)["message"]
+    r2 = channel.send_message({"text": "r2", "parent_id": p2["id"]}, author)["message"]
+    client.delete_message(r2["id"], hard=True)
+    assert client.get_message(p2["id"])["message"]["reply_count"] == 0
+
+
+def test_delete_for_me(client, server, channel, author):
+    other = uid("other")
+    client.upsert_users([{"id": other}])
+    channel.add_members([other])
+    m = channel.send_message({"text": "visible to most"}, author)["message"]
+    r = client.delete_message(m["id"], delete_for_me=True, deleted_by=other)
+    assert r["message"]["deleted_for_me"] is True and r["message"]["type"] == "deleted"
+    mine = client.query_channels({"cid": channel.cid}, user_id=other)["channels"][0]["messages"]
+    assert mine[0]["deleted_for_me"] is True and mine[0]["text"] == ""
+    theirs = client.query_channels({"cid": channel.cid}, user_id=author)["channels"][0]["messages"]
+    assert theirs[0]["text"] == "visible to most" and "deleted_for_me" not in theirs[0]
+    r = server.request("GET", f"/messages/{m['id']}", token=server.user_token(other))
+    assert r.json()["message"]["deleted_for_me"] is True
+    # a client deletes for themselves any message, even one they did not send
+    m2 = channel.send_message({"text": "another"}, author)["message"]
+    r = server.request("DELETE", f"/messages/{m2['id']}", token=server.user_token(other), json={"delete_for_me": True})
+    assert r.status_code == 200 and r.json()["message"]["deleted_for_me"] is True
+    r = server.request("DELETE", f"/messages/{m2['id']}", token=server.user_token(other), params={"hard": "true"}, json={"delete_for_me": True})
+    assert r.status_code == 400 and "mutually exclusive" in r.json()["message"]
+
+
+def test_delete_for_me_limit(client, channel, author):
+    for i in range(100):
+        mid = channel.send_message({"text": f"d{i}"}, author)["message"]["id"]
+        client.delete_message(mid, delete_for_me=True, deleted_by=author)
+    mid = channel.send_message({"text": "one too many"}, author)["message"]["id"]
+    with pytest.raises(StreamAPIException):
+        client.delete_message(mid, delete_for_me=True, deleted_by=author)
+
+
+def test_undelete(client, server, channel, author):
+    m = channel.send_message({"text": "back soon", "color": "red"}, author)["message"]
+    client.delete_message(m["id"])
+    r = client.post(f"messages/{m['id']}/undelete", data={"undeleted_by": author})
+    assert r["message"]["type"] == "regular" and r["message"]["text"] == "back soon" and r["message"]["color"] == "red"
+    with pytest.raises(StreamAPIException):  # not deleted any more
+        client.post(f"messages/{m['id']}/undelete", data={"undeleted_by": author})
+    parent = channel.send_message({"text": "p"}, author)["message"]
+    reply = channel.send_message({"text": "r", "parent_id": parent["id"]}, author)["message"]
+    client.delete_message(reply["id"])
+    client.delete_message(parent["id"])
+    with pytest.raises(StreamAPIException):  # the parent first
+        client.post(f"messages/{reply['id']}/undelete", data={"undeleted_by": author})
+    client.post(f"messages/{parent['id']}/undelete", data={"undeleted_by": author})
+    assert client.post(f"messages/{reply['id']}/undelete", data={"undeleted_by": author})["message"]["type"] == "reply"
+    with pytest.raises(StreamAPIException):
+        client.post(f"messages/{m['id']}/undelete", data={"undeleted_by": "nobody-" + uuid.uuid4().hex})
+    hard = channel.send_message({"text": "gone"}, author)["message"]
+    client.delete_message(hard["id"], hard=True)
+    with pytest.raises(StreamAPIException):
+        client.post(f"messages/{hard['id']}/undelete", data={"undeleted_by": author})
+    client.delete_message(m["id"])
+    r = server.request("POST", f"/messages/{m['id']}/undelete", token=server.user_token(author), json={"undeleted_by": author})
     assert r.status_code == 403

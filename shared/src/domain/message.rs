@@ -54,6 +54,7 @@ const MESSAGE_KEYS: &[&str] = &[
     "quoted_message_id",
     "reactions",
     "seq",
+    "type_before_delete",
     "i18n",
     "thread_participants",
     "quoted_message",
@@ -133,6 +134,9 @@ pub struct Message {
     /// wire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// The type a soft-deleted message had, restored by undelete (not on the wire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub type_before_delete: Option<String>,
     #[serde(flatten)]
     pub custom: Map<String, Value>,
 }
@@ -308,6 +312,7 @@ impl Message {
             reply_count: 0,
             reactions: ReactionSummary::default(),
             seq: None,
+            type_before_delete: None,
             custom,
         }
         .with_links(MessageLinks::parse(payload)?))
@@ -340,6 +345,21 @@ impl Message {
             Some(v) => pin_expiry(v, now)?,
         };
         Ok(())
+    }
+
+    /// Undelete: back to the type it had, as it was.
+    pub fn undeleted(&self, now: &str) -> Message {
+        let mut next = self.clone();
+        next.kind = next.type_before_delete.take().unwrap_or_else(|| {
+            if next.parent_id.is_some() {
+                "reply".into()
+            } else {
+                "regular".into()
+            }
+        });
+        next.deleted_at = None;
+        next.updated_at = now.to_string();
+        next
     }
 
     /// Counts as unread for the channel's members.
@@ -462,6 +482,7 @@ impl Message {
     /// Soft delete: the message stays as type `deleted` (reactions and replies kept).
     pub fn soft_deleted(&self, now: &str) -> Message {
         let mut next = self.clone();
+        next.type_before_delete = Some(self.kind.clone());
         next.kind = "deleted".into();
         next.deleted_at = Some(now.to_string());
         next.updated_at = now.to_string();
@@ -479,6 +500,7 @@ impl Message {
         doc.remove("mentioned_user_ids");
         doc.remove("reactions");
         doc.remove("seq");
+        doc.remove("type_before_delete");
         if !is_empty_summary(&self.reactions) {
             let r = &self.reactions;
             doc.insert("reaction_counts".into(), Value::Object(r.counts.clone()));

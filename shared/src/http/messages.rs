@@ -18,6 +18,7 @@ pub fn routes() -> Router<Chat> {
         .route("/channels/{type}/{id}/message", post(send_message))
         .route("/channels/{type}/{id}/messages", get(get_messages))
         .route("/messages/{id}/replies", get(get_replies))
+        .route("/messages/{id}/undelete", post(undelete_message))
         .route("/channels/{type}/{id}/read", post(mark_read))
         .route("/channels/{type}/{id}/unread", post(mark_unread))
         .route("/channels/read", post(mark_all_read))
@@ -124,11 +125,12 @@ async fn update_message_partial(
     ))
 }
 
-/// A DELETE body: only delete-for-me sends one.
+/// A DELETE body: only delete-for-me sends one (`delete_for_me`, `user: {id}`).
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct DeleteBody {
     delete_for_me: bool,
+    user: Option<Map<String, Value>>,
 }
 
 async fn delete_message(
@@ -138,15 +140,35 @@ async fn delete_message(
     params: Params,
     Body(b): Body<DeleteBody>,
 ) -> HttpResult {
-    if b.delete_for_me || params.flag("delete_for_me")?.unwrap_or(false) {
-        // Refused rather than taken as a delete for everyone.
-        return Err(crate::domain::ApiError::input("delete_for_me is not supported yet").into());
-    }
+    let body_user = b
+        .user
+        .as_ref()
+        .and_then(|u| u.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let opts = DeleteMessageOptions {
         hard: params.flag("hard")?.unwrap_or(false),
-        deleted_by: params.get("deleted_by").map(str::to_string),
+        delete_for_me: b.delete_for_me || params.flag("delete_for_me")?.unwrap_or(false),
+        deleted_by: body_user.or_else(|| params.get("deleted_by").map(str::to_string)),
     };
     Ok(Reply::json(chat.delete_message(&session, &id, opts).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UndeleteBody {
+    undeleted_by: Option<String>,
+}
+
+async fn undelete_message(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    Body(b): Body<UndeleteBody>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.undelete_message(&session, &id, b.undeleted_by).await?,
+    ))
 }
 
 async fn get_replies(

@@ -851,6 +851,9 @@ impl Chat {
                     .to_wire(user_json(&m.user_id), loaded.channel.counted_messages)
             })
             .collect();
+        let mut message_wires = self.messages_wire(&messages).await?;
+        self.as_seen_by(&loaded.channel.cid, reader, &mut message_wires)
+            .await?;
         let member_list: Vec<Value> = shown
             .iter()
             .map(|m| Value::Object(m.to_wire(Some(&user_json(&m.user_id)), creator)))
@@ -858,7 +861,7 @@ impl Chat {
         let mut state = json!({
             "channel": channel,
             "members": member_list,
-            "messages": self.messages_wire(&messages).await?,
+            "messages": message_wires,
             "pinned_messages": [],
             "read": read,
             "watcher_count": 0,

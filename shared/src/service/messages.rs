@@ -7,12 +7,13 @@ use super::{to_doc, Chat};
 use crate::domain::caller::Session;
 use crate::domain::channel::{Channel, Cid};
 use crate::domain::clock::parse_time;
+use crate::domain::event::Event;
 use crate::domain::ids::random_id;
 use crate::domain::message::{Message, MessageAnchor, MessagePage};
 use crate::domain::ApiError;
 use crate::store::layout::{
-    channel_item, channel_messages_pk, cooldown_pk, member_item, message_id_key, message_sk,
-    outbox_write, replies_pk,
+    channel_item, channel_messages_pk, cooldown_pk, deleted_for_me_pk, member_item, message_id_key,
+    message_sk, outbox_write, reactions_pk, replies_pk,
 };
 use crate::store::{
     Condition, Index, Item, Query, SkRange, StoreError, TableName, Write, MAX_TRANSACTION_WRITES,
@@ -492,7 +493,10 @@ impl Chat {
         let replies = self
             .page_messages(&source, &page, &|_: &Message| true)
             .await?;
-        Ok(json!({ "messages": self.messages_wire(&replies).await? }))
+        let mut wires = self.messages_wire(&replies).await?;
+        self.as_seen_by(&parent.message.cid, session.caller.user_id(), &mut wires)
+            .await?;
+        Ok(json!({ "messages": wires }))
     }
 
     /// Truncation with `hard_delete`: the messages before `before` are removed for good.
@@ -552,6 +556,7 @@ pub(crate) struct StoredMessage {
 #[derive(Clone, Debug, Default)]
 pub struct DeleteMessageOptions {
     pub hard: bool,
+    pub delete_for_me: bool,
     /// Server-side: who deleted it (recorded on the event).
     pub deleted_by: Option<String>,
 }
@@ -617,7 +622,11 @@ impl Chat {
         let stored = self.require_message(id).await?;
         self.message_channel(session, &stored.message).await?;
         let show = show_deleted_message && session.caller.is_server();
-        Ok(json!({ "message": self.message_wire(&stored.message, show).await? }))
+        let mut wire = [self.message_wire(&stored.message, show).await?];
+        self.as_seen_by(&stored.message.cid, session.caller.user_id(), &mut wire)
+            .await?;
+        let [wire] = wire;
+        Ok(json!({ "message": wire }))
     }
 
     /// `GET /channels/{type}/{id}/messages?ids=`: the channel's messages with those ids, in the
@@ -777,16 +786,27 @@ impl Chat {
         Ok(())
     }
 
-    /// `DELETE /messages/{id}`: soft (type `deleted`, kept in place) or hard (the message and its
-    /// id record removed); `message.deleted` either way.
+    /// `DELETE /messages/{id}`: soft (type `deleted`, kept in place with its reactions and
+    /// replies), hard (the message, its reactions, its replies and theirs removed), or for the
+    /// acting user only (≤ 100 per user per channel). Hard and for-me exclude each other.
     pub async fn delete_message(
         &self,
         session: &Session,
         id: &str,
         opts: DeleteMessageOptions,
     ) -> Result<Value, ApiError> {
+        if opts.hard && opts.delete_for_me {
+            return Err(ApiError::input(
+                "hard delete and delete_for_me are mutually exclusive",
+            ));
+        }
         let stored = self.require_message(id).await?;
         let (config, loaded) = self.message_channel(session, &stored.message).await?;
+        if opts.delete_for_me {
+            return self
+                .delete_for_me(session, &stored, &loaded, opts.deleted_by)
+                .await;
+        }
         self.check_message_action(session, &config, &loaded, &stored.message, "DeleteMessage")?;
         let deleted = stored.message.soft_deleted(&self.now_str());
         let mut extra = vec![("hard_delete", Value::Bool(opts.hard))];
@@ -817,22 +837,247 @@ impl Chat {
             event = event.with(k, v);
         }
         let (ipk, isk) = message_id_key(id);
+        let mut writes = vec![
+            Write::Delete {
+                table: TableName::Messages,
+                pk: stored.pk.clone(),
+                sk: stored.sk.clone(),
+                condition: Condition::Version(stored.version),
+            },
+            Write::Delete {
+                table: TableName::Messages,
+                pk: ipk,
+                sk: isk,
+                condition: Condition::None,
+            },
+            outbox_write(&event),
+        ];
+        // A hard-deleted reply leaves its parent's count.
+        if let Some(parent_id) = &stored.message.parent_id {
+            if let Some(parent) = self.find_message(parent_id).await? {
+                let mut counted = parent.message.clone();
+                counted.reply_count = counted.reply_count.saturating_sub(1);
+                writes.push(message_write(&parent, &counted)?);
+            }
+        }
+        self.store.transact(writes).await?;
+        self.remove_message_dependents(&stored.message).await?;
+        Ok(json!({ "message": wire }))
+    }
+
+    /// After a hard delete: the message's reactions, and its replies with theirs.
+    async fn remove_message_dependents(&self, m: &Message) -> Result<(), ApiError> {
+        self.remove_partition(TableName::Messages, &reactions_pk(&m.id), None)
+            .await?;
+        if m.parent_id.is_some() {
+            return Ok(());
+        }
+        loop {
+            let page = self
+                .store
+                .query(
+                    Query::new(TableName::Messages, replies_pk(&m.id))
+                        .index(Index::Gsi1)
+                        .limit(25),
+                )
+                .await?;
+            if page.items.is_empty() {
+                return Ok(());
+            }
+            for item in page.items {
+                let reply: Message = serde_json::from_value(item.data).map_err(|e| {
+                    ApiError::internal(format!("stored message is unreadable: {e}"))
+                })?;
+                let (ipk, isk) = message_id_key(&reply.id);
+                self.store
+                    .transact(vec![
+                        Write::Delete {
+                            table: TableName::Messages,
+                            pk: item.pk.clone(),
+                            sk: item.sk.clone(),
+                            condition: Condition::None,
+                        },
+                        Write::Delete {
+                            table: TableName::Messages,
+                            pk: ipk,
+                            sk: isk,
+                            condition: Condition::None,
+                        },
+                    ])
+                    .await?;
+                self.remove_partition(TableName::Messages, &reactions_pk(&reply.id), None)
+                    .await?;
+            }
+        }
+    }
+
+    /// Every item of a partition (or of an index partition), in transactions of 25.
+    async fn remove_partition(
+        &self,
+        table: TableName,
+        pk: &str,
+        index: Option<Index>,
+    ) -> Result<(), ApiError> {
+        loop {
+            let mut q = Query::new(table, pk.to_string()).limit(25);
+            if let Some(i) = index {
+                q = q.index(i);
+            }
+            let page = self.store.query(q).await?;
+            if page.items.is_empty() {
+                return Ok(());
+            }
+            let writes = page
+                .items
+                .iter()
+                .map(|i| Write::Delete {
+                    table,
+                    pk: i.pk.clone(),
+                    sk: i.sk.clone(),
+                    condition: Condition::None,
+                })
+                .collect();
+            self.store.transact(writes).await?;
+        }
+    }
+
+    /// Delete for me: recorded for the acting user only, who then sees it as deleted.
+    async fn delete_for_me(
+        &self,
+        session: &Session,
+        stored: &StoredMessage,
+        loaded: &Loaded,
+        deleted_by: Option<String>,
+    ) -> Result<Value, ApiError> {
+        let actor = acting_user(session, &deleted_by, &None).ok_or_else(|| {
+            ApiError::field(
+                "deleted_by",
+                "delete_for_me needs the user (deleted_by) server-side",
+            )
+        })?;
+        let pk = deleted_for_me_pk(&loaded.channel.cid, &actor);
+        let existing = self
+            .store
+            .query(Query::new(TableName::Messages, pk.clone()).limit(MAX_DELETED_FOR_ME + 1))
+            .await?;
+        let already = existing.items.iter().any(|i| i.sk == stored.message.id);
+        if !already && existing.items.len() >= MAX_DELETED_FOR_ME {
+            return Err(ApiError::input(format!(
+                "at most {MAX_DELETED_FOR_ME} messages can be deleted for one user in a channel"
+            )));
+        }
+        let mut wire = self.message_wire(&stored.message, false).await?;
+        mark_deleted_for_me(&mut wire);
+        let event = Event::new("message.deleted", format!("user:{actor}"), self.now())
+            .with("cid", Value::String(loaded.channel.cid.clone()))
+            .with("message", wire.clone())
+            .with("deleted_for_me", Value::Bool(true))
+            .with("user", json!({ "id": actor }));
         self.store
             .transact(vec![
-                Write::Delete {
+                Write::Put {
                     table: TableName::Messages,
-                    pk: stored.pk.clone(),
-                    sk: stored.sk.clone(),
-                    condition: Condition::Version(stored.version),
-                },
-                Write::Delete {
-                    table: TableName::Messages,
-                    pk: ipk,
-                    sk: isk,
+                    item: Item::new(
+                        pk,
+                        stored.message.id.clone(),
+                        json!({ "at": self.now_str() }),
+                    ),
                     condition: Condition::None,
                 },
                 outbox_write(&event),
             ])
+            .await?;
+        Ok(json!({ "message": wire }))
+    }
+
+    /// Messages as `reader` sees them: those they deleted for themselves show as deleted.
+    pub(crate) async fn as_seen_by(
+        &self,
+        cid: &str,
+        reader: Option<&str>,
+        wires: &mut [Value],
+    ) -> Result<(), ApiError> {
+        let mine = self.deleted_for_me(cid, reader).await?;
+        if mine.is_empty() {
+            return Ok(());
+        }
+        for w in wires.iter_mut() {
+            if w["id"].as_str().is_some_and(|id| mine.contains(id)) {
+                mark_deleted_for_me(w);
+            }
+        }
+        Ok(())
+    }
+
+    /// The ids of the messages `reader` deleted for themselves in a channel.
+    pub(crate) async fn deleted_for_me(
+        &self,
+        cid: &str,
+        reader: Option<&str>,
+    ) -> Result<std::collections::HashSet<String>, ApiError> {
+        let Some(reader) = reader else {
+            return Ok(Default::default());
+        };
+        let page = self
+            .store
+            .query(
+                Query::new(TableName::Messages, deleted_for_me_pk(cid, reader))
+                    .limit(MAX_DELETED_FOR_ME + 1),
+            )
+            .await?;
+        Ok(page.items.into_iter().map(|i| i.sk).collect())
+    }
+
+    /// `POST /messages/{id}/undelete` (server-side): a soft-deleted message of a live channel,
+    /// whose parent (if a reply) is not deleted, back as it was.
+    pub async fn undelete_message(
+        &self,
+        session: &Session,
+        id: &str,
+        undeleted_by: Option<String>,
+    ) -> Result<Value, ApiError> {
+        session.caller.require_server("undeleting messages")?;
+        let by = undeleted_by
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| ApiError::field("undeleted_by", "undeleted_by is required"))?;
+        if self.get_user(&by).await?.is_none() {
+            return Err(ApiError::field(
+                "undeleted_by",
+                format!("user {by:?} does not exist"),
+            ));
+        }
+        let stored = self.find_message(id).await?.ok_or_else(|| {
+            ApiError::not_found(format!(
+                "message with id {id} does not exist (hard-deleted messages cannot be undeleted)"
+            ))
+        })?;
+        if stored.message.kind != "deleted" {
+            return Err(ApiError::input(format!("message {id} is not deleted")));
+        }
+        let loaded = self
+            .load_channel(&stored.message.cid)
+            .await?
+            .ok_or_else(|| ApiError::input(format!("the channel of message {id} was deleted")))?;
+        if let Some(parent_id) = &stored.message.parent_id {
+            if self
+                .find_message(parent_id)
+                .await?
+                .is_none_or(|p| p.message.kind == "deleted")
+            {
+                return Err(ApiError::input(format!(
+                    "the parent message {parent_id} is deleted: undelete it first"
+                )));
+            }
+        }
+        let next = stored.message.undeleted(&self.now_str());
+        let wire = self
+            .save_message(
+                &stored,
+                &next,
+                &loaded.channel,
+                "message.undeleted",
+                &[("undeleted_by", json!({ "id": by }))],
+            )
             .await?;
         Ok(json!({ "message": wire }))
     }
@@ -855,6 +1100,16 @@ pub(crate) fn message_write(stored: &StoredMessage, next: &Message) -> Result<Wr
         item,
         condition: Condition::Version(stored.version),
     })
+}
+
+/// Messages one user may delete for themselves in one channel (seed).
+const MAX_DELETED_FOR_ME: usize = 100;
+
+/// A message as its reader sees it after deleting it for themselves.
+pub(crate) fn mark_deleted_for_me(wire: &mut Value) {
+    wire["type"] = Value::String("deleted".into());
+    wire["text"] = Value::String(String::new());
+    wire["deleted_for_me"] = Value::Bool(true);
 }
 
 /// Does the text carry a link (`AddLinks`)?

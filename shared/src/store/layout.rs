@@ -155,3 +155,9 @@ pub fn reactions_pk(message_id: &str) -> String {
 pub fn reaction_sk(user_id: &str, kind: &str) -> String {
     format!("{user_id}#{kind}")
 }
+
+/// The messages one user deleted for themselves in a channel (messages table; sort key: the
+/// message id).
+pub fn deleted_for_me_pk(cid: &str, user_id: &str) -> String {
+    format!("deleted_for_me#{cid}#{user_id}")
+}
