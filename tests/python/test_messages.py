@@ -329,3 +329,40 @@ def test_undelete(client, server, channel, author):
     client.delete_message(m["id"])
     r = server.request("POST", f"/messages/{m['id']}/undelete", token=server.user_token(author), json={"undeleted_by": author})
     assert r.status_code == 403
+
+
+def pinned_page(client, channel, **payload):
+    import json
+
+    return client.get(f"channels/{channel.channel_type}/{channel.id}/pinned_messages", params={"payload": json.dumps(payload)})["messages"]
+
+
+def test_pinned_messages(client, channel, author):
+    ids = []
+    for i in range(12):
+        m = channel.send_message({"text": f"p{i}"}, author)["message"]
+        client.pin_message(m["id"], author)
+        ids.append(m["id"])
+    expiring = channel.send_message({"text": "short"}, author)["message"]
+    client.pin_message(expiring["id"], author, expiration=1)
+    state = channel.query()
+    assert len(state["pinned_messages"]) == 10
+    assert {m["id"] for m in state["pinned_messages"]} <= set(ids + [expiring["id"]])
+    asc = pinned_page(client, channel, limit=5)
+    assert [m["id"] for m in asc] == ids[:5]
+    nxt = pinned_page(client, channel, limit=5, id_gt=asc[-1]["id"])
+    assert [m["id"] for m in nxt] == ids[5:10]
+    desc = pinned_page(client, channel, limit=3, sort=[{"field": "pinned_at", "direction": -1}])
+    assert desc[0]["id"] == expiring["id"] and [m["id"] for m in desc[1:]] == ids[::-1][:2]
+    older = pinned_page(client, channel, limit=3, id_lt=ids[5], sort=[{"field": "pinned_at", "direction": -1}])
+    assert [m["id"] for m in older] == [ids[4], ids[3], ids[2]]
+    client.unpin_message(ids[0], author)
+    assert ids[0] not in [m["id"] for m in pinned_page(client, channel, limit=20)]
+    import time
+
+    time.sleep(1.2)
+    got = client.get_message(expiring["id"])["message"]
+    assert got["pinned"] is False and got["pinned_at"] is None
+    assert expiring["id"] not in [m["id"] for m in pinned_page(client, channel, limit=20)]
+    with pytest.raises(StreamAPIException):
+        pinned_page(client, channel, sort=[{"field": "created_at", "direction": 1}])

@@ -18,6 +18,10 @@ pub fn routes() -> Router<Chat> {
         .route("/channels/{type}/{id}/message", post(send_message))
         .route("/channels/{type}/{id}/messages", get(get_messages))
         .route("/messages/{id}/replies", get(get_replies))
+        .route(
+            "/channels/{type}/{id}/pinned_messages",
+            get(get_pinned_messages),
+        )
         .route("/messages/{id}/undelete", post(undelete_message))
         .route("/channels/{type}/{id}/read", post(mark_read))
         .route("/channels/{type}/{id}/unread", post(mark_unread))
@@ -299,5 +303,19 @@ async fn unread_counts_batch(
 ) -> HttpResult {
     Ok(Reply::json(
         chat.unread_counts_batch(&session, b.user_ids).await?,
+    ))
+}
+
+async fn get_pinned_messages(
+    State(chat): State<Chat>,
+    session: Session,
+    Path((channel_type, id)): Path<(String, String)>,
+    params: Params,
+) -> HttpResult {
+    let payload: Map<String, Value> = params.payload()?;
+    let page = crate::service::messages::PinnedPage::parse(&payload)?;
+    Ok(Reply::json(
+        chat.get_pinned_messages(&session, &channel_type, &id, page)
+            .await?,
     ))
 }

@@ -851,6 +851,16 @@ impl Chat {
                     .to_wire(user_json(&m.user_id), loaded.channel.counted_messages)
             })
             .collect();
+        let mut pinned = self
+            .pinned_messages(
+                &loaded.channel,
+                &crate::service::messages::PinnedPage::latest(),
+            )
+            .await?;
+        pinned.reverse();
+        let mut pinned_wires = self.messages_wire(&pinned).await?;
+        self.as_seen_by(&loaded.channel.cid, reader, &mut pinned_wires)
+            .await?;
         let mut message_wires = self.messages_wire(&messages).await?;
         self.as_seen_by(&loaded.channel.cid, reader, &mut message_wires)
             .await?;
@@ -862,7 +872,7 @@ impl Chat {
             "channel": channel,
             "members": member_list,
             "messages": message_wires,
-            "pinned_messages": [],
+            "pinned_messages": pinned_wires,
             "read": read,
             "watcher_count": 0,
             "watchers": [],

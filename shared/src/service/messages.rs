@@ -13,7 +13,7 @@ use crate::domain::message::{Message, MessageAnchor, MessagePage};
 use crate::domain::ApiError;
 use crate::store::layout::{
     channel_item, channel_messages_pk, cooldown_pk, deleted_for_me_pk, member_item, message_id_key,
-    message_sk, outbox_write, reactions_pk, replies_pk,
+    message_sk, outbox_write, pinned_pk, pinned_sk, reactions_pk, replies_pk,
 };
 use crate::store::{
     Condition, Index, Item, Query, SkRange, StoreError, TableName, Write, MAX_TRANSACTION_WRITES,
@@ -495,6 +495,92 @@ impl Chat {
             .await?;
         let mut wires = self.messages_wire(&replies).await?;
         self.as_seen_by(&parent.message.cid, session.caller.user_id(), &mut wires)
+            .await?;
+        Ok(json!({ "messages": wires }))
+    }
+
+    /// A channel's pinned messages (pins still in force, of the channel's current life) in pin
+    /// order, from the `gsi2` listing.
+    pub(crate) async fn pinned_messages(
+        &self,
+        channel: &Channel,
+        page: &PinnedPage,
+    ) -> Result<Vec<Message>, ApiError> {
+        let range = match &page.anchor {
+            PinnedAnchor::None => SkRange::All,
+            PinnedAnchor::Message { id, op } => {
+                let stored = self.require_message(id).await?;
+                let at = stored
+                    .message
+                    .pinned_at
+                    .as_deref()
+                    .and_then(parse_time)
+                    .ok_or_else(|| ApiError::field("id", format!("message {id} is not pinned")))?;
+                op.range(pinned_sk(at, id))
+            }
+            PinnedAnchor::Time { at, op } => op.range(format!("{:016}", at.timestamp_micros())),
+        };
+        let floor = [
+            Some(channel.created_at.as_str()),
+            channel.truncated_at.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(parse_time)
+        .max();
+        let now = self.now();
+        let mut out = Vec::new();
+        let mut skipped = 0;
+        let mut cursor = None;
+        while out.len() < page.limit {
+            let mut q = Query::new(TableName::Messages, pinned_pk(&channel.cid))
+                .index(Index::Gsi2)
+                .range(range.clone())
+                .limit(page.limit.max(25))
+                .start_after(cursor);
+            if page.descending {
+                q = q.backward();
+            }
+            let batch = self.store.query(q).await?;
+            for item in batch.items {
+                let m: Message = serde_json::from_value(item.data).map_err(|e| {
+                    ApiError::internal(format!("stored message is unreadable: {e}"))
+                })?;
+                let live = floor.is_none_or(|f| parse_time(&m.created_at).is_none_or(|t| t >= f));
+                if !live || !pinned_now(&m, now) || m.kind == "deleted" {
+                    continue;
+                }
+                if skipped < page.offset {
+                    skipped += 1;
+                    continue;
+                }
+                if out.len() < page.limit {
+                    out.push(m);
+                }
+            }
+            match batch.last {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /channels/{type}/{id}/pinned_messages`.
+    pub async fn get_pinned_messages(
+        &self,
+        session: &Session,
+        channel_type: &str,
+        id: &str,
+        page: PinnedPage,
+    ) -> Result<Value, ApiError> {
+        let cid = Cid::new(channel_type, id)?.to_string();
+        let config = self.channel_config(channel_type).await?;
+        let loaded = self.require_channel(&cid).await?;
+        self.check_readable(session, &config, &loaded)?;
+        let pinned = self.pinned_messages(&loaded.channel, &page).await?;
+        let mut wires = self.messages_wire(&pinned).await?;
+        self.as_seen_by(&cid, session.caller.user_id(), &mut wires)
             .await?;
         Ok(json!({ "messages": wires }))
     }
@@ -1112,6 +1198,153 @@ pub(crate) fn mark_deleted_for_me(wire: &mut Value) {
     wire["deleted_for_me"] = Value::Bool(true);
 }
 
+/// Where a page of pinned messages starts: after/before a pinned message or a pin time.
+#[derive(Clone, Debug)]
+pub enum PinnedAnchor {
+    None,
+    Message {
+        id: String,
+        op: RangeOp,
+    },
+    Time {
+        at: chrono::DateTime<chrono::Utc>,
+        op: RangeOp,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum RangeOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl RangeOp {
+    fn range(self, sk: String) -> SkRange {
+        match self {
+            RangeOp::Lt => SkRange::Lt(sk),
+            RangeOp::Le => SkRange::Le(sk),
+            RangeOp::Gt => SkRange::Gt(sk),
+            RangeOp::Ge => SkRange::Ge(sk),
+        }
+    }
+}
+
+/// A page of pinned messages (`GET pinned_messages`): oldest pin first unless `pinned_at: -1`.
+#[derive(Clone, Debug)]
+pub struct PinnedPage {
+    pub anchor: PinnedAnchor,
+    pub limit: usize,
+    pub offset: usize,
+    pub descending: bool,
+}
+
+impl PinnedPage {
+    /// The channel state's `pinned_messages`: the 10 newest pins.
+    pub fn latest() -> PinnedPage {
+        PinnedPage {
+            anchor: PinnedAnchor::None,
+            limit: 10,
+            offset: 0,
+            descending: true,
+        }
+    }
+
+    /// From the `payload` of the endpoint (the JS `PinnedMessagePaginationOptions` and sort).
+    pub fn parse(p: &Map<String, Value>) -> Result<PinnedPage, ApiError> {
+        let limit = match p.get("limit") {
+            None | Some(Value::Null) => 10,
+            Some(v) => v
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| ApiError::field("limit", "limit must be a number"))?,
+        };
+        if limit > crate::domain::limits::MAX_CHANNEL_MESSAGE_LIMIT {
+            return Err(ApiError::field(
+                "limit",
+                format!(
+                    "limit must be at most {}",
+                    crate::domain::limits::MAX_CHANNEL_MESSAGE_LIMIT
+                ),
+            ));
+        }
+        let offset = p.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
+        if offset > crate::domain::limits::MAX_QUERY_OFFSET {
+            return Err(ApiError::field(
+                "offset",
+                format!(
+                    "offset must be at most {}",
+                    crate::domain::limits::MAX_QUERY_OFFSET
+                ),
+            ));
+        }
+        let sort = match p.get("sort") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => crate::domain::filter::parse_sort(v)
+                .map_err(|e| ApiError::field("sort", e.to_string()))?,
+        };
+        if let Some(bad) = sort.iter().find(|s| s.field != "pinned_at") {
+            return Err(ApiError::field(
+                "sort",
+                format!("pinned messages sort only by pinned_at, not {}", bad.field),
+            ));
+        }
+        let descending = sort.first().is_some_and(|s| s.direction < 0);
+        let text = |k: &str| {
+            p.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let ids = [
+            ("id_lt", RangeOp::Lt),
+            ("id_lte", RangeOp::Le),
+            ("id_gt", RangeOp::Gt),
+            ("id_gte", RangeOp::Ge),
+        ];
+        // Times compare on whole microseconds: "or equal" and "after" move the bound by one.
+        let times = [
+            ("pinned_at_before", RangeOp::Lt, 0),
+            ("pinned_at_before_or_equal", RangeOp::Lt, 1),
+            ("pinned_at_after", RangeOp::Ge, 1),
+            ("pinned_at_after_or_equal", RangeOp::Ge, 0),
+        ];
+        let mut anchor = PinnedAnchor::None;
+        for (k, op) in ids {
+            if let Some(id) = text(k) {
+                anchor = PinnedAnchor::Message { id, op };
+            }
+        }
+        for (k, op, shift) in times {
+            if let Some(t) = text(k) {
+                let at = parse_time(&t).ok_or_else(|| {
+                    ApiError::field(k, format!("{k} must be an RFC 3339 timestamp"))
+                })?;
+                anchor = PinnedAnchor::Time {
+                    at: at + chrono::Duration::microseconds(shift),
+                    op,
+                };
+            }
+        }
+        Ok(PinnedPage {
+            anchor,
+            limit,
+            offset,
+            descending,
+        })
+    }
+}
+
+/// Is the message pinned now (an expired pin no longer counts)?
+pub(crate) fn pinned_now(m: &Message, now: chrono::DateTime<chrono::Utc>) -> bool {
+    m.pinned
+        && m.pin_expires
+            .as_deref()
+            .and_then(parse_time)
+            .is_none_or(|t| t > now)
+}
+
 /// Does the text carry a link (`AddLinks`)?
 fn has_link(text: &str) -> bool {
     text.split_whitespace().any(|w| {
@@ -1123,11 +1356,20 @@ fn has_link(text: &str) -> bool {
 /// A message's item in its channel's partition; replies are also listed under their parent
 /// (`gsi1`, same sort key) for the thread's pages.
 fn message_item(m: &Message, sk: &str) -> Result<Item, ApiError> {
-    let item = Item::new(channel_messages_pk(&m.cid), sk.to_string(), to_doc(m)?);
-    Ok(match &m.parent_id {
-        Some(parent) => item.with_gsi1(replies_pk(parent), sk.to_string()),
-        None => item,
-    })
+    let mut item = Item::new(channel_messages_pk(&m.cid), sk.to_string(), to_doc(m)?);
+    if let Some(parent) = &m.parent_id {
+        item = item.with_gsi1(replies_pk(parent), sk.to_string());
+    }
+    // Pinned messages are listed by pin time (an expired pin is filtered when read).
+    if let Some(at) = m
+        .pinned_at
+        .as_deref()
+        .and_then(parse_time)
+        .filter(|_| m.pinned)
+    {
+        item = item.with_gsi2(pinned_pk(&m.cid), pinned_sk(at, &m.id));
+    }
+    Ok(item)
 }
 
 impl Chat {
@@ -1253,6 +1495,7 @@ impl Chat {
         ids.sort_unstable();
         ids.dedup();
         let users = self.users_by_id(&ids).await?;
+        let now = self.now();
         let user = |id: &str| {
             users
                 .get(id)
@@ -1263,6 +1506,12 @@ impl Chat {
             let mut wire = m.to_wire(m.user_id.as_deref().map(user).as_ref());
             if let Some(by) = m.pinned_by_id.as_deref() {
                 wire["pinned_by"] = user(by);
+            }
+            if m.pinned && !pinned_now(m, now) {
+                for key in ["pinned_at", "pinned_by", "pin_expires"] {
+                    wire[key] = Value::Null;
+                }
+                wire["pinned"] = Value::Bool(false);
             }
             wire["mentioned_users"] = m
                 .mentioned_user_ids

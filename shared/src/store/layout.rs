@@ -161,3 +161,13 @@ pub fn reaction_sk(user_id: &str, kind: &str) -> String {
 pub fn deleted_for_me_pk(cid: &str, user_id: &str) -> String {
     format!("deleted_for_me#{cid}#{user_id}")
 }
+
+/// A channel's pinned messages on `gsi2` of the messages table, by pin time.
+pub fn pinned_pk(cid: &str) -> String {
+    format!("pinned#{cid}")
+}
+
+/// Index sort key of a pinned message: pin time in µs, then id.
+pub fn pinned_sk(pinned_at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
+    format!("{:016}#{id}", pinned_at.timestamp_micros().max(0))
+}
