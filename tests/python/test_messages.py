@@ -366,3 +366,83 @@ def test_pinned_messages(client, channel, author):
     assert expiring["id"] not in [m["id"] for m in pinned_page(client, channel, limit=20)]
     with pytest.raises(StreamAPIException):
         pinned_page(client, channel, sort=[{"field": "created_at", "direction": 1}])
+
+
+def test_restricted_visibility(client, server, channel, author):
+    amy, paul, admin = uid("amy"), uid("paul"), uid("adm")
+    client.upsert_users([{"id": amy}, {"id": paul}, {"id": admin, "role": "admin"}])
+    channel.add_members([amy, paul, admin])
+    m = channel.send_message({"text": "only amy", "restricted_visibility": [amy]}, author)["message"]
+    assert m["restricted_visibility"] == [amy]
+    parent = channel.send_message({"text": "thread"}, author)["message"]
+    channel.send_message({"text": "secret reply", "parent_id": parent["id"], "restricted_visibility": [amy]}, author)
+
+    def texts_for(user):
+        state = server.request("POST", f"/channels/messaging/{channel.id}/query", token=server.user_token(user), json={"state": True}).json()
+        return [x["text"] for x in state["messages"]]
+
+    assert "only amy" in texts_for(amy)
+    assert "only amy" in texts_for(author)
+    assert "only amy" in texts_for(admin)  # admins may read restricted messages
+    assert "only amy" not in texts_for(paul)
+    assert server.request("GET", f"/messages/{m['id']}", token=server.user_token(paul)).status_code == 404
+    assert server.request("GET", f"/messages/{m['id']}", token=server.user_token(amy)).status_code == 200
+    replies = server.request("GET", f"/messages/{parent['id']}/replies", token=server.user_token(paul)).json()["messages"]
+    assert replies == []
+    by_ids = server.request("GET", f"/channels/messaging/{channel.id}/messages", token=server.user_token(paul), params={"ids": m["id"]}).json()
+    assert by_ids["messages"] == []
+    # server-side on behalf of a user sees what that user sees
+    assert "only amy" not in [x["text"] for x in client.query_channels({"cid": channel.cid}, user_id=paul)["channels"][0]["messages"]]
+    with pytest.raises(StreamAPIException):
+        client.pin_message(m["id"], author)
+    with pytest.raises(StreamAPIException):
+        channel.send_message({"text": "x", "restricted_visibility": [amy], "pinned": True}, author)
+    # clients need CreateRestrictedVisibilityMessage (admins only by default)
+    r = server.request("POST", f"/channels/messaging/{channel.id}/message", token=server.user_token(paul), json={"message": {"text": "psst", "restricted_visibility": [amy]}})
+    assert r.status_code == 403
+
+
+def test_pending_messages(client, server, channel, author):
+    other = uid("other")
+    client.upsert_users([{"id": other}])
+    channel.add_members([other])
+    r = channel.send_message({"text": "held"}, author, pending=True, pending_message_metadata={"my": "metadata"})
+    m = r["message"]
+    assert m["pending"] is True
+    state_other = client.query_channels({"cid": channel.cid}, user_id=other)["channels"][0]
+    assert state_other["messages"] == [] and state_other["pending_messages"] == []
+    state_author = client.query_channels({"cid": channel.cid}, user_id=author)["channels"][0]
+    assert [x["id"] for x in state_author["pending_messages"]] == [m["id"]]
+    assert state_author["messages"] == []
+    assert server.request("GET", f"/messages/{m['id']}", token=server.user_token(other)).status_code == 404
+    mine = server.request("GET", f"/messages/{m['id']}", token=server.user_token(author)).json()["message"]
+    assert mine["pending_message_metadata"] == {"my": "metadata"}
+    assert client.unread_counts(other)["total_unread_count"] == 0
+    with pytest.raises(StreamAPIException):
+        client.update_message({"id": m["id"], "text": "changed"})
+    committed = client.commit_message(m["id"])["message"]
+    assert not committed.get("pending", False)
+    with pytest.raises(StreamAPIException):
+        client.commit_message(m["id"])
+    state_other = client.query_channels({"cid": channel.cid}, user_id=other)["channels"][0]
+    assert [x["id"] for x in state_other["messages"]] == [m["id"]]
+    assert client.unread_counts(other)["total_unread_count"] == 1
+    # pending messages go by hard delete only; clients cannot send them pending
+    p2 = channel.send_message({"text": "held too"}, author, pending=True)["message"]
+    with pytest.raises(StreamAPIException):
+        client.delete_message(p2["id"])
+    client.delete_message(p2["id"], hard=True)
+    with pytest.raises(StreamAPIException):
+        client.get_message(p2["id"])
+    r = server.request("POST", f"/channels/messaging/{channel.id}/message", token=server.user_token(author), json={"message": {"text": "x"}, "pending": True})
+    assert r.status_code == 403
+
+
+def test_type_marks_messages_pending(client, author):
+    name = "pm" + uuid.uuid4().hex[:8]
+    client.create_channel_type({"name": name, "mark_messages_pending": True})
+    ch = client.channel(name, uid("ch"), {"members": [author]})
+    ch.create(author)
+    m = ch.send_message({"text": "auto held"}, author)["message"]
+    assert m["pending"] is True
+    assert ch.query()["messages"] == []

@@ -55,6 +55,10 @@ const MESSAGE_KEYS: &[&str] = &[
     "reactions",
     "seq",
     "type_before_delete",
+    "restricted_visibility",
+    "pending",
+    "pending_message_metadata",
+    "pending_expires_at",
     "i18n",
     "thread_participants",
     "quoted_message",
@@ -85,6 +89,9 @@ const NOT_SETTABLE: &[&str] = &[
     "shadowed",
     "parent_id",
     "quoted_message_id",
+    "restricted_visibility",
+    "pending",
+    "pending_message_metadata",
 ];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -134,6 +141,18 @@ pub struct Message {
     /// wire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// Only the sender, these users and roles that may read restricted messages see it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restricted_visibility: Vec<String>,
+    /// Held for review: only the sender sees it until committed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pending: bool,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub pending_message_metadata: Map<String, Value>,
+    /// When an uncommitted pending message times out (the type's `mark_messages_pending`
+    /// timeout), for the scheduler. Not on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_expires_at: Option<String>,
     /// The type a soft-deleted message had, restored by undelete (not on the wire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub type_before_delete: Option<String>,
@@ -149,6 +168,14 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// Who reads messages: a user (or the server, `user_id: None`) and whether they may read
+/// restricted-visibility messages of others.
+#[derive(Clone, Copy, Debug)]
+pub struct Viewer<'a> {
+    pub user_id: Option<&'a str>,
+    pub reads_restricted: bool,
+}
+
 /// The parts of a message payload beyond text and custom data: attachments (≤ 30), mentions
 /// (≤ 25, ids or user objects), thread and quote references.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -158,6 +185,7 @@ pub struct MessageLinks {
     pub parent_id: Option<String>,
     pub show_in_channel: bool,
     pub quoted_message_id: Option<String>,
+    pub restricted_visibility: Vec<String>,
 }
 
 impl MessageLinks {
@@ -229,6 +257,25 @@ impl MessageLinks {
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
             quoted_message_id: text_field("quoted_message_id"),
+            restricted_visibility: match payload.get("restricted_visibility") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| {
+                        ApiError::field(
+                            "message.restricted_visibility",
+                            "restricted_visibility must be a list of user ids",
+                        )
+                    })?,
+                Some(_) => {
+                    return Err(ApiError::field(
+                        "message.restricted_visibility",
+                        "restricted_visibility must be a list of user ids",
+                    ))
+                }
+            },
         })
     }
 }
@@ -313,6 +360,10 @@ impl Message {
             reactions: ReactionSummary::default(),
             seq: None,
             type_before_delete: None,
+            restricted_visibility: Vec::new(),
+            pending: false,
+            pending_message_metadata: Map::new(),
+            pending_expires_at: None,
             custom,
         }
         .with_links(MessageLinks::parse(payload)?))
@@ -323,6 +374,7 @@ impl Message {
         self.mentioned_user_ids = links.mentioned_user_ids;
         self.show_in_channel = links.show_in_channel;
         self.quoted_message_id = links.quoted_message_id;
+        self.restricted_visibility = links.restricted_visibility;
         if links.parent_id.is_some() && self.kind == "regular" {
             self.kind = "reply".into();
         }
@@ -364,9 +416,26 @@ impl Message {
 
     /// Counts as unread for the channel's members.
     pub fn counts_as_unread(&self) -> bool {
-        !self.silent
+        !self.pending
+            && self.restricted_visibility.is_empty()
+            && !self.silent
             && self.in_channel_list()
             && matches!(self.kind.as_str(), "regular" | "reply" | "system")
+    }
+
+    /// Can `viewer` see this message? Restricted messages: the sender, the listed users, or a
+    /// viewer allowed to read restricted messages; pending ones: the sender only.
+    pub fn visible_to(&self, viewer: &Viewer) -> bool {
+        let own = viewer.user_id.is_some() && viewer.user_id == self.user_id.as_deref();
+        if self.pending && !own {
+            return false;
+        }
+        self.restricted_visibility.is_empty()
+            || own
+            || viewer.reads_restricted
+            || viewer
+                .user_id
+                .is_some_and(|u| self.restricted_visibility.iter().any(|r| r == u))
     }
 
     /// Shown in the channel's message list: not a thread reply, unless also sent to the channel.
@@ -501,6 +570,7 @@ impl Message {
         doc.remove("reactions");
         doc.remove("seq");
         doc.remove("type_before_delete");
+        doc.remove("pending_expires_at");
         if !is_empty_summary(&self.reactions) {
             let r = &self.reactions;
             doc.insert("reaction_counts".into(), Value::Object(r.counts.clone()));

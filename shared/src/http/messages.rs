@@ -23,6 +23,7 @@ pub fn routes() -> Router<Chat> {
             get(get_pinned_messages),
         )
         .route("/messages/{id}/undelete", post(undelete_message))
+        .route("/messages/{id}/commit", post(commit_message))
         .route("/channels/{type}/{id}/read", post(mark_read))
         .route("/channels/{type}/{id}/unread", post(mark_unread))
         .route("/channels/read", post(mark_all_read))
@@ -318,4 +319,12 @@ async fn get_pinned_messages(
         chat.get_pinned_messages(&session, &channel_type, &id, page)
             .await?,
     ))
+}
+
+async fn commit_message(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+) -> HttpResult {
+    Ok(Reply::json(chat.commit_message(&session, &id).await?))
 }

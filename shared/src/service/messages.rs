@@ -9,11 +9,11 @@ use crate::domain::channel::{Channel, Cid};
 use crate::domain::clock::parse_time;
 use crate::domain::event::Event;
 use crate::domain::ids::random_id;
-use crate::domain::message::{Message, MessageAnchor, MessagePage};
+use crate::domain::message::{Message, MessageAnchor, MessagePage, Viewer};
 use crate::domain::ApiError;
 use crate::store::layout::{
     channel_item, channel_messages_pk, cooldown_pk, deleted_for_me_pk, member_item, message_id_key,
-    message_sk, outbox_write, pinned_pk, pinned_sk, reactions_pk, replies_pk,
+    message_sk, outbox_write, pending_pk, pinned_pk, pinned_sk, reactions_pk, replies_pk,
 };
 use crate::store::{
     Condition, Index, Item, Query, SkRange, StoreError, TableName, Write, MAX_TRANSACTION_WRITES,
@@ -27,6 +27,9 @@ use serde_json::{json, Map, Value};
 pub struct SendMessage {
     pub message: Map<String, Value>,
     pub skip_push: bool,
+    /// Server-side: hold the message for review (overrides the type's `mark_messages_pending`).
+    pub pending: Option<bool>,
+    pub pending_message_metadata: Map<String, Value>,
 }
 
 /// Attempts at committing a message when concurrent writes to the channel keep winning.
@@ -67,7 +70,32 @@ impl Chat {
         if req.message.get("pinned").and_then(Value::as_bool) == Some(true) {
             message.pin(Some(&author), req.message.get("pin_expires"), self.now())?;
         }
+        if message.pinned && !message.restricted_visibility.is_empty() {
+            return Err(ApiError::field(
+                "message.pinned",
+                "a message with restricted visibility cannot be pinned",
+            ));
+        }
         let effective = loaded.channel.effective_config(&config, &[])?;
+        if req.pending.is_some() {
+            session.caller.require_server("sending pending messages")?;
+        }
+        if req.pending.unwrap_or(effective.mark_messages_pending) {
+            message.pending = true;
+            message.pending_message_metadata = req.pending_message_metadata.clone();
+            message.pending_expires_at = session
+                .settings
+                .event_hooks
+                .iter()
+                .filter(|h| h.enabled && h.hook_type == "pending_message")
+                .filter_map(|h| h.fields.get("timeout_ms").and_then(Value::as_i64))
+                .max()
+                .map(|ms| {
+                    crate::domain::clock::format_time(
+                        self.now() + chrono::Duration::milliseconds(ms),
+                    )
+                });
+        }
         self.check_message_links(&effective, &cid, &message).await?;
         if message.text.chars().count() > effective.max_message_length as usize {
             return Err(ApiError::field(
@@ -91,6 +119,10 @@ impl Chat {
                 (!message.mentioned_user_ids.is_empty(), "CreateMention"),
                 (has_link(&message.text), "AddLinks"),
                 (message.pinned, "PinMessage"),
+                (
+                    !message.restricted_visibility.is_empty(),
+                    "CreateRestrictedVisibilityMessage",
+                ),
             ];
             for (needed, action) in needs {
                 if needed {
@@ -140,6 +172,7 @@ impl Chat {
                 message,
                 &user.to_json(),
                 slow_mode.into_iter().collect(),
+                None,
             )
             .await?;
         Ok(json!({ "message": wire }))
@@ -154,6 +187,7 @@ impl Chat {
         message: Message,
         user: &Value,
         extra: Vec<Write>,
+        commit_of: Option<&StoredMessage>,
     ) -> Result<Value, ApiError> {
         let cid = loaded.channel.cid.clone();
         let created = parse_time(&message.created_at).unwrap_or_else(|| self.now());
@@ -163,6 +197,33 @@ impl Chat {
             .await?
             .remove(0);
         wire["user"] = user.clone();
+        if message.pending {
+            // Pending: stored for its sender only; nothing else of the channel changes until
+            // it is committed.
+            let (id_pk, id_sk) = message_id_key(&message.id);
+            let pointer = json!({ "cid": cid, "sk": sk, "pk": message_pk(&message) });
+            let mut writes = vec![
+                Write::Put {
+                    table: TableName::Messages,
+                    item: Item::new(id_pk, id_sk, pointer),
+                    condition: Condition::NotExists,
+                },
+                Write::Put {
+                    table: TableName::Messages,
+                    item: message_item(&message, &sk)?,
+                    condition: Condition::NotExists,
+                },
+            ];
+            writes.extend(extra);
+            return match self.store.transact(writes).await {
+                Ok(()) => Ok(wire),
+                Err(StoreError::TransactionCanceled { .. }) => Err(ApiError::input(format!(
+                    "a message with id {} already exists",
+                    message.id
+                ))),
+                Err(e) => Err(e.into()),
+            };
+        }
         for _ in 0..SEND_ATTEMPTS {
             let mut channel = loaded.channel.clone();
             let mut message = message.clone();
@@ -181,11 +242,18 @@ impl Chat {
             }
             let (id_pk, id_sk) = message_id_key(&message.id);
             let pointer = json!({ "cid": cid, "sk": sk });
+            // A committed pending message moves from its sender's partition; its id is already
+            // claimed.
+            let claim = if commit_of.is_some() {
+                Condition::Exists
+            } else {
+                Condition::NotExists
+            };
             let mut writes = vec![
                 Write::Put {
                     table: TableName::Messages,
                     item: Item::new(id_pk, id_sk, pointer),
-                    condition: Condition::NotExists,
+                    condition: claim,
                 },
                 Write::Put {
                     table: TableName::Messages,
@@ -216,6 +284,14 @@ impl Chat {
                 writes.push(message_write(&parent, &counted)?);
             }
             writes.extend(extra.iter().cloned());
+            if let Some(old) = commit_of {
+                writes.push(Write::Delete {
+                    table: TableName::Messages,
+                    pk: old.pk.clone(),
+                    sk: old.sk.clone(),
+                    condition: Condition::Version(old.version),
+                });
+            }
             // The sender has read their own message; members who hid the channel see it again.
             let mut member_writes = Vec::new();
             for m in &loaded.members {
@@ -247,18 +323,19 @@ impl Chat {
                     }
                     return Ok(wire);
                 }
-                Err(StoreError::TransactionCanceled { index: Some(0) }) => {
+                Err(StoreError::TransactionCanceled { index: Some(0) }) if commit_of.is_none() => {
                     return Err(ApiError::input(format!(
                         "a message with id {} already exists",
                         message.id
                     )));
                 }
                 Err(StoreError::TransactionCanceled { .. }) => {
-                    if self
-                        .store
-                        .get(TableName::Messages, &message_id_key(&message.id).0, "id")
-                        .await?
-                        .is_some()
+                    if commit_of.is_none()
+                        && self
+                            .store
+                            .get(TableName::Messages, &message_id_key(&message.id).0, "id")
+                            .await?
+                            .is_some()
                     {
                         return Err(ApiError::input(format!(
                             "a message with id {} already exists",
@@ -317,7 +394,7 @@ impl Chat {
         }
         let loaded = self.require_channel(cid).await?;
         Ok(Some(
-            self.post_message(loaded, message, &user, Vec::new())
+            self.post_message(loaded, message, &user, Vec::new(), None)
                 .await?,
         ))
     }
@@ -330,6 +407,7 @@ impl Chat {
         channel: &Channel,
         reader_cutoff: Option<&str>,
         page: &MessagePage,
+        viewer: &Viewer<'_>,
     ) -> Result<Vec<Message>, ApiError> {
         let floor = [
             Some(channel.created_at.as_str()),
@@ -345,8 +423,39 @@ impl Chat {
             index: None,
             floor,
         };
-        self.page_messages(&source, page, &|m: &Message| m.in_channel_list())
-            .await
+        self.page_messages(&source, page, &|m: &Message| {
+            m.in_channel_list() && m.visible_to(viewer)
+        })
+        .await
+    }
+
+    /// The reader's own pending messages in a channel (the 100 newest, oldest first).
+    pub(crate) async fn pending_messages(
+        &self,
+        cid: &str,
+        reader: Option<&str>,
+    ) -> Result<Vec<Message>, ApiError> {
+        let Some(reader) = reader else {
+            return Ok(Vec::new());
+        };
+        let page = self
+            .store
+            .query(
+                Query::new(TableName::Messages, pending_pk(cid, reader))
+                    .backward()
+                    .limit(100),
+            )
+            .await?;
+        let mut out: Vec<Message> = page
+            .items
+            .into_iter()
+            .map(|i| {
+                serde_json::from_value(i.data)
+                    .map_err(|e| ApiError::internal(format!("stored message is unreadable: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        out.reverse();
+        Ok(out)
     }
 
     /// A page of `source` around `page.anchor`, of up to `page.limit` messages that `keep`
@@ -476,7 +585,14 @@ impl Chat {
         page: MessagePage,
     ) -> Result<Value, ApiError> {
         let parent = self.require_message(parent_id).await?;
-        let (_, loaded) = self.message_channel(session, &parent.message).await?;
+        let (config, loaded) = self.message_channel(session, &parent.message).await?;
+        let reader = session.caller.user_id();
+        let viewer = Viewer {
+            user_id: reader,
+            reads_restricted: self
+                .viewer_grants(session, &config, &loaded, reader)
+                .await?,
+        };
         let floor = [
             Some(loaded.channel.created_at.as_str()),
             loaded.channel.truncated_at.as_deref(),
@@ -491,7 +607,7 @@ impl Chat {
             floor,
         };
         let replies = self
-            .page_messages(&source, &page, &|_: &Message| true)
+            .page_messages(&source, &page, &|m: &Message| m.visible_to(&viewer))
             .await?;
         let mut wires = self.messages_wire(&replies).await?;
         self.as_seen_by(&parent.message.cid, session.caller.user_id(), &mut wires)
@@ -505,6 +621,7 @@ impl Chat {
         &self,
         channel: &Channel,
         page: &PinnedPage,
+        viewer: &Viewer<'_>,
     ) -> Result<Vec<Message>, ApiError> {
         let range = match &page.anchor {
             PinnedAnchor::None => SkRange::All,
@@ -547,7 +664,7 @@ impl Chat {
                     ApiError::internal(format!("stored message is unreadable: {e}"))
                 })?;
                 let live = floor.is_none_or(|f| parse_time(&m.created_at).is_none_or(|t| t >= f));
-                if !live || !pinned_now(&m, now) || m.kind == "deleted" {
+                if !live || !pinned_now(&m, now) || m.kind == "deleted" || !m.visible_to(viewer) {
                     continue;
                 }
                 if skipped < page.offset {
@@ -578,7 +695,15 @@ impl Chat {
         let config = self.channel_config(channel_type).await?;
         let loaded = self.require_channel(&cid).await?;
         self.check_readable(session, &config, &loaded)?;
-        let pinned = self.pinned_messages(&loaded.channel, &page).await?;
+        let viewer = Viewer {
+            user_id: session.caller.user_id(),
+            reads_restricted: self
+                .viewer_grants(session, &config, &loaded, session.caller.user_id())
+                .await?,
+        };
+        let pinned = self
+            .pinned_messages(&loaded.channel, &page, &viewer)
+            .await?;
         let mut wires = self.messages_wire(&pinned).await?;
         self.as_seen_by(&cid, session.caller.user_id(), &mut wires)
             .await?;
@@ -656,7 +781,10 @@ impl Chat {
         };
         let cid = pointer.data["cid"].as_str().unwrap_or_default().to_string();
         let sk = pointer.data["sk"].as_str().unwrap_or_default().to_string();
-        let pk = channel_messages_pk(&cid);
+        let pk = pointer.data["pk"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| channel_messages_pk(&cid));
         let Some(item) = self.store.get(TableName::Messages, &pk, &sk).await? else {
             return Ok(None);
         };
@@ -706,7 +834,19 @@ impl Chat {
         show_deleted_message: bool,
     ) -> Result<Value, ApiError> {
         let stored = self.require_message(id).await?;
-        self.message_channel(session, &stored.message).await?;
+        let (config, loaded) = self.message_channel(session, &stored.message).await?;
+        let reader = session.caller.user_id();
+        let viewer = Viewer {
+            user_id: reader,
+            reads_restricted: self
+                .viewer_grants(session, &config, &loaded, reader)
+                .await?,
+        };
+        if !stored.message.visible_to(&viewer) {
+            return Err(ApiError::not_found(format!(
+                "message with id {id} does not exist"
+            )));
+        }
         let show = show_deleted_message && session.caller.is_server();
         let mut wire = [self.message_wire(&stored.message, show).await?];
         self.as_seen_by(&stored.message.cid, session.caller.user_id(), &mut wire)
@@ -728,10 +868,17 @@ impl Chat {
         let config = self.channel_config(channel_type).await?;
         let loaded = self.require_channel(&cid).await?;
         self.check_readable(session, &config, &loaded)?;
+        let reader = session.caller.user_id();
+        let viewer = Viewer {
+            user_id: reader,
+            reads_restricted: self
+                .viewer_grants(session, &config, &loaded, reader)
+                .await?,
+        };
         let mut out = Vec::new();
         for mid in ids {
             if let Some(stored) = self.find_message(mid).await? {
-                if stored.message.cid == cid {
+                if stored.message.cid == cid && stored.message.visible_to(&viewer) {
                     out.push(self.message_wire(&stored.message, false).await?);
                 }
             }
@@ -798,11 +945,7 @@ impl Chat {
         let stored = self.require_message(id).await?;
         let (config, loaded) = self.message_channel(session, &stored.message).await?;
         self.check_message_action(session, &config, &loaded, &stored.message, "UpdateMessage")?;
-        if stored.message.kind == "deleted" {
-            return Err(ApiError::input(format!(
-                "message {id} was deleted and cannot be updated"
-            )));
-        }
+        check_updatable(&stored.message)?;
         let next = stored
             .message
             .apply_full_update(&payload, &self.now_str())?;
@@ -837,15 +980,17 @@ impl Chat {
         if other {
             self.check_message_action(session, &config, &loaded, &stored.message, "UpdateMessage")?;
         }
-        if stored.message.kind == "deleted" {
-            return Err(ApiError::input(format!(
-                "message {id} was deleted and cannot be updated"
-            )));
-        }
+        check_updatable(&stored.message)?;
         let actor = acting_user(session, &user_id, &None);
         let next = stored
             .message
             .apply_partial(&set, &unset, actor.as_deref(), self.now())?;
+        if next.pinned && !stored.message.pinned && !next.restricted_visibility.is_empty() {
+            return Err(ApiError::field(
+                "pinned",
+                "a message with restricted visibility cannot be pinned",
+            ));
+        }
         self.check_text_length(&config, &loaded, &next)?;
         let wire = self
             .save_message(&stored, &next, &loaded.channel, "message.updated", &[])
@@ -894,6 +1039,9 @@ impl Chat {
                 .await;
         }
         self.check_message_action(session, &config, &loaded, &stored.message, "DeleteMessage")?;
+        if stored.message.pending && !opts.hard {
+            return Err(ApiError::input("pending messages can only be hard deleted"));
+        }
         let deleted = stored.message.soft_deleted(&self.now_str());
         let mut extra = vec![("hard_delete", Value::Bool(opts.hard))];
         let by = opts
@@ -1112,6 +1260,32 @@ impl Chat {
             )
             .await?;
         Ok(page.items.into_iter().map(|i| i.sk).collect())
+    }
+
+    /// `POST /messages/{id}/commit` (server-side): a pending message joins its channel as if
+    /// sent now (counted, `message.new`); only once.
+    pub async fn commit_message(&self, session: &Session, id: &str) -> Result<Value, ApiError> {
+        session
+            .caller
+            .require_server("committing pending messages")?;
+        let stored = self.require_message(id).await?;
+        if !stored.message.pending {
+            return Err(ApiError::input(format!("message {id} is not pending")));
+        }
+        let loaded = self.require_channel(&stored.message.cid).await?;
+        let mut message = stored.message.clone();
+        message.pending = false;
+        message.pending_expires_at = None;
+        let author = message.user_id.clone().unwrap_or_default();
+        let user = self
+            .get_user(&author)
+            .await?
+            .map(|(u, _)| u.to_json())
+            .unwrap_or_else(|| json!({ "id": author }));
+        let wire = self
+            .post_message(loaded, message, &user, Vec::new(), Some(&stored))
+            .await?;
+        Ok(json!({ "message": wire }))
     }
 
     /// `POST /messages/{id}/undelete` (server-side): a soft-deleted message of a live channel,
@@ -1336,6 +1510,23 @@ impl PinnedPage {
     }
 }
 
+/// Deleted and pending messages cannot be updated.
+fn check_updatable(m: &Message) -> Result<(), ApiError> {
+    if m.kind == "deleted" {
+        return Err(ApiError::input(format!(
+            "message {} was deleted and cannot be updated",
+            m.id
+        )));
+    }
+    if m.pending {
+        return Err(ApiError::input(format!(
+            "message {} is pending and cannot be updated",
+            m.id
+        )));
+    }
+    Ok(())
+}
+
 /// Is the message pinned now (an expired pin no longer counts)?
 pub(crate) fn pinned_now(m: &Message, now: chrono::DateTime<chrono::Utc>) -> bool {
     m.pinned
@@ -1356,7 +1547,11 @@ fn has_link(text: &str) -> bool {
 /// A message's item in its channel's partition; replies are also listed under their parent
 /// (`gsi1`, same sort key) for the thread's pages.
 fn message_item(m: &Message, sk: &str) -> Result<Item, ApiError> {
-    let mut item = Item::new(channel_messages_pk(&m.cid), sk.to_string(), to_doc(m)?);
+    let mut item = Item::new(message_pk(m), sk.to_string(), to_doc(m)?);
+    if m.pending {
+        // Seen by its sender only: in no thread or pinned listing until committed.
+        return Ok(item);
+    }
     if let Some(parent) = &m.parent_id {
         item = item.with_gsi1(replies_pk(parent), sk.to_string());
     }
@@ -1370,6 +1565,14 @@ fn message_item(m: &Message, sk: &str) -> Result<Item, ApiError> {
         item = item.with_gsi2(pinned_pk(&m.cid), pinned_sk(at, &m.id));
     }
     Ok(item)
+}
+
+/// The partition a message lives in: its channel's, or while pending its sender's pending one.
+fn message_pk(m: &Message) -> String {
+    match (&m.user_id, m.pending) {
+        (Some(u), true) => pending_pk(&m.cid, u),
+        _ => channel_messages_pk(&m.cid),
+    }
 }
 
 impl Chat {

@@ -171,3 +171,9 @@ pub fn pinned_pk(cid: &str) -> String {
 pub fn pinned_sk(pinned_at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
     format!("{:016}#{id}", pinned_at.timestamp_micros().max(0))
 }
+
+/// One sender's pending messages in a channel (messages table), kept apart from the channel's
+/// messages until committed.
+pub fn pending_pk(cid: &str, user_id: &str) -> String {
+    format!("pending#{cid}#{user_id}")
+}
