@@ -280,3 +280,102 @@ async fn channel_changes_write_their_events() {
     let mutes = &events[15].2["me"]["channel_mutes"];
     assert_eq!(mutes[0]["channel"]["cid"], "messaging:talk");
 }
+
+#[tokio::test]
+async fn message_changes_write_their_events() {
+    use shared::service::channels::ChannelQuery;
+    use shared::service::messages::{DeleteMessageOptions, SendMessage};
+    use shared::service::reactions::SendReaction;
+    use shared::service::reads::ReadRequest;
+
+    let store = Arc::new(Embedded::in_memory().expect("store"));
+    let chat = chat(store.clone());
+    chat.bootstrap().await.expect("bootstrap");
+    let users = ["ann", "bob"].map(|id| obj(json!({ "id": id })));
+    chat.upsert_users(&server(&chat).await, users.to_vec())
+        .await
+        .expect("users");
+    let s = server(&chat).await;
+    let create = ChannelQuery {
+        data: Some(obj(
+            json!({"members": ["ann", "bob"], "created_by_id": "ann"}),
+        )),
+        ..Default::default()
+    };
+    chat.get_or_create_channel(&s, "messaging", Some("talk"), create)
+        .await
+        .expect("create");
+    let before = all_events(&store).await.len();
+
+    let send = SendMessage {
+        message: obj(json!({"id": "m1", "text": "hi", "user_id": "ann"})),
+        ..Default::default()
+    };
+    chat.send_message(&s, "messaging", "talk", send)
+        .await
+        .expect("send");
+    chat.update_message(&s, "m1", obj(json!({"id": "m1", "text": "hello"})))
+        .await
+        .expect("update");
+    let like = SendReaction {
+        reaction: obj(json!({"type": "like", "user_id": "bob"})),
+        ..Default::default()
+    };
+    chat.send_reaction(&s, "m1", like.clone())
+        .await
+        .expect("react");
+    chat.send_reaction(&s, "m1", like)
+        .await
+        .expect("react again");
+    chat.delete_reaction(&s, "m1", "like", Some("bob".into()))
+        .await
+        .expect("unreact");
+    let read = ReadRequest {
+        user_id: Some("bob".into()),
+        ..Default::default()
+    };
+    chat.mark_read(&s, "messaging", "talk", read)
+        .await
+        .expect("read");
+    let unread = ReadRequest {
+        user_id: Some("bob".into()),
+        message_id: Some("m1".into()),
+        ..Default::default()
+    };
+    chat.mark_unread(&s, "messaging", "talk", unread)
+        .await
+        .expect("unread");
+    chat.delete_message(&s, "m1", DeleteMessageOptions::default())
+        .await
+        .expect("delete");
+    chat.undelete_message(&s, "m1", Some("ann".into()))
+        .await
+        .expect("undelete");
+
+    let events = all_events(&store).await.split_off(before);
+    let kinds: Vec<&str> = events.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "message.new",
+            "message.updated",
+            "reaction.new",
+            "reaction.updated",
+            "reaction.deleted",
+            "message.read",
+            "notification.mark_read",
+            "notification.mark_unread",
+            "message.deleted",
+            "message.undeleted",
+        ]
+    );
+    let new = &events[0].2;
+    assert_eq!(new["message"]["id"], "m1");
+    assert_eq!(new["user"]["id"], "ann");
+    assert_eq!(new["cid"], "messaging:talk");
+    assert_eq!(events[2].2["reaction"]["type"], "like");
+    assert_eq!(events[2].2["message"]["reaction_counts"]["like"], 1);
+    assert_eq!(events[6].1, "user:bob");
+    assert_eq!(events[6].2["total_unread_count"], 0);
+    assert_eq!(events[7].2["unread_messages"], 1);
+}
