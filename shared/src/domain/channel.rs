@@ -591,6 +591,20 @@ impl Channel {
         blank.with_data(data, false, now)
     }
 
+    /// Where the channel's messages start for a reader: its creation (a re-created channel
+    /// starts empty), its truncation, and the reader's own history cutoff, whichever is latest.
+    pub fn messages_floor(&self, reader_cutoff: Option<&str>) -> Option<DateTime<Utc>> {
+        [
+            Some(self.created_at.as_str()),
+            self.truncated_at.as_deref(),
+            reader_cutoff,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(parse_time)
+        .max()
+    }
+
     pub fn parsed_cid(&self) -> Cid {
         Cid {
             channel_type: self.channel_type.clone(),

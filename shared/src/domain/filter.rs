@@ -771,7 +771,7 @@ fn total_cmp(a: &Value, b: &Value) -> Ordering {
     })
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SortField {
     pub field: String,
     /// 1 ascending, -1 descending.

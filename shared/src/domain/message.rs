@@ -749,6 +749,43 @@ impl MessagePage {
     }
 }
 
+/// `GET /search` message filter policy: the seed's "Message Filter Conditions" table plus
+/// custom fields.
+pub fn search_rules() -> crate::domain::filter::FieldRules {
+    use crate::domain::filter::{FieldRules, Op, ValueKind};
+    const CMP: &[Op] = &[Op::Eq, Op::Gt, Op::Gte, Op::Lt, Op::Lte, Op::In];
+    FieldRules::new()
+        .typed("id", ValueKind::String, CMP)
+        .typed(
+            "text",
+            ValueKind::String,
+            &[
+                Op::Q,
+                Op::Autocomplete,
+                Op::Eq,
+                Op::Gt,
+                Op::Gte,
+                Op::Lt,
+                Op::Lte,
+                Op::In,
+            ],
+        )
+        .typed("type", ValueKind::String, CMP)
+        .typed("parent_id", ValueKind::String, CMP)
+        .typed("reply_count", ValueKind::Number, CMP)
+        .field(
+            "attachments",
+            &[Op::Exists, Op::Eq, Op::Gt, Op::Gte, Op::Lt, Op::Lte, Op::In],
+        )
+        .typed("attachments.type", ValueKind::String, &[Op::Eq, Op::In])
+        .field("mentioned_users.id", &[Op::Contains])
+        .typed("user.id", ValueKind::String, CMP)
+        .typed("created_at", ValueKind::Timestamp, CMP)
+        .typed("updated_at", ValueKind::Timestamp, CMP)
+        .typed("pinned", ValueKind::Bool, &[Op::Eq])
+        .custom_fields(CMP)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

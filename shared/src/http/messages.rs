@@ -1,5 +1,6 @@
 //! Routes of the messages function: send a message into a channel, read one or several, update
-//! (full and partial, pinning included) and delete; thread replies; reactions; read state.
+//! (full and partial, pinning included) and delete; thread replies; reactions; read state;
+//! search.
 
 use super::reply::{Body, HttpResult, Params, Reply};
 use crate::domain::caller::Session;
@@ -18,6 +19,7 @@ pub fn routes() -> Router<Chat> {
         .route("/channels/{type}/{id}/message", post(send_message))
         .route("/channels/{type}/{id}/messages", get(get_messages))
         .route("/messages/{id}/replies", get(get_replies))
+        .route("/search", get(search))
         .route(
             "/channels/{type}/{id}/pinned_messages",
             get(get_pinned_messages),
@@ -327,4 +329,8 @@ async fn commit_message(
     Path(id): Path<String>,
 ) -> HttpResult {
     Ok(Reply::json(chat.commit_message(&session, &id).await?))
+}
+
+async fn search(State(chat): State<Chat>, session: Session, params: Params) -> HttpResult {
+    Ok(Reply::json(chat.search(&session, params.payload()?).await?))
 }

@@ -1551,7 +1551,39 @@ impl Chat {
         {
             return Err(ApiError::field("user_id", "filters on the reader's own state (joined, invite, muted, hidden, archived, pinned, has_unread) need user_id server-side"));
         }
-        let muted: BTreeSet<String> = match &actor {
+        let (mut matched, configs) = self
+            .matching_channels(session, &filter, actor.as_deref())
+            .await?;
+        matched.sort_by(|(_, a), (_, b)| compare_json(&sort, a, b));
+        let mut channels = Vec::new();
+        for (loaded, _) in matched.into_iter().skip(offset).take(limit) {
+            let config = &configs[&loaded.channel.channel_type];
+            let page = StatePage {
+                member_limit: Some(member_limit),
+                member_offset: None,
+                messages: MessagePage {
+                    anchor: MessageAnchor::Latest,
+                    limit: message_limit,
+                },
+            };
+            channels.push(
+                self.channel_state(session, config, &loaded, actor.as_deref(), page)
+                    .await?,
+            );
+        }
+        Ok(json!({ "channels": channels }))
+    }
+
+    /// The channels a filter names that the caller may read, each with the document the
+    /// filter matched (and sorts see) and its type's config; channels the reader hid are left out
+    /// unless the filter asks about `hidden`.
+    pub(crate) async fn matching_channels(
+        &self,
+        session: &Session,
+        filter: &Filter,
+        actor: Option<&str>,
+    ) -> Result<(Vec<(Loaded, Value)>, HashMap<String, ChannelTypeConfig>), ApiError> {
+        let muted: BTreeSet<String> = match actor {
             Some(a) => self
                 .active_channel_mutes(a)
                 .await?
@@ -1563,10 +1595,7 @@ impl Chat {
         let asks_hidden = filter.mentions("hidden");
         let member_names = filter.mentions("member.user.name");
         let app_banned = filter.mentions("app_banned");
-
-        let cids = self
-            .candidate_cids(session, &filter, actor.as_deref())
-            .await?;
+        let cids = self.candidate_cids(session, filter, actor).await?;
         let mut matched = Vec::new();
         let mut configs: HashMap<String, ChannelTypeConfig> = HashMap::new();
         for cid in cids {
@@ -1595,7 +1624,7 @@ impl Chat {
                 continue;
             }
             let view = ReaderView {
-                user_id: actor.as_deref(),
+                user_id: actor,
                 muted: muted.contains(&cid),
                 member_names,
                 app_banned,
@@ -1609,24 +1638,7 @@ impl Chat {
                 matched.push((loaded, doc));
             }
         }
-        matched.sort_by(|(_, a), (_, b)| compare_json(&sort, a, b));
-        let mut channels = Vec::new();
-        for (loaded, _) in matched.into_iter().skip(offset).take(limit) {
-            let config = &configs[&loaded.channel.channel_type];
-            let page = StatePage {
-                member_limit: Some(member_limit),
-                member_offset: None,
-                messages: MessagePage {
-                    anchor: MessageAnchor::Latest,
-                    limit: message_limit,
-                },
-            };
-            channels.push(
-                self.channel_state(session, config, &loaded, actor.as_deref(), page)
-                    .await?,
-            );
-        }
-        Ok(json!({ "channels": channels }))
+        Ok((matched, configs))
     }
 
     /// The document query-channels filters and sorts see: the channel's fields and custom data,

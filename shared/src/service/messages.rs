@@ -409,15 +409,7 @@ impl Chat {
         page: &MessagePage,
         viewer: &Viewer<'_>,
     ) -> Result<Vec<Message>, ApiError> {
-        let floor = [
-            Some(channel.created_at.as_str()),
-            channel.truncated_at.as_deref(),
-            reader_cutoff,
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(parse_time)
-        .max();
+        let floor = channel.messages_floor(reader_cutoff);
         let source = MessageSource {
             pk: channel_messages_pk(&channel.cid),
             index: None,
@@ -593,14 +585,7 @@ impl Chat {
                 .viewer_grants(session, &config, &loaded, reader)
                 .await?,
         };
-        let floor = [
-            Some(loaded.channel.created_at.as_str()),
-            loaded.channel.truncated_at.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(parse_time)
-        .max();
+        let floor = loaded.channel.messages_floor(None);
         let source = MessageSource {
             pk: replies_pk(parent_id),
             index: Some(Index::Gsi1),
@@ -637,14 +622,7 @@ impl Chat {
             }
             PinnedAnchor::Time { at, op } => op.range(format!("{:016}", at.timestamp_micros())),
         };
-        let floor = [
-            Some(channel.created_at.as_str()),
-            channel.truncated_at.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(parse_time)
-        .max();
+        let floor = channel.messages_floor(None);
         let now = self.now();
         let mut out = Vec::new();
         let mut skipped = 0;

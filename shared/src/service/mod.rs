@@ -9,6 +9,7 @@ pub mod messages;
 pub mod reactions;
 pub mod reads;
 pub mod roles;
+pub mod search;
 pub mod tasks;
 pub mod users;
 
