@@ -77,7 +77,6 @@ const NOT_SETTABLE: &[&str] = &[
     "deleted_at",
     "html",
     "message_text_updated_at",
-    "pinned_at",
     "pinned_by",
     "latest_reactions",
     "own_reactions",
@@ -524,6 +523,20 @@ impl Message {
                     next.pinned_by_id = if on { actor.map(str::to_string) } else { None };
                 }
                 "pin_expires" => next.pin_expires = pin_expiry(value, now)?,
+                // The JS client sends `pinned_at` with every pin: null means now.
+                "pinned_at" => {
+                    if let Some(t) = value.as_str() {
+                        let at = crate::domain::clock::parse_time(t).ok_or_else(|| {
+                            ApiError::field("pinned_at", "pinned_at must be an RFC 3339 timestamp")
+                        })?;
+                        next.pinned_at = Some(crate::domain::clock::format_time(at));
+                    } else if !value.is_null() {
+                        return Err(ApiError::field(
+                            "pinned_at",
+                            "pinned_at must be a timestamp or null",
+                        ));
+                    }
+                }
                 _ => set_path(&mut next.custom, path, value.clone()),
             }
         }
@@ -542,6 +555,8 @@ impl Message {
         }
         if !next.pinned {
             next.pin_expires = None;
+            next.pinned_at = None;
+            next.pinned_by_id = None;
         }
         check_custom_size("message", &next.custom)?;
         next.updated_at = stamp;
