@@ -16,6 +16,7 @@ pub mod message;
 pub mod patch;
 pub mod permissions;
 pub mod reaction;
+pub mod thread;
 pub mod user;
 
 pub use error::{ApiError, ApiResult, ErrorCode};

@@ -1,6 +1,6 @@
 //! Routes of the messages function: send a message into a channel, read one or several, update
 //! (full and partial, pinning included) and delete; thread replies; reactions; read state;
-//! search.
+//! search; threads.
 
 use super::reply::{Body, HttpResult, Params, Reply};
 use crate::domain::caller::Session;
@@ -20,6 +20,11 @@ pub fn routes() -> Router<Chat> {
         .route("/channels/{type}/{id}/messages", get(get_messages))
         .route("/messages/{id}/replies", get(get_replies))
         .route("/search", get(search))
+        .route("/threads", post(query_threads))
+        .route(
+            "/threads/{id}",
+            get(get_thread).patch(update_thread_partial),
+        )
         .route(
             "/channels/{type}/{id}/pinned_messages",
             get(get_pinned_messages),
@@ -333,4 +338,62 @@ async fn commit_message(
 
 async fn search(State(chat): State<Chat>, session: Session, params: Params) -> HttpResult {
     Ok(Reply::json(chat.search(&session, params.payload()?).await?))
+}
+
+async fn query_threads(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(q): Body<crate::service::threads::QueryThreads>,
+) -> HttpResult {
+    Ok(Reply::json(chat.query_threads(&session, q).await?))
+}
+
+async fn get_thread(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    params: Params,
+) -> HttpResult {
+    let number = |key: &str| -> Result<Option<usize>, crate::domain::ApiError> {
+        params
+            .get(key)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    crate::domain::ApiError::field(key, format!("{key} must be a number"))
+                })
+            })
+            .transpose()
+    };
+    let view = crate::service::threads::ThreadView::new(
+        number("reply_limit")?,
+        number("participant_limit")?,
+    )?;
+    Ok(Reply::json(
+        chat.get_thread(
+            &session,
+            &id,
+            view,
+            params.get("user_id").map(str::to_string),
+        )
+        .await?,
+    ))
+}
+
+async fn update_thread_partial(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    Body(b): Body<PartialBody>,
+) -> HttpResult {
+    let user_id = b.user_id.or_else(|| {
+        b.user
+            .as_ref()
+            .and_then(|u| u.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    Ok(Reply::json(
+        chat.update_thread_partial(&session, &id, b.set, b.unset, user_id)
+            .await?,
+    ))
 }

@@ -282,6 +282,7 @@ impl Chat {
                 let mut counted = parent.message.clone();
                 counted.reply_count += 1;
                 writes.push(message_write(&parent, &counted)?);
+                writes.extend(self.thread_reply_writes(&counted, &message).await?);
             }
             writes.extend(extra.iter().cloned());
             if let Some(old) = commit_of {
@@ -585,19 +586,35 @@ impl Chat {
                 .viewer_grants(session, &config, &loaded, reader)
                 .await?,
         };
-        let floor = loaded.channel.messages_floor(None);
-        let source = MessageSource {
-            pk: replies_pk(parent_id),
-            index: Some(Index::Gsi1),
-            floor,
-        };
         let replies = self
-            .page_messages(&source, &page, &|m: &Message| m.visible_to(&viewer))
+            .thread_replies(
+                parent_id,
+                &page,
+                loaded.channel.messages_floor(None),
+                &viewer,
+            )
             .await?;
         let mut wires = self.messages_wire(&replies).await?;
         self.as_seen_by(&parent.message.cid, session.caller.user_id(), &mut wires)
             .await?;
         Ok(json!({ "messages": wires }))
+    }
+
+    /// A page of a thread's replies that `viewer` may see, oldest first.
+    pub(crate) async fn thread_replies(
+        &self,
+        parent_id: &str,
+        page: &MessagePage,
+        floor: Option<chrono::DateTime<chrono::Utc>>,
+        viewer: &Viewer<'_>,
+    ) -> Result<Vec<Message>, ApiError> {
+        let source = MessageSource {
+            pk: replies_pk(parent_id),
+            index: Some(Index::Gsi1),
+            floor,
+        };
+        self.page_messages(&source, page, &|m: &Message| m.visible_to(viewer))
+            .await
     }
 
     /// A channel's pinned messages (pins still in force, of the channel's current life) in pin
@@ -1084,6 +1101,12 @@ impl Chat {
         if m.parent_id.is_some() {
             return Ok(());
         }
+        self.remove_partition(
+            TableName::Messages,
+            &crate::store::layout::thread_pk(&m.id),
+            None,
+        )
+        .await?;
         loop {
             let page = self
                 .store

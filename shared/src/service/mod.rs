@@ -11,6 +11,7 @@ pub mod reads;
 pub mod roles;
 pub mod search;
 pub mod tasks;
+pub mod threads;
 pub mod users;
 
 use crate::domain::clock::{format_time, Clock};

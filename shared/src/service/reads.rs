@@ -50,6 +50,8 @@ struct UnreadCounts {
     total: u64,
     channels: Vec<Value>,
     by_type: std::collections::BTreeMap<String, (u64, u64)>,
+    /// Threads with unread replies.
+    threads: Vec<Value>,
 }
 
 impl UnreadCounts {
@@ -63,10 +65,10 @@ impl UnreadCounts {
     fn to_json(&self) -> Value {
         json!({
             "total_unread_count": self.total,
-            "total_unread_threads_count": 0,
+            "total_unread_threads_count": self.threads.len(),
             "channels": self.channels,
             "channel_type": self.by_type.iter().map(|(t, (n, u))| json!({"channel_type": t, "channel_count": n, "unread_count": u})).collect::<Vec<_>>(),
-            "threads": [],
+            "threads": self.threads,
         })
     }
 }
@@ -145,6 +147,15 @@ impl Chat {
         let loaded = self.require_channel(&cid).await?;
         self.check_readable(session, &config, &loaded)?;
         let reader = self.reader(session, &req.user_id, &req.user)?;
+        if let Some(thread_id) = &req.thread_id {
+            // A thread read: the participant's position in it, not the channel's.
+            self.mark_thread_read(thread_id, &reader).await?;
+            let event = channel_event("message.read", &loaded.channel, self.now())
+                .with("user", json!({ "id": reader }))
+                .with("thread", json!({ "parent_message_id": thread_id }));
+            self.store.write(outbox_write(&event)).await?;
+            return Ok(json!({ "event": event.to_json() }));
+        }
         let member = Self::membership(&loaded, &reader)?;
         let mut next = member.clone();
         match &req.message_id {
@@ -589,6 +600,20 @@ impl Chat {
             entry.0 += 1;
             entry.1 += unread;
             counts.channels.push(json!({ "channel_id": cid, "unread_count": unread, "last_read": member.read.last_read }));
+        }
+        for (stored, me) in self.user_threads(user_id).await? {
+            let unread = if muted.contains(&stored.thread.channel_cid) {
+                0
+            } else {
+                me.unread(&stored.thread)
+            };
+            if unread > 0 {
+                counts.threads.push(json!({
+                    "parent_message_id": stored.thread.parent_message_id,
+                    "unread_count": unread,
+                    "last_read": me.last_read_at,
+                }));
+            }
         }
         Ok(counts)
     }

@@ -177,3 +177,19 @@ pub fn pinned_sk(pinned_at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
 pub fn pending_pk(cid: &str, user_id: &str) -> String {
     format!("pending#{cid}#{user_id}")
 }
+
+/// A thread's partition (messages table): the thread item and one item per participant.
+pub fn thread_pk(parent_id: &str) -> String {
+    format!("thread#{parent_id}")
+}
+
+pub const THREAD_SK: &str = "thread";
+
+pub fn thread_participant_sk(user_id: &str) -> String {
+    format!("participant#{user_id}")
+}
+
+/// A user's threads on `gsi1` (sort key: the parent message id).
+pub fn threads_of_pk(user_id: &str) -> String {
+    format!("threads_of#{user_id}")
+}
