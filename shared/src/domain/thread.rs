@@ -186,10 +186,7 @@ pub fn thread_sort(given: Vec<SortField>) -> Result<Vec<SortField>, ApiError> {
         ]);
     }
     let fields: Vec<&str> = given.iter().map(|s| s.field.as_str()).collect();
-    if !ALLOWED_SORTS
-        .iter()
-        .any(|combo| *combo == fields.as_slice())
-    {
+    if !ALLOWED_SORTS.contains(&fields.as_slice()) {
         return Err(ApiError::field(
             "sort",
             format!(
