@@ -446,3 +446,39 @@ def test_type_marks_messages_pending(client, author):
     m = ch.send_message({"text": "auto held"}, author)["message"]
     assert m["pending"] is True
     assert ch.query()["messages"] == []
+
+
+def test_query_reactions(client, channel, author):
+    fans = [uid("fan") for _ in range(4)]
+    client.upsert_users([{"id": f} for f in fans])
+    m = channel.send_message({"text": "popular"}, author)["message"]
+    for i, f in enumerate(fans):
+        channel.send_reaction(m["id"], {"type": "like" if i % 2 == 0 else "wow", "level": i}, f)
+    q = lambda **body: client.post(f"messages/{m['id']}/reactions", data=body)
+    r = q(filter={"type": "like"})
+    assert sorted(x["user"]["id"] for x in r["reactions"]) == sorted([fans[0], fans[2]])
+    r = q(filter={"user_id": {"$in": fans[:3]}}, limit=2)
+    assert len(r["reactions"]) == 2 and r["next"]
+    rest = q(filter={"user_id": {"$in": fans[:3]}}, limit=2, next=r["next"])
+    assert len(rest["reactions"]) == 1 and "next" not in rest
+    newest = q(sort=[{"field": "created_at", "direction": -1}])["reactions"]
+    oldest = q(sort=[{"field": "created_at", "direction": 1}])["reactions"]
+    assert [x["user_id"] for x in newest] == [x["user_id"] for x in oldest][::-1]
+    assert q(filter={"level": 3})["reactions"][0]["user_id"] == fans[3]
+    with pytest.raises(StreamAPIException):
+        q(sort=[{"field": "type", "direction": 1}])
+
+
+def test_rejected_send_leaves_the_channel_as_it_was(client, channel, author):
+    first = channel.send_message({"id": "same-" + uuid.uuid4().hex, "text": "one"}, author)["message"]
+    before = channel.query()["channel"]
+    with pytest.raises(StreamAPIException):
+        channel.send_message({"id": first["id"], "text": "two"}, author)
+    with pytest.raises(StreamAPIException):
+        channel.send_message({"text": "x" * 5001}, author)
+    with pytest.raises(StreamAPIException):
+        channel.send_message({"text": "big", "blob": "x" * 6000}, author)
+    after = channel.query()
+    assert after["channel"]["last_message_at"] == before["last_message_at"]
+    assert after["channel"]["updated_at"] == before["updated_at"]
+    assert [m["text"] for m in after["messages"]] == ["one"]

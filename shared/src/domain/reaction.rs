@@ -177,6 +177,21 @@ impl ReactionSummary {
     }
 }
 
+/// `POST /messages/{id}/reactions` filter policy: `user_id`, `type`, `created_at` and custom
+/// reaction fields.
+pub fn query_reactions_rules() -> crate::domain::filter::FieldRules {
+    use crate::domain::filter::{FieldRules, Op, ValueKind};
+    FieldRules::new()
+        .typed("user_id", ValueKind::String, &[Op::Eq, Op::In])
+        .typed("type", ValueKind::String, &[Op::Eq, Op::In])
+        .typed(
+            "created_at",
+            ValueKind::Timestamp,
+            &[Op::Eq, Op::Gt, Op::Gte, Op::Lt, Op::Lte],
+        )
+        .custom_fields(&[Op::Eq, Op::In])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,10 @@ pub fn routes() -> Router<Chat> {
             "/messages/{id}/reaction/{type}",
             axum::routing::delete(delete_reaction),
         )
-        .route("/messages/{id}/reactions", get(get_reactions))
+        .route(
+            "/messages/{id}/reactions",
+            get(get_reactions).post(query_reactions),
+        )
         .route(
             "/messages/{id}",
             get(get_message)
@@ -396,4 +399,13 @@ async fn update_thread_partial(
         chat.update_thread_partial(&session, &id, b.set, b.unset, user_id)
             .await?,
     ))
+}
+
+async fn query_reactions(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    Body(q): Body<crate::service::reactions::QueryReactions>,
+) -> HttpResult {
+    Ok(Reply::json(chat.query_reactions(&session, &id, q).await?))
 }

@@ -3,7 +3,7 @@
 
 use super::channels::{acting_user, channel_event};
 use super::messages::message_write;
-use super::{to_doc, Chat};
+use super::{to_doc, Chat, QueryParts};
 use crate::domain::caller::Session;
 use crate::domain::ids::time_ordered_id;
 use crate::domain::reaction::{
@@ -23,6 +23,16 @@ pub struct SendReaction {
     pub enforce_unique: bool,
     pub skip_push: bool,
     pub user_id: Option<String>,
+}
+
+/// Body of `POST /messages/{id}/reactions`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct QueryReactions {
+    pub filter: Option<Value>,
+    pub sort: Option<Value>,
+    pub limit: Option<usize>,
+    pub next: Option<String>,
 }
 
 /// Attempts when concurrent reactions on the same message keep winning.
@@ -307,6 +317,89 @@ impl Chat {
             .map(|r| r.to_wire(users.get(&r.user_id).map(|(u, _)| u.to_json()).as_ref()))
             .collect();
         Ok(json!({ "reactions": out }))
+    }
+
+    /// `POST /messages/{id}/reactions`: reactions matching a filter, newest first (or oldest
+    /// with `created_at: 1`), paged by `next`.
+    pub async fn query_reactions(
+        &self,
+        session: &Session,
+        message_id: &str,
+        q: QueryReactions,
+    ) -> Result<Value, ApiError> {
+        let QueryParts {
+            filter,
+            sort,
+            limit,
+            ..
+        } = QueryParts::parse(
+            q.filter.as_ref(),
+            &crate::domain::reaction::query_reactions_rules(),
+            q.sort.as_ref(),
+            q.limit,
+            (
+                crate::domain::reaction::DEFAULT_REACTIONS_LIMIT,
+                MAX_REACTIONS_LIMIT,
+            ),
+            None,
+        )?;
+        if let Some(bad) = sort.iter().find(|s| s.field != "created_at") {
+            return Err(ApiError::field(
+                "sort",
+                format!("reactions sort only by created_at, not {}", bad.field),
+            ));
+        }
+        let oldest_first = sort.first().is_some_and(|s| s.direction > 0);
+        let position = match q.next.as_deref().filter(|n| !n.is_empty()) {
+            Some(n) => n
+                .parse::<usize>()
+                .map_err(|_| ApiError::field("next", "next is not a value this API returned"))?,
+            None => 0,
+        };
+        let stored = self.require_message(message_id).await?;
+        self.message_channel(session, &stored.message).await?;
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .query(
+                    Query::new(TableName::Messages, reactions_pk(message_id))
+                        .index(Index::Gsi1)
+                        .backward()
+                        .limit(1000)
+                        .start_after(cursor),
+                )
+                .await?;
+            for item in page.items {
+                let r: Reaction = serde_json::from_value(item.data).map_err(|e| {
+                    ApiError::internal(format!("stored reaction is unreadable: {e}"))
+                })?;
+                if filter.matches_json(&serde_json::to_value(&r).unwrap_or(Value::Null)) {
+                    all.push(r);
+                }
+            }
+            match page.last {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        if oldest_first {
+            all.reverse();
+        }
+        let total = all.len();
+        let page: Vec<Reaction> = all.into_iter().skip(position).take(limit).collect();
+        let ids: Vec<&str> = page.iter().map(|r| r.user_id.as_str()).collect();
+        let users = self.users_by_id(&ids).await?;
+        let reactions: Vec<Value> = page
+            .iter()
+            .map(|r| r.to_wire(users.get(&r.user_id).map(|(u, _)| u.to_json()).as_ref()))
+            .collect();
+        let mut out = json!({ "reactions": reactions });
+        if position + limit < total {
+            out["next"] = Value::String((position + limit).to_string());
+        }
+        Ok(out)
     }
 
     /// The message's newest reactions, newest first.
