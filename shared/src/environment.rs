@@ -1,5 +1,5 @@
 //! Building the product from a Lambda function's environment: the DynamoDB store named by
-//! `TABLE_PREFIX` and the app's credentials.
+//! `TABLE_PREFIX`, the app's credentials, and the optional translator (`CHAT_TRANSLATOR`).
 
 use crate::domain::clock::SystemClock;
 use crate::service::{AppKeys, Chat, TaskMode};
@@ -32,10 +32,21 @@ pub async fn chat_from_env() -> Result<Chat, EnvironmentError> {
         api_secret: required("CHAT_API_SECRET")?,
     };
     let store = DynamoDb::from_env(prefix).await?;
-    Ok(Chat::new(
+    let chat = Chat::new(
         Arc::new(store),
         Arc::new(SystemClock),
         keys,
         TaskMode::Inline,
-    ))
+    );
+    Ok(with_translator_from_env(chat).await)
+}
+
+/// `CHAT_TRANSLATOR=amazon` turns on message translation with Amazon Translate.
+pub async fn with_translator_from_env(chat: Chat) -> Chat {
+    match std::env::var("CHAT_TRANSLATOR").ok().as_deref() {
+        Some("amazon") => chat.with_translator(Arc::new(
+            crate::translate::AmazonTranslate::from_env().await,
+        )),
+        _ => chat,
+    }
 }

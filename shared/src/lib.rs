@@ -6,3 +6,4 @@ pub mod environment;
 pub mod http;
 pub mod service;
 pub mod store;
+pub mod translate;

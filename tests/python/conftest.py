@@ -28,9 +28,10 @@ def free_port():
 class LocalServer:
     """One chat-local process on a data directory; restartable on the same directory."""
 
-    def __init__(self, data_dir, api_key, api_secret, extra_args=()):
+    def __init__(self, data_dir, api_key, api_secret, extra_args=(), env=None):
         self.data_dir = data_dir
         self.extra_args = list(extra_args)
+        self.extra_env = dict(env or {})
         self.api_key = api_key
         self.api_secret = api_secret
         self.proc = None
@@ -38,7 +39,7 @@ class LocalServer:
 
     def start(self):
         port = free_port()
-        env = dict(os.environ, RUST_LOG="warn")
+        env = dict(os.environ, RUST_LOG="warn", **self.extra_env)
         env.pop("CHAT_API_KEY", None)
         env.pop("CHAT_API_SECRET", None)
         if self.api_key is not None:

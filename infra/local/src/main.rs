@@ -115,6 +115,9 @@ async fn run(args: Args) -> Result<(), String> {
         keys.clone(),
         TaskMode::Background,
     );
+    // CHAT_TRANSLATOR=amazon: messages translate with Amazon Translate (AWS credentials and
+    // region from the environment, AWS_ENDPOINT_URL_TRANSLATE to point elsewhere).
+    let chat = shared::environment::with_translator_from_env(chat).await;
     chat.bootstrap().await.map_err(|e| e.to_string())?;
     let resumed = chat
         .resume_pending_tasks()

@@ -88,6 +88,7 @@ const NOT_SETTABLE: &[&str] = &[
     "shadowed",
     "parent_id",
     "quoted_message_id",
+    "i18n",
     "restricted_visibility",
     "pending",
     "pending_message_metadata",
@@ -136,6 +137,9 @@ pub struct Message {
     pub reply_count: u32,
     #[serde(default, skip_serializing_if = "is_empty_summary")]
     pub reactions: ReactionSummary,
+    /// Translations: `<lang>_text` per language and the original `language`.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub i18n: Map<String, Value>,
     /// The channel's `counted_messages` after this message, when it counts as unread (not on the
     /// wire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -357,6 +361,7 @@ impl Message {
             quoted_message_id: None,
             reply_count: 0,
             reactions: ReactionSummary::default(),
+            i18n: Map::new(),
             seq: None,
             type_before_delete: None,
             restricted_visibility: Vec::new(),
@@ -413,6 +418,17 @@ impl Message {
         next
     }
 
+    /// Records a translation of the text (`<target>_text`, and the original as
+    /// `<source>_text` with `language`).
+    pub fn add_translation(&mut self, source: &str, target: &str, text: String) {
+        self.i18n
+            .insert("language".into(), Value::String(source.to_string()));
+        self.i18n
+            .insert(format!("{source}_text"), Value::String(self.text.clone()));
+        self.i18n
+            .insert(format!("{target}_text"), Value::String(text));
+    }
+
     /// Counts as unread for the channel's members.
     pub fn counts_as_unread(&self) -> bool {
         !self.pending
@@ -465,6 +481,7 @@ impl Message {
         let mut next = self.clone();
         if next.text != given.text {
             next.message_text_updated_at = Some(now.to_string());
+            next.i18n = Map::new();
         }
         next.text = given.text;
         next.silent = given.silent;
@@ -506,6 +523,7 @@ impl Message {
                         .to_string();
                     if text != next.text {
                         next.message_text_updated_at = Some(stamp.clone());
+                        next.i18n = Map::new();
                     }
                     next.text = text;
                 }

@@ -31,6 +31,7 @@ pub fn routes() -> Router<Chat> {
         )
         .route("/messages/{id}/undelete", post(undelete_message))
         .route("/messages/{id}/commit", post(commit_message))
+        .route("/messages/{id}/translate", post(translate_message))
         .route("/channels/{type}/{id}/read", post(mark_read))
         .route("/channels/{type}/{id}/unread", post(mark_unread))
         .route("/channels/read", post(mark_all_read))
@@ -408,4 +409,21 @@ async fn query_reactions(
     Body(q): Body<crate::service::reactions::QueryReactions>,
 ) -> HttpResult {
     Ok(Reply::json(chat.query_reactions(&session, &id, q).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TranslateBody {
+    language: String,
+}
+
+async fn translate_message(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    Body(b): Body<TranslateBody>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.translate_message(&session, &id, &b.language).await?,
+    ))
 }

@@ -44,6 +44,8 @@ pub struct Chat {
     pub clock: Arc<dyn Clock>,
     pub keys: AppKeys,
     pub task_mode: TaskMode,
+    /// Message translation, when configured.
+    pub translator: Option<Arc<dyn crate::translate::Translator>>,
 }
 
 impl Chat {
@@ -58,7 +60,14 @@ impl Chat {
             clock,
             keys,
             task_mode,
+            translator: None,
         }
+    }
+
+    /// The same product, translating messages with `translator`.
+    pub fn with_translator(mut self, translator: Arc<dyn crate::translate::Translator>) -> Self {
+        self.translator = Some(translator);
+        self
     }
 
     pub fn now(&self) -> DateTime<Utc> {
