@@ -75,6 +75,8 @@ def test_participants_and_unread_replies(client, channel, pair):
     assert counts["threads"][0]["parent_message_id"] == parent["id"]
     channel.mark_read(a, thread_id=parent["id"])
     assert client.unread_counts(a)["total_unread_threads_count"] == 0
+    channel.mark_unread(a, thread_id=parent["id"])
+    assert client.unread_counts(a)["threads"][0]["unread_count"] == 1
     # thread replies do not count for the channel
     assert {r["user"]["id"]: r["unread_messages"] for r in channel.query()["read"]}[b] == 1
 

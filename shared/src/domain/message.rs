@@ -59,6 +59,7 @@ const MESSAGE_KEYS: &[&str] = &[
     "pending",
     "pending_message_metadata",
     "pending_expires_at",
+    "enrich_url",
     "i18n",
     "thread_participants",
     "quoted_message",
@@ -137,6 +138,9 @@ pub struct Message {
     pub reply_count: u32,
     #[serde(default, skip_serializing_if = "is_empty_summary")]
     pub reactions: ReactionSummary,
+    /// The first link of the text, recorded for URL enrichment (not on the wire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enrich_url: Option<String>,
     /// Translations: `<lang>_text` per language and the original `language`.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub i18n: Map<String, Value>,
@@ -362,6 +366,7 @@ impl Message {
             reply_count: 0,
             reactions: ReactionSummary::default(),
             i18n: Map::new(),
+            enrich_url: None,
             seq: None,
             type_before_delete: None,
             restricted_visibility: Vec::new(),
@@ -604,6 +609,7 @@ impl Message {
         doc.remove("seq");
         doc.remove("type_before_delete");
         doc.remove("pending_expires_at");
+        doc.remove("enrich_url");
         if !is_empty_summary(&self.reactions) {
             let r = &self.reactions;
             doc.insert("reaction_counts".into(), Value::Object(r.counts.clone()));
@@ -685,6 +691,24 @@ fn pin_expiry(v: &Value, now: chrono::DateTime<chrono::Utc>) -> Result<Option<St
             "pin_expires must be seconds or a timestamp",
         )),
     }
+}
+
+/// The first link of a text (recorded for URL enrichment; fetching it is not on the send path).
+pub fn first_url(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| {
+                matches!(
+                    c,
+                    '(' | ')' | '<' | '>' | ',' | '.' | '!' | '?' | '"' | '\''
+                )
+            })
+        })
+        .find(|w| {
+            let l = w.to_ascii_lowercase();
+            l.starts_with("http://") || l.starts_with("https://") || l.starts_with("www.")
+        })
+        .map(str::to_string)
 }
 
 /// Seed: a message id is at most 255 characters and contains neither `,` nor `%`.
@@ -825,6 +849,19 @@ mod tests {
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn first_url_of_a_text() {
+        assert_eq!(
+            first_url("see (https://example.com/a), ok").as_deref(),
+            Some("https://example.com/a")
+        );
+        assert_eq!(
+            first_url("www.stream.io and http://x.y").as_deref(),
+            Some("www.stream.io")
+        );
+        assert_eq!(first_url("no links here"), None);
     }
 
     #[test]

@@ -97,6 +97,9 @@ impl Chat {
                 });
         }
         self.check_message_links(&effective, &cid, &message).await?;
+        if effective.url_enrichment {
+            message.enrich_url = crate::domain::message::first_url(&message.text);
+        }
         if message.text.chars().count() > effective.max_message_length as usize {
             return Err(ApiError::field(
                 "message.text",
@@ -271,11 +274,7 @@ impl Chat {
                     ),
                     condition: Condition::Version(loaded.version),
                 },
-                outbox_write(
-                    &channel_event("message.new", &channel, created)
-                        .with("message", wire.clone())
-                        .with("user", user.clone()),
-                ),
+                outbox_write(&new_message_event(&channel, created, &wire, user)),
             ];
             // A reply counts on its parent (committed with it, so the count never drifts).
             if let Some(parent_id) = &message.parent_id {
@@ -1545,12 +1544,27 @@ pub(crate) fn pinned_now(m: &Message, now: chrono::DateTime<chrono::Utc>) -> boo
             .is_none_or(|t| t > now)
 }
 
+/// `message.new` as delivery starts from it: the message, its author, `watcher_count` (filled
+/// in per delivery once channels are watched), and `channel_message_count` where the type counts.
+fn new_message_event(
+    channel: &Channel,
+    at: chrono::DateTime<chrono::Utc>,
+    wire: &Value,
+    user: &Value,
+) -> crate::domain::event::Event {
+    let mut e = channel_event("message.new", channel, at)
+        .with("message", wire.clone())
+        .with("user", user.clone())
+        .with("watcher_count", 0.into());
+    if let Some(n) = channel.message_count {
+        e = e.with("channel_message_count", n.into());
+    }
+    e
+}
+
 /// Does the text carry a link (`AddLinks`)?
 fn has_link(text: &str) -> bool {
-    text.split_whitespace().any(|w| {
-        let w = w.to_ascii_lowercase();
-        w.starts_with("http://") || w.starts_with("https://") || w.starts_with("www.")
-    })
+    crate::domain::message::first_url(text).is_some()
 }
 
 /// A message's item in its channel's partition; replies are also listed under their parent

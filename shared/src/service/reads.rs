@@ -302,13 +302,20 @@ impl Chat {
         let loaded = self.require_channel(&cid).await?;
         self.check_readable(session, &config, &loaded)?;
         let reader = self.reader(session, &req.user_id, &req.user)?;
-        let member = Self::membership(&loaded, &reader)?;
-        if req.thread_id.is_some() {
-            return Err(ApiError::field(
-                "thread_id",
-                "marking a thread unread is not supported yet",
-            ));
+        if let Some(thread_id) = &req.thread_id {
+            self.mark_thread_unread(thread_id, &reader).await?;
+            let notice = Event::new(
+                "notification.mark_unread",
+                format!("user:{reader}"),
+                self.now(),
+            )
+            .with("cid", Value::String(cid.clone()))
+            .with("user", json!({ "id": reader }))
+            .with("thread_id", Value::String(thread_id.clone()));
+            self.store.write(outbox_write(&notice)).await?;
+            return Ok(json!({}));
         }
+        let member = Self::membership(&loaded, &reader)?;
         let first_unread = match (&req.message_id, &req.message_timestamp) {
             (Some(mid), _) => self
                 .find_message(mid)

@@ -482,6 +482,37 @@ impl Chat {
         Ok(out)
     }
 
+    /// A thread marked unread by one participant: its newest reply is unread again.
+    pub(crate) async fn mark_thread_unread(
+        &self,
+        parent_id: &str,
+        user_id: &str,
+    ) -> Result<(), ApiError> {
+        let stored = self.load_thread(parent_id).await?.ok_or_else(|| {
+            ApiError::field("thread_id", format!("thread {parent_id} does not exist"))
+        })?;
+        let mut me = stored
+            .participants
+            .iter()
+            .find(|p| p.user_id == user_id)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::field(
+                    "thread_id",
+                    format!("user {user_id:?} does not take part in thread {parent_id}"),
+                )
+            })?;
+        me.read_reply_count = stored.thread.reply_count.saturating_sub(1);
+        self.store
+            .write(Write::Put {
+                table: TableName::Messages,
+                item: participant_item(&me)?,
+                condition: Condition::None,
+            })
+            .await?;
+        Ok(())
+    }
+
     /// A thread read to its newest reply by one participant.
     pub(crate) async fn mark_thread_read(
         &self,
