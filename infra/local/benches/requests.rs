@@ -200,6 +200,19 @@ async fn main() {
         measure("POST /channels: mine (in 200 channels)", 50, |_| {
             request("POST", "/channels", &user_token("user-00000"), Some(json!({"filter_conditions": {"members": {"$in": ["user-00000"]}}, "limit": 10})))
         }, &router).await,
+        measure("POST message (server side)", n, |i| {
+            request("POST", &format!("/channels/messaging/bench-{}/message", i % CHANNELS), &server, Some(json!({"message": {"text": format!("hello number {i}"), "user_id": "user-00000"}})))
+        }, &router).await,
+        measure("POST channel query (25 newest messages)", n, |i| {
+            request("POST", &format!("/channels/messaging/bench-{}/query", i % CHANNELS), &user_token("user-00000"), Some(json!({"state": true, "messages": {"limit": 25}})))
+        }, &router).await,
+        measure("POST read (mark read)", n, |i| {
+            request("POST", &format!("/channels/messaging/bench-{}/read", i % CHANNELS), &user_token("user-00000"), Some(json!({})))
+        }, &router).await,
+        measure("GET /search one channel (~3 messages)", n, |i| {
+            let payload = json!({"filter_conditions": {"cid": format!("messaging:bench-{}", i % CHANNELS)}, "query": "number", "limit": 10}).to_string();
+            request("GET", &format!("/search?payload={}", urlencode(&payload)), &server, None)
+        }, &router).await,
         measure("GET /members custom sort", n, |i| {
             let payload = json!({"type": "messaging", "id": format!("bench-{}", i % CHANNELS), "filter_conditions": {}, "sort": [{"field": "user_id", "direction": -1}]}).to_string();
             request("GET", &format!("/members?payload={}", urlencode(&payload)), &server, None)
