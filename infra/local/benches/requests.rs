@@ -59,13 +59,17 @@ fn request(
 }
 
 async fn send(router: &Router, req: Request<Body>) {
+    let uri = req.uri().clone();
     let res = router.clone().oneshot(req).await.expect("response");
+    let status = res.status();
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
     assert!(
-        res.status().is_success(),
-        "benchmark request failed: {}",
-        res.status()
+        status.is_success(),
+        "benchmark request {uri} failed: {status} {}",
+        String::from_utf8_lossy(&body)
     );
-    let _ = axum::body::to_bytes(res.into_body(), usize::MAX).await;
 }
 
 struct Figures {
@@ -122,7 +126,8 @@ async fn main() {
     let router = shared::http::with_edge(
         api_app::routes()
             .merge(api_users::routes())
-            .merge(api_channels::routes()),
+            .merge(api_channels::routes())
+            .merge(api_messages::routes()),
         chat,
     );
     let server = server_token();
