@@ -29,8 +29,10 @@ pub const CHANNEL_COOLDOWN_RANGE: std::ops::RangeInclusive<u32> = 1..=120;
 /// Query channels: default and largest page (seed "Query Options").
 pub const DEFAULT_QUERY_CHANNELS_LIMIT: usize = 10;
 pub const MAX_QUERY_CHANNELS_LIMIT: usize = 30;
-/// Messages per channel in a channel query or query channels, default and largest.
+/// Messages per channel in query channels (default), and the largest page anywhere.
 pub const DEFAULT_CHANNEL_MESSAGE_LIMIT: usize = 25;
+/// Messages of a single channel query when the request names no limit.
+pub const CHANNEL_QUERY_MESSAGE_LIMIT: usize = 100;
 pub const MAX_CHANNEL_MESSAGE_LIMIT: usize = 300;
 /// Members (and watchers) per page of a channel query, default and largest.
 pub const DEFAULT_CHANNEL_MEMBER_LIMIT: usize = 100;

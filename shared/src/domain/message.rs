@@ -6,7 +6,7 @@
 
 use crate::domain::channel::check_custom_size;
 use crate::domain::limits::{
-    DEFAULT_CHANNEL_MESSAGE_LIMIT, MAX_ATTACHMENTS, MAX_CHANNEL_MESSAGE_LIMIT, MAX_MENTIONED_USERS,
+    CHANNEL_QUERY_MESSAGE_LIMIT, MAX_ATTACHMENTS, MAX_CHANNEL_MESSAGE_LIMIT, MAX_MENTIONED_USERS,
     MAX_MESSAGE_ID_LEN,
 };
 use crate::domain::reaction::ReactionSummary;
@@ -752,15 +752,25 @@ pub struct MessagePage {
 }
 
 impl MessagePage {
+    /// A page of a channel query: 100 messages unless asked otherwise (the JS client decides
+    /// whether older messages exist from a full page of its own default, 100).
     pub fn parse(v: Option<&Map<String, Value>>) -> Result<MessagePage, ApiError> {
+        Self::parse_with_default(v, CHANNEL_QUERY_MESSAGE_LIMIT)
+    }
+
+    /// A page with `default` messages unless `limit` says otherwise.
+    pub fn parse_with_default(
+        v: Option<&Map<String, Value>>,
+        default: usize,
+    ) -> Result<MessagePage, ApiError> {
         let Some(m) = v else {
             return Ok(MessagePage {
                 anchor: MessageAnchor::Latest,
-                limit: DEFAULT_CHANNEL_MESSAGE_LIMIT,
+                limit: default,
             });
         };
         let limit = match m.get("limit") {
-            None | Some(Value::Null) => DEFAULT_CHANNEL_MESSAGE_LIMIT,
+            None | Some(Value::Null) => default,
             Some(v) => v.as_u64().map(|n| n as usize).ok_or_else(|| {
                 ApiError::field("messages.limit", "messages.limit must be a number")
             })?,
@@ -909,7 +919,7 @@ mod tests {
 
     #[test]
     fn message_pages() {
-        assert_eq!(MessagePage::parse(None).expect("ok").limit, 25);
+        assert_eq!(MessagePage::parse(None).expect("ok").limit, 100);
         let p = MessagePage::parse(Some(&obj(json!({"limit": 10, "id_lt": "m5"})))).expect("ok");
         assert_eq!(
             p.anchor,
