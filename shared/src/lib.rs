@@ -4,6 +4,7 @@
 pub mod domain;
 pub mod environment;
 pub mod http;
+pub mod realtime;
 pub mod service;
 pub mod store;
 pub mod translate;

@@ -1,6 +1,8 @@
 //! chat-local: every function's routes on one port, on the embedded store, as one process.
 //! Prints the URL and credentials on start; stops cleanly on Ctrl-C / SIGTERM.
 
+mod ws;
+
 use clap::Parser;
 use shared::domain::clock::SystemClock;
 use shared::service::{AppKeys, Chat, TaskMode};
@@ -131,7 +133,15 @@ async fn run(args: Args) -> Result<(), String> {
         .merge(api_users::routes())
         .merge(api_channels::routes())
         .merge(api_messages::routes());
-    let app = shared::http::with_edge(routes, chat);
+    let gateway = Arc::new(shared::realtime::local::LocalGateway::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let realtime = ws::Realtime {
+        chat: chat.clone(),
+        gateway: gateway.clone(),
+        stopping: stop_rx.clone(),
+    };
+    let fan_out = tokio::spawn(ws::fan_out(chat.clone(), gateway, stop_rx));
+    let app = shared::http::with_edge(routes, chat).merge(ws::routes(realtime));
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .map_err(|e| format!("bad address: {e}"))?;
@@ -147,9 +157,14 @@ async fn run(args: Args) -> Result<(), String> {
         None => println!("data dir:   (in memory)"),
     }
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(async move {
+            shutdown().await;
+            // Sockets close with a restart code, so clients reconnect to the next process.
+            let _ = stop_tx.send(true);
+        })
         .await
         .map_err(|e| e.to_string())?;
+    fan_out.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -74,6 +74,9 @@ impl Caller {
 pub struct Session {
     pub caller: Caller,
     pub settings: crate::domain::app_settings::AppSettings,
+    /// The caller's WebSocket connection (`connection_id` on REST calls): what `watch` and
+    /// `presence` subscribe.
+    pub connection_id: Option<String>,
 }
 
 impl Session {
@@ -82,6 +85,7 @@ impl Session {
         Session {
             caller: Caller::Server,
             settings,
+            connection_id: None,
         }
     }
 }

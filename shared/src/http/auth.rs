@@ -34,7 +34,12 @@ impl FromRequestParts<Chat> for Session {
             auth_type: header("stream-auth-type"),
             token: header("authorization"),
         };
-        Ok(authenticate(chat, creds).await?)
+        let mut session = authenticate(chat, creds).await?;
+        session.connection_id = query
+            .get("connection_id")
+            .filter(|c| !c.is_empty())
+            .cloned();
+        Ok(session)
     }
 }
 
@@ -70,6 +75,7 @@ pub async fn authenticate(chat: &Chat, creds: Credentials) -> Result<Session, Ap
         return Ok(Session {
             caller: Caller::Anonymous,
             settings,
+            connection_id: None,
         });
     }
     if let Some(t) = creds.auth_type.as_deref() {
@@ -93,7 +99,11 @@ pub async fn authenticate(chat: &Chat, creds: Credentials) -> Result<Session, Ap
     };
     let claims = decode_token(token, &chat.keys.api_secret, settings.disable_auth_checks)?;
     let caller = caller_from_claims(chat, &settings, &claims).await?;
-    Ok(Session { caller, settings })
+    Ok(Session {
+        caller,
+        settings,
+        connection_id: None,
+    })
 }
 
 /// Verify an HS256 token signed with the app secret (any other algorithm, `none` included, is

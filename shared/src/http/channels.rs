@@ -27,6 +27,8 @@ pub fn routes() -> Router<Chat> {
         )
         .route("/channels/{type}/{id}/truncate", post(truncate_channel))
         .route("/channels/{type}/{id}/hide", post(hide_channel))
+        .route("/channels/{type}/{id}/stop-watching", post(stop_watching))
+        .route("/channels/{type}/{id}/event", post(send_event))
         .route("/channels/{type}/{id}/show", post(show_channel))
         .route(
             "/channels/{type}/{id}/member/{user_id}",
@@ -235,4 +237,27 @@ async fn query_channels(
     Body(req): Body<QueryChannels>,
 ) -> HttpResult {
     Ok(Reply::json(chat.query_channels(&session, req).await?))
+}
+
+async fn stop_watching(
+    State(chat): State<Chat>,
+    session: Session,
+    Path((channel_type, id)): Path<(String, String)>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.stop_watching_channel(&session, &channel_type, &id)
+            .await?,
+    ))
+}
+
+async fn send_event(
+    State(chat): State<Chat>,
+    session: Session,
+    Path((channel_type, id)): Path<(String, String)>,
+    Body(req): Body<crate::service::channels::SendEvent>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.send_channel_event(&session, &channel_type, &id, req)
+            .await?,
+    ))
 }

@@ -547,6 +547,45 @@ impl Chat {
         }
     }
 
+    /// `watch: true` with a `connection_id` subscribes that connection to the channel.
+    async fn watch_if_asked(
+        &self,
+        session: &Session,
+        watch: Option<bool>,
+        loaded: &Loaded,
+    ) -> Result<(), ApiError> {
+        match (&session.connection_id, watch) {
+            (Some(conn), Some(true)) => self.watch_channel(conn, &loaded.channel).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// `POST /channels/{type}/{id}/stop-watching`.
+    pub async fn stop_watching_channel(
+        &self,
+        session: &Session,
+        channel_type: &str,
+        id: &str,
+    ) -> Result<Value, ApiError> {
+        let cid = Cid::new(channel_type, id)?.to_string();
+        let conn = session.connection_id.clone().ok_or_else(|| {
+            ApiError::field(
+                "connection_id",
+                "stop-watching needs the connection_id of the socket that watches",
+            )
+        })?;
+        let user = session.caller.user_id().unwrap_or_default().to_string();
+        let watcher = self
+            .channel_watches(&cid)
+            .await?
+            .into_iter()
+            .find(|w| w.connection_id == conn)
+            .map(|w| w.user_id)
+            .unwrap_or(user);
+        self.stop_watching(&conn, &cid, &watcher).await?;
+        Ok(json!({}))
+    }
+
     /// Who reads messages in this channel: the reader and whether their roles may read others'
     /// restricted-visibility messages (server-side without a user reads everything).
     pub(crate) async fn viewer_grants(
@@ -590,6 +629,20 @@ impl Chat {
         };
         Ok(session.settings.disable_permissions_checks
             || permissions::is_allowed(&grants, &subject, ACTION, &resource))
+    }
+
+    /// The channel a request names, with its type's config, once the caller may read it.
+    pub(crate) async fn readable_channel(
+        &self,
+        session: &Session,
+        channel_type: &str,
+        id: &str,
+    ) -> Result<(String, ChannelTypeConfig, Loaded), ApiError> {
+        let cid = Cid::new(channel_type, id)?.to_string();
+        let config = self.channel_config(channel_type).await?;
+        let loaded = self.require_channel(&cid).await?;
+        self.check_readable(session, &config, &loaded)?;
+        Ok((cid, config, loaded))
     }
 
     /// Reads of a channel by a client: `ReadChannel`, and a disabled channel answers 403.
@@ -665,6 +718,7 @@ impl Chat {
             }
         };
         self.check_readable(session, &config, &loaded)?;
+        self.watch_if_asked(session, req.watch, &loaded).await?;
         self.channel_state(session, &config, &loaded, actor.as_deref(), page)
             .await
     }
@@ -847,6 +901,13 @@ impl Chat {
         };
         let pending = self.pending_messages(&loaded.channel.cid, reader).await?;
         ids.extend(pending.iter().filter_map(|m| m.user_id.as_deref()));
+        let watchers = self.channel_watchers(&loaded.channel.cid).await?;
+        ids.extend(
+            watchers
+                .iter()
+                .take(MAX_CHANNEL_MEMBER_LIMIT)
+                .map(String::as_str),
+        );
         ids.extend(messages.iter().filter_map(|m| m.user_id.as_deref()));
         let users = self.users_by_id(&ids).await?;
         let user_json = |id: &str| {
@@ -927,8 +988,8 @@ impl Chat {
             "pinned_messages": pinned_wires,
             "pending_messages": self.messages_wire(&pending).await?,
             "read": read,
-            "watcher_count": 0,
-            "watchers": [],
+            "watcher_count": watchers.len(),
+            "watchers": watchers.iter().map(|id| user_json(id)).collect::<Vec<_>>(),
         });
         if let Some(m) = membership {
             state["membership"] = Value::Object(m.to_wire(Some(&user_json(&m.user_id)), creator));
@@ -952,10 +1013,7 @@ impl Chat {
         id: &str,
         req: ChannelUpdate,
     ) -> Result<Value, ApiError> {
-        let cid = Cid::new(channel_type, id)?.to_string();
-        let config = self.channel_config(channel_type).await?;
-        let loaded = self.require_channel(&cid).await?;
-        self.check_readable(session, &config, &loaded)?;
+        let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         let actor = acting_user(session, &req.user_id, &req.user);
         let now = self.now_str();
         let stamp = self.now();
@@ -1304,10 +1362,7 @@ impl Chat {
         id: &str,
         req: TruncateRequest,
     ) -> Result<Value, ApiError> {
-        let cid = Cid::new(channel_type, id)?.to_string();
-        let config = self.channel_config(channel_type).await?;
-        let loaded = self.require_channel(&cid).await?;
-        self.check_readable(session, &config, &loaded)?;
+        let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         self.check_channel_action(
             session,
             &config,
@@ -1558,6 +1613,7 @@ impl Chat {
         let mut channels = Vec::new();
         for (loaded, _) in matched.into_iter().skip(offset).take(limit) {
             let config = &configs[&loaded.channel.channel_type];
+            self.watch_if_asked(session, q.watch, &loaded).await?;
             let page = StatePage {
                 member_limit: Some(member_limit),
                 member_offset: None,
@@ -1836,5 +1892,126 @@ impl Chat {
                 None => return Ok(()),
             }
         }
+    }
+}
+
+/// Body of `POST /channels/{type}/{id}/event`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SendEvent {
+    pub event: Map<String, Value>,
+}
+
+/// Event types a client may send itself; any other name is a custom event.
+const TYPING_EVENTS: &[&str] = &["typing.start", "typing.stop"];
+/// Event types only the server makes.
+const SERVER_EVENT_PREFIXES: &[&str] = &[
+    "message.",
+    "channel.",
+    "member.",
+    "notification.",
+    "user.",
+    "reaction.",
+    "health.",
+    "connection.",
+    "thread.",
+    "poll.",
+];
+
+impl Chat {
+    /// `POST /channels/{type}/{id}/event`: typing events (the type's `typing_events`, the user's
+    /// typing privacy) and custom events (the type's `custom_events`, `SendCustomEvent`), sent to
+    /// the channel's watchers.
+    pub async fn send_channel_event(
+        &self,
+        session: &Session,
+        channel_type: &str,
+        id: &str,
+        req: SendEvent,
+    ) -> Result<Value, ApiError> {
+        let (_, config, loaded) = self.readable_channel(session, channel_type, id).await?;
+        let kind = req
+            .event
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::field("event.type", "event.type is required"))?
+            .to_string();
+        let actor = acting_user(
+            session,
+            &req.event
+                .get("user_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            &req.event.get("user").and_then(Value::as_object).cloned(),
+        )
+        .ok_or_else(|| {
+            ApiError::field(
+                "event.user",
+                "event.user_id is required with server-side authentication",
+            )
+        })?;
+        let effective = loaded.channel.effective_config(&config, &[])?;
+        let (user, _) = self
+            .get_user(&actor)
+            .await?
+            .ok_or_else(|| ApiError::input(format!("user {actor:?} does not exist")))?;
+        if TYPING_EVENTS.contains(&kind.as_str()) {
+            if !effective.typing_events {
+                return Err(ApiError::input(
+                    "typing events are disabled for this channel",
+                ));
+            }
+            // As the `send-typing-events` capability: whoever may send messages may type.
+            self.check_channel_action(
+                session,
+                &config,
+                Some(&loaded),
+                &loaded.channel,
+                "CreateMessage",
+            )?;
+        } else {
+            if SERVER_EVENT_PREFIXES.iter().any(|p| kind.starts_with(p)) {
+                return Err(ApiError::field(
+                    "event.type",
+                    format!("{kind} is an event only the server sends"),
+                ));
+            }
+            if !effective.custom_events {
+                return Err(ApiError::input(
+                    "custom events are disabled for this channel",
+                ));
+            }
+            self.check_channel_action(
+                session,
+                &config,
+                Some(&loaded),
+                &loaded.channel,
+                "SendCustomEvent",
+            )?;
+        }
+        let mut event =
+            channel_event(&kind, &loaded.channel, self.now()).with("user", user.to_json());
+        for (k, v) in &req.event {
+            if !matches!(
+                k.as_str(),
+                "type" | "user" | "user_id" | "cid" | "channel_id" | "channel_type" | "created_at"
+            ) {
+                event = event.with(k, v.clone());
+            }
+        }
+        // Typing stays private for users who turned typing indicators off.
+        let private_typing = TYPING_EVENTS.contains(&kind.as_str())
+            && user
+                .privacy_settings
+                .as_ref()
+                .and_then(|p| p.get("typing_indicators"))
+                .and_then(|t| t.get("enabled"))
+                .and_then(Value::as_bool)
+                == Some(false);
+        if !private_typing {
+            self.store.write(outbox_write(&event)).await?;
+        }
+        Ok(json!({ "event": event.to_json() }))
     }
 }

@@ -44,10 +44,7 @@ impl Chat {
         id: &str,
         req: SendMessage,
     ) -> Result<Value, ApiError> {
-        let cid = Cid::new(channel_type, id)?.to_string();
-        let config = self.channel_config(channel_type).await?;
-        let loaded = self.require_channel(&cid).await?;
-        self.check_readable(session, &config, &loaded)?;
+        let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         let payload_user = req
             .message
             .get("user_id")
@@ -686,10 +683,7 @@ impl Chat {
         id: &str,
         page: PinnedPage,
     ) -> Result<Value, ApiError> {
-        let cid = Cid::new(channel_type, id)?.to_string();
-        let config = self.channel_config(channel_type).await?;
-        let loaded = self.require_channel(&cid).await?;
-        self.check_readable(session, &config, &loaded)?;
+        let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         let viewer = Viewer {
             user_id: session.caller.user_id(),
             reads_restricted: self
@@ -859,10 +853,7 @@ impl Chat {
         id: &str,
         ids: &[String],
     ) -> Result<Value, ApiError> {
-        let cid = Cid::new(channel_type, id)?.to_string();
-        let config = self.channel_config(channel_type).await?;
-        let loaded = self.require_channel(&cid).await?;
-        self.check_readable(session, &config, &loaded)?;
+        let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         let reader = session.caller.user_id();
         let viewer = Viewer {
             user_id: reader,

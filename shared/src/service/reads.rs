@@ -142,10 +142,7 @@ impl Chat {
         id: &str,
         req: ReadRequest,
     ) -> Result<Value, ApiError> {
-        let cid = Cid::new(channel_type, id)?.to_string();
-        let config = self.channel_config(channel_type).await?;
-        let loaded = self.require_channel(&cid).await?;
-        self.check_readable(session, &config, &loaded)?;
+        let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         let reader = self.reader(session, &req.user_id, &req.user)?;
         if let Some(thread_id) = &req.thread_id {
             // A thread read: the participant's position in it, not the channel's.
@@ -297,10 +294,7 @@ impl Chat {
         id: &str,
         req: ReadRequest,
     ) -> Result<Value, ApiError> {
-        let cid = Cid::new(channel_type, id)?.to_string();
-        let config = self.channel_config(channel_type).await?;
-        let loaded = self.require_channel(&cid).await?;
-        self.check_readable(session, &config, &loaded)?;
+        let (cid, _, loaded) = self.readable_channel(session, channel_type, id).await?;
         let reader = self.reader(session, &req.user_id, &req.user)?;
         if let Some(thread_id) = &req.thread_id {
             self.mark_thread_unread(thread_id, &reader).await?;
@@ -623,5 +617,37 @@ impl Chat {
             }
         }
         Ok(counts)
+    }
+}
+
+impl Chat {
+    /// `me` of a connection: the user with unread totals, mutes and channel mutes.
+    pub async fn own_user(&self, user_id: &str) -> Result<Value, ApiError> {
+        let (user, _) = self
+            .get_user(user_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("user {user_id:?} does not exist")))?;
+        let counts = self.unread_counts_with(user_id, None).await?;
+        let mut me = user.to_json();
+        let mutes = self.active_channel_mutes(user_id).await?;
+        let mut channel_mutes = Vec::new();
+        for m in &mutes {
+            let channel = match self.load_channel(&m.channel_cid).await? {
+                Some(l) => Value::Object(
+                    l.channel
+                        .to_wire(&crate::domain::channel::ChannelView::default()),
+                ),
+                None => json!({ "cid": m.channel_cid }),
+            };
+            channel_mutes.push(m.to_wire(json!({ "id": user_id }), channel));
+        }
+        me["channel_mutes"] = Value::Array(channel_mutes);
+        me["mutes"] = json!([]);
+        me["devices"] = json!([]);
+        me["total_unread_count"] = counts.total.into();
+        me["unread_count"] = counts.total.into();
+        me["unread_channels"] = counts.unread_channels().into();
+        me["unread_threads"] = counts.threads.len().into();
+        Ok(me)
     }
 }

@@ -979,3 +979,69 @@ fn user_doc_for_filter(u: &User) -> Value {
     }
     doc
 }
+
+impl Chat {
+    /// The user a WebSocket connect names, brought up to date from its `user_details`: created
+    /// if new, otherwise the given fields set (the role and other server-owned fields are never
+    /// taken from a client).
+    pub async fn connect_user_details(
+        &self,
+        user_id: &str,
+        details: Map<String, Value>,
+    ) -> Result<User, ApiError> {
+        let session = Session::server(self.app_settings().await?);
+        match self.get_user(user_id).await? {
+            None => Ok(self.upsert_users(&session, vec![details]).await?.remove(0)),
+            Some((u, _)) if u.is_deleted() || u.is_deactivated() => Err(ApiError::auth(format!(
+                "user {user_id:?} is deactivated or deleted"
+            ))),
+            Some(_) => {
+                let mut set = details;
+                set.remove("id");
+                if set.is_empty() {
+                    return Ok(self.require_user(user_id).await?.0);
+                }
+                let patch = UserPatch {
+                    id: user_id.to_string(),
+                    set: Some(set),
+                    unset: None,
+                };
+                Ok(self
+                    .update_users_partial(&session, vec![patch])
+                    .await?
+                    .remove(0))
+            }
+        }
+    }
+}
+
+impl Chat {
+    /// Presence: the user comes online (first connection) or goes offline (last one closed);
+    /// `last_active` follows, and `user.presence.changed` is recorded. Invisible users stay
+    /// offline to others.
+    pub async fn set_online(&self, user_id: &str, online: bool) -> Result<(), ApiError> {
+        for _ in 0..3 {
+            let Some((old, version)) = self.get_user(user_id).await? else {
+                return Ok(());
+            };
+            let mut next = old.clone();
+            next.online = online && !old.invisible;
+            next.last_active = Some(self.now_str());
+            let event = self.user_event("user.presence.changed", &next);
+            let writes = vec![
+                Write::Put {
+                    table: TableName::App,
+                    item: user_item(&next.id, &next.role, to_doc(&next)?, version + 1),
+                    condition: Condition::Version(version),
+                },
+                outbox_write(&event),
+            ];
+            match self.store.transact(writes).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::TransactionCanceled { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}

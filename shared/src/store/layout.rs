@@ -193,3 +193,22 @@ pub fn thread_participant_sk(user_id: &str) -> String {
 pub fn threads_of_pk(user_id: &str) -> String {
     format!("threads_of#{user_id}")
 }
+
+/// A WebSocket connection's record (connections table), listed per user on `gsi1`.
+pub fn connection_key(connection_id: &str) -> (String, String) {
+    (format!("conn#{connection_id}"), "conn".to_string())
+}
+
+pub fn user_connections_pk(user_id: &str) -> String {
+    format!("user_conns#{user_id}")
+}
+
+/// A connection watching a channel (connections table): listed per channel for fan-out, and
+/// under the connection on `gsi1` so a disconnect removes all its watches.
+pub fn watch_key(cid: &str, connection_id: &str) -> (String, String) {
+    (format!("watch#{cid}"), connection_id.to_string())
+}
+
+pub fn watches_of_pk(connection_id: &str) -> String {
+    format!("watches_of#{connection_id}")
+}

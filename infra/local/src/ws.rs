@@ -1,0 +1,195 @@
+//! chat-local's WebSocket side: `GET /connect` sockets on the same port as REST, and the
+//! fan-out task that tails the outbox (the events table's change feed) and delivers each event
+//! through the in-process gateway.
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use shared::domain::caller::Caller;
+use shared::realtime::connect;
+use shared::realtime::local::LocalGateway;
+use shared::service::Chat;
+use shared::store::{ChangePosition, TableName};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Keep-alive: a `health.check` at least this often (the JS client gives up after 35 s).
+const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(30);
+/// How often the fan-out task looks for new outbox events.
+const FANOUT_POLL: Duration = Duration::from_millis(5);
+/// Close code of a server restart: the client reconnects (1000 would tell it not to).
+const CLOSE_RESTART: u16 = 1012;
+
+#[derive(Clone)]
+pub struct Realtime {
+    pub chat: Chat,
+    pub gateway: Arc<LocalGateway>,
+    pub stopping: watch::Receiver<bool>,
+}
+
+pub fn routes(rt: Realtime) -> Router {
+    Router::new()
+        .route("/connect", get(connect_socket))
+        .with_state(rt)
+}
+
+async fn connect_socket(
+    State(rt): State<Realtime>,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    ws.on_upgrade(move |socket| run(rt, query, socket))
+}
+
+async fn send_json(socket: &mut WebSocket, v: &serde_json::Value) -> bool {
+    socket
+        .send(Message::Text(v.to_string().into()))
+        .await
+        .is_ok()
+}
+
+async fn run(rt: Realtime, query: HashMap<String, String>, mut socket: WebSocket) {
+    let opened = match connect::open(&rt.chat, &query).await {
+        Ok(o) => o,
+        Err(e) => {
+            // Seed 002 / the JS client: an error frame, then close 1000 (do not retry).
+            let _ = send_json(&mut socket, &connect::error_frame(&e)).await;
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1000,
+                    reason: e.message.clone().into(),
+                })))
+                .await;
+            return;
+        }
+    };
+    let anonymous = matches!(opened.session.caller, Caller::Anonymous);
+    let connection_id = shared::domain::ids::random_id();
+    let mut outgoing = rt.gateway.register(&connection_id);
+    let opened_ok = async {
+        let first = rt
+            .chat
+            .open_connection(&connection_id, &opened.user_id)
+            .await?;
+        if first && !anonymous {
+            rt.chat.set_online(&opened.user_id, true).await?;
+        }
+        connect::hello(&rt.chat, &connection_id, &opened.user_id, anonymous).await
+    }
+    .await;
+    let hello = match opened_ok {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = send_json(&mut socket, &connect::error_frame(&e)).await;
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1011,
+                    reason: "".into(),
+                })))
+                .await;
+            rt.gateway.unregister(&connection_id);
+            let _ = rt.chat.close_connection(&connection_id).await;
+            return;
+        }
+    };
+    let mut stopping = rt.stopping.clone();
+    if send_json(&mut socket, &hello).await {
+        let mut keep_alive = tokio::time::interval(HEALTH_CHECK_EVERY);
+        keep_alive.tick().await;
+        loop {
+            tokio::select! {
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        // The client's only frame: `[{"type":"health.check","client_id":...}]`.
+                        if text.contains("health.check") && !send_json(&mut socket, &connect::health_check(&rt.chat, &connection_id)).await {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+                frame = outgoing.recv() => match frame {
+                    Some(f) => {
+                        if socket.send(Message::Text(f.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = keep_alive.tick() => {
+                    if !send_json(&mut socket, &connect::health_check(&rt.chat, &connection_id)).await {
+                        break;
+                    }
+                }
+                _ = stopping.changed() => {
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code: CLOSE_RESTART, reason: "server restarting".into() }))).await;
+                    break;
+                }
+            }
+        }
+    }
+    rt.gateway.unregister(&connection_id);
+    match rt.chat.close_connection(&connection_id).await {
+        Ok(true) if !anonymous => {
+            let _ = rt.chat.set_online(&opened.user_id, false).await;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(connection = %connection_id, error = %e, "closing a connection failed")
+        }
+    }
+}
+
+/// Tails the events table from its current end and delivers every new event.
+pub async fn fan_out(chat: Chat, gateway: Arc<LocalGateway>, mut stopping: watch::Receiver<bool>) {
+    // Start at the end: events recorded before this process started were for sockets that are
+    // gone.
+    let mut position: Option<ChangePosition> = None;
+    loop {
+        match chat
+            .store
+            .read_changes(TableName::Events, position.as_ref(), 1000)
+            .await
+        {
+            Ok(batch) if batch.changes.is_empty() => break,
+            Ok(batch) => position = Some(batch.next),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the events feed; no real-time delivery");
+                return;
+            }
+        }
+    }
+    loop {
+        let batch = match chat
+            .store
+            .read_changes(TableName::Events, position.as_ref(), 500)
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "events feed read failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let idle = batch.changes.is_empty();
+        for change in &batch.changes {
+            if let Some(item) = &change.new {
+                if let Err(e) = chat.deliver(gateway.as_ref(), &item.pk, &item.data).await {
+                    tracing::warn!(event = %item.data["type"], error = %e, "delivery failed");
+                }
+            }
+        }
+        position = Some(batch.next);
+        if idle {
+            tokio::select! {
+                _ = tokio::time::sleep(FANOUT_POLL) => {}
+                _ = stopping.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Opening a WebSocket session, the same for chat-local's sockets and API Gateway's `$connect`:
+//! the query the JS client sends (`json`, `api_key`, `authorization`, `stream-auth-type`),
+//! authentication, the user upserted from `user_details` (never its role), and the
+//! `health.check` hello carrying `connection_id` and `me`.
+
+use crate::domain::caller::{Caller, Session};
+use crate::domain::ApiError;
+use crate::http::auth::{authenticate, Credentials};
+use crate::http::reply::error_body;
+use crate::service::Chat;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+/// User fields a client may not set about itself on connect.
+const NOT_FROM_CLIENT: &[&str] = &[
+    "role",
+    "teams",
+    "teams_role",
+    "banned",
+    "shadow_banned",
+    "created_at",
+    "updated_at",
+    "last_active",
+    "online",
+    "deactivated_at",
+    "deleted_at",
+    "anon",
+];
+
+/// Who opened a connection.
+pub struct Opened {
+    pub session: Session,
+    pub user_id: String,
+}
+
+/// Authenticates a connect request and brings the user up to date from `user_details`.
+pub async fn open(chat: &Chat, query: &HashMap<String, String>) -> Result<Opened, ApiError> {
+    let creds = Credentials {
+        api_key: query.get("api_key").cloned(),
+        auth_type: query.get("stream-auth-type").cloned(),
+        token: query.get("authorization").cloned(),
+    };
+    let payload: Map<String, Value> = match query.get("json") {
+        None => Map::new(),
+        Some(raw) => serde_json::from_str(raw)
+            .map_err(|e| ApiError::input(format!("the json parameter is not valid JSON: {e}")))?,
+    };
+    let session = authenticate(chat, creds).await?;
+    let details = payload
+        .get("user_details")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let user_id = match &session.caller {
+        Caller::Anonymous => {
+            // Anonymous connections get a user of their own for the socket's lifetime.
+            payload
+                .get("user_id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .unwrap_or_else(crate::domain::ids::random_id)
+        }
+        Caller::Server => {
+            return Err(ApiError::auth(
+                "server-side tokens cannot open a WebSocket; connect as a user",
+            ))
+        }
+        caller => caller.user_id().unwrap_or_default().to_string(),
+    };
+    if let Some(claimed) = payload.get("user_id").and_then(Value::as_str) {
+        if !matches!(session.caller, Caller::Anonymous) && claimed != user_id {
+            return Err(ApiError::auth(format!(
+                "the token is for user {user_id:?}, not {claimed:?}"
+            )));
+        }
+    }
+    if !matches!(session.caller, Caller::Anonymous) {
+        let mut user: Map<String, Value> = details
+            .into_iter()
+            .filter(|(k, _)| !NOT_FROM_CLIENT.contains(&k.as_str()))
+            .collect();
+        user.insert("id".into(), Value::String(user_id.clone()));
+        if user.len() > 1 || chat.get_user(&user_id).await?.is_none() {
+            // Upserted as the server would, merging (a partial update keeps other fields).
+            chat.connect_user_details(&user_id, user).await?;
+        }
+    }
+    Ok(Opened { session, user_id })
+}
+
+/// The first frame of a connection: `health.check` with `connection_id` and `me`.
+pub async fn hello(
+    chat: &Chat,
+    connection_id: &str,
+    user_id: &str,
+    anonymous: bool,
+) -> Result<Value, ApiError> {
+    let me = if anonymous {
+        json!({ "id": user_id, "role": "anonymous", "mutes": [], "channel_mutes": [], "devices": [], "total_unread_count": 0, "unread_count": 0, "unread_channels": 0, "unread_threads": 0 })
+    } else {
+        chat.own_user(user_id).await?
+    };
+    Ok(json!({
+        "type": "health.check",
+        "connection_id": connection_id,
+        "cid": "*",
+        "me": me,
+        "created_at": chat.now_str(),
+    }))
+}
+
+/// A `health.check` answer (and the periodic keep-alive).
+pub fn health_check(chat: &Chat, connection_id: &str) -> Value {
+    json!({ "type": "health.check", "connection_id": connection_id, "cid": "*", "created_at": chat.now_str() })
+}
+
+/// The frame a refused connect gets before the socket closes with 1000.
+pub fn error_frame(e: &ApiError) -> Value {
+    let mut body = error_body(e);
+    body.insert("duration".into(), Value::String(String::new()));
+    json!({ "error": body })
+}

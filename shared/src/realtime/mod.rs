@@ -1,0 +1,400 @@
+//! Real time: WebSocket connections and their records, channel watching, and delivering every
+//! outbox event to the connections it concerns (fan-out). The gateway that reaches a connection
+//! is a port: in-process sockets locally, the API Gateway Management API in AWS.
+
+pub mod connect;
+pub mod local;
+
+use crate::domain::ApiError;
+use crate::service::Chat;
+use crate::store::layout::{connection_key, user_connections_pk, watch_key, watches_of_pk};
+use crate::store::{Condition, Index, Item, Query, TableName, Write};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Connection records expire if nothing refreshes them (a crashed process leaves no ghosts).
+pub const CONNECTION_TTL_SECS: i64 = 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The connection is gone: its records should be removed.
+    #[error("connection gone")]
+    Gone,
+    #[error("gateway: {0}")]
+    Other(String),
+}
+
+/// Sends a text frame to one connection.
+#[async_trait]
+pub trait Gateway: Send + Sync {
+    async fn post(&self, connection_id: &str, frame: &str) -> Result<(), GatewayError>;
+}
+
+/// A WebSocket connection as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub connection_id: String,
+    pub user_id: String,
+    pub connected_at: String,
+}
+
+/// One connection watching one channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Watch {
+    pub cid: String,
+    pub connection_id: String,
+    pub user_id: String,
+    pub created_at: String,
+}
+
+impl Chat {
+    fn ttl(&self) -> i64 {
+        self.now().timestamp() + CONNECTION_TTL_SECS
+    }
+
+    /// Records a new connection of `user_id`; true when it is the user's first (they come online).
+    pub async fn open_connection(
+        &self,
+        connection_id: &str,
+        user_id: &str,
+    ) -> Result<bool, ApiError> {
+        let first = self.user_connections(user_id).await?.is_empty();
+        let conn = Connection {
+            connection_id: connection_id.into(),
+            user_id: user_id.into(),
+            connected_at: self.now_str(),
+        };
+        let (pk, sk) = connection_key(connection_id);
+        let mut item = Item::new(pk, sk, serde_json::to_value(&conn).unwrap_or(Value::Null))
+            .with_gsi1(user_connections_pk(user_id), connection_id);
+        item.ttl = Some(self.ttl());
+        self.store
+            .write(Write::Put {
+                table: TableName::Connections,
+                item,
+                condition: Condition::None,
+            })
+            .await?;
+        Ok(first)
+    }
+
+    /// Removes a connection and its watches; true when it was the user's last (they go offline).
+    /// The channels it stopped watching get `user.watching.stop`.
+    pub async fn close_connection(&self, connection_id: &str) -> Result<bool, ApiError> {
+        let (pk, sk) = connection_key(connection_id);
+        let Some(item) = self.store.get(TableName::Connections, &pk, &sk).await? else {
+            return Ok(false);
+        };
+        let conn: Connection = serde_json::from_value(item.data)
+            .map_err(|e| ApiError::internal(format!("stored connection is unreadable: {e}")))?;
+        for w in self.connection_watches(connection_id).await? {
+            self.stop_watching(connection_id, &w.cid, &conn.user_id)
+                .await?;
+        }
+        self.store
+            .write(Write::Delete {
+                table: TableName::Connections,
+                pk,
+                sk,
+                condition: Condition::None,
+            })
+            .await?;
+        Ok(self.user_connections(&conn.user_id).await?.is_empty())
+    }
+
+    pub async fn user_connections(&self, user_id: &str) -> Result<Vec<Connection>, ApiError> {
+        let page = self
+            .store
+            .query(
+                Query::new(TableName::Connections, user_connections_pk(user_id))
+                    .index(Index::Gsi1)
+                    .limit(1000),
+            )
+            .await?;
+        let now = self.now().timestamp();
+        Ok(page
+            .items
+            .into_iter()
+            .filter(|i| i.ttl.is_none_or(|t| t > now))
+            .filter_map(|i| serde_json::from_value(i.data).ok())
+            .collect())
+    }
+
+    async fn connection_watches(&self, connection_id: &str) -> Result<Vec<Watch>, ApiError> {
+        let page = self
+            .store
+            .query(
+                Query::new(TableName::Connections, watches_of_pk(connection_id))
+                    .index(Index::Gsi1)
+                    .limit(1000),
+            )
+            .await?;
+        Ok(page
+            .items
+            .into_iter()
+            .filter_map(|i| serde_json::from_value(i.data).ok())
+            .collect())
+    }
+
+    /// The connections watching a channel.
+    pub async fn channel_watches(&self, cid: &str) -> Result<Vec<Watch>, ApiError> {
+        let (pk, _) = watch_key(cid, "");
+        let mut out = Vec::new();
+        let mut cursor = None;
+        let now = self.now().timestamp();
+        loop {
+            let page = self
+                .store
+                .query(
+                    Query::new(TableName::Connections, pk.clone())
+                        .limit(1000)
+                        .start_after(cursor),
+                )
+                .await?;
+            out.extend(
+                page.items
+                    .iter()
+                    .filter(|i| i.ttl.is_none_or(|t| t > now))
+                    .filter_map(|i| serde_json::from_value(i.data.clone()).ok()),
+            );
+            match page.last {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The users watching a channel (each once), for `watcher_count` and `watchers`.
+    pub async fn channel_watchers(&self, cid: &str) -> Result<Vec<String>, ApiError> {
+        let users: BTreeSet<String> = self
+            .channel_watches(cid)
+            .await?
+            .into_iter()
+            .map(|w| w.user_id)
+            .collect();
+        Ok(users.into_iter().collect())
+    }
+
+    /// `connection_id` watches the channel for its user; `user.watching.start` when the user was not
+    /// already watching through another connection.
+    pub async fn watch_channel(
+        &self,
+        connection_id: &str,
+        channel: &crate::domain::channel::Channel,
+    ) -> Result<(), ApiError> {
+        let cid = channel.cid.as_str();
+        let (conn_pk, conn_sk) = connection_key(connection_id);
+        let Some(conn) = self
+            .store
+            .get(TableName::Connections, &conn_pk, &conn_sk)
+            .await?
+        else {
+            // An unknown or closed connection: nothing to subscribe (the client reconnects and
+            // recovers its channels).
+            return Ok(());
+        };
+        let conn: Connection = serde_json::from_value(conn.data)
+            .map_err(|e| ApiError::internal(format!("stored connection is unreadable: {e}")))?;
+        let user_id = conn.user_id.as_str();
+        if self
+            .channel_watches(cid)
+            .await?
+            .iter()
+            .any(|w| w.connection_id == connection_id)
+        {
+            return Ok(());
+        }
+        let already: bool = self
+            .channel_watches(cid)
+            .await?
+            .iter()
+            .any(|w| w.user_id == user_id);
+        let watch = Watch {
+            cid: cid.into(),
+            connection_id: connection_id.into(),
+            user_id: user_id.into(),
+            created_at: self.now_str(),
+        };
+        let (pk, sk) = watch_key(cid, connection_id);
+        let mut item = Item::new(pk, sk, serde_json::to_value(&watch).unwrap_or(Value::Null))
+            .with_gsi1(watches_of_pk(connection_id), cid);
+        item.ttl = Some(self.ttl());
+        let mut writes = vec![Write::Put {
+            table: TableName::Connections,
+            item,
+            condition: Condition::None,
+        }];
+        if !already {
+            let count = self.channel_watchers(cid).await?.len() + 1;
+            let user = self
+                .get_user(user_id)
+                .await?
+                .map(|(u, _)| u.to_json())
+                .unwrap_or_else(|| json!({ "id": user_id }));
+            let event =
+                crate::service::channels::channel_event("user.watching.start", channel, self.now())
+                    .with("user", user)
+                    .with("watcher_count", count.into());
+            writes.push(crate::store::layout::outbox_write(&event));
+        }
+        self.store.transact(writes).await?;
+        Ok(())
+    }
+
+    /// Stops one connection watching a channel; `user.watching.stop` when no connection of the
+    /// user watches it any more.
+    pub async fn stop_watching(
+        &self,
+        connection_id: &str,
+        cid: &str,
+        user_id: &str,
+    ) -> Result<(), ApiError> {
+        let (pk, sk) = watch_key(cid, connection_id);
+        self.store
+            .write(Write::Delete {
+                table: TableName::Connections,
+                pk,
+                sk,
+                condition: Condition::None,
+            })
+            .await?;
+        let watching = self.channel_watches(cid).await?;
+        if !watching.iter().any(|w| w.user_id == user_id) {
+            if let Some(loaded) = self.load_channel(cid).await? {
+                let count = watching
+                    .iter()
+                    .map(|w| w.user_id.clone())
+                    .collect::<BTreeSet<_>>()
+                    .len();
+                let event = crate::service::channels::channel_event(
+                    "user.watching.stop",
+                    &loaded.channel,
+                    self.now(),
+                )
+                .with("user", json!({ "id": user_id }))
+                .with("watcher_count", count.into());
+                self.store
+                    .write(crate::store::layout::outbox_write(&event))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers one outbox event (its scope and document) to the connections it concerns:
+    /// channel events to the channel's watchers, user events (`user:<id>`) to that user's
+    /// connections; `message.new` also reaches connected members who are not watching as
+    /// `notification.message_new`. Restricted-visibility messages reach only their audience.
+    pub async fn deliver(
+        &self,
+        gateway: &dyn Gateway,
+        scope: &str,
+        event: &Value,
+    ) -> Result<usize, ApiError> {
+        let mut targets: BTreeMap<String, String> = BTreeMap::new(); // connection → user
+        if let Some(uid) = scope.strip_prefix("user:") {
+            for c in self.user_connections(uid).await? {
+                targets.insert(c.connection_id, c.user_id);
+            }
+        } else {
+            for w in self.channel_watches(scope).await? {
+                targets.insert(w.connection_id, w.user_id);
+            }
+        }
+        let restricted: Option<BTreeSet<String>> = event
+            .get("message")
+            .and_then(|m| m.get("restricted_visibility"))
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                let mut s: BTreeSet<String> = a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect();
+                if let Some(sender) = event["message"]["user"]["id"].as_str() {
+                    s.insert(sender.to_string());
+                }
+                s
+            });
+        let frame = event.to_string();
+        let mut sent = 0;
+        for (conn, user) in &targets {
+            if restricted.as_ref().is_some_and(|r| !r.contains(user)) {
+                continue;
+            }
+            sent += self.post_frame(gateway, conn, &frame).await?;
+        }
+        if event["type"] == "message.new" && restricted.is_none() {
+            sent += self
+                .notify_members_not_watching(gateway, scope, event, &targets)
+                .await?;
+        }
+        Ok(sent)
+    }
+
+    async fn post_frame(
+        &self,
+        gateway: &dyn Gateway,
+        connection_id: &str,
+        frame: &str,
+    ) -> Result<usize, ApiError> {
+        match gateway.post(connection_id, frame).await {
+            Ok(()) => Ok(1),
+            Err(GatewayError::Gone) => {
+                self.close_connection(connection_id).await?;
+                Ok(0)
+            }
+            Err(GatewayError::Other(e)) => {
+                tracing::warn!(connection = connection_id, error = %e, "delivery failed");
+                Ok(0)
+            }
+        }
+    }
+
+    /// `notification.message_new` to members with a connection that does not watch the channel.
+    async fn notify_members_not_watching(
+        &self,
+        gateway: &dyn Gateway,
+        cid: &str,
+        event: &Value,
+        watching: &BTreeMap<String, String>,
+    ) -> Result<usize, ApiError> {
+        let Some(loaded) = self.load_channel(cid).await? else {
+            return Ok(0);
+        };
+        if event["message"]["parent_id"].is_string() && event["message"]["show_in_channel"] != true
+        {
+            return Ok(0);
+        }
+        let watchers: BTreeSet<&String> = watching.values().collect();
+        let sender = event["user"]["id"].as_str().unwrap_or_default();
+        let mut sent = 0;
+        for m in loaded
+            .members
+            .iter()
+            .filter(|m| m.is_joined() && m.user_id != sender && !watchers.contains(&m.user_id))
+        {
+            let conns = self.user_connections(&m.user_id).await?;
+            if conns.is_empty() {
+                continue;
+            }
+            let mut notice = event.clone();
+            notice["type"] = Value::String("notification.message_new".into());
+            notice["channel"] = Value::Object(
+                loaded
+                    .channel
+                    .to_wire(&crate::domain::channel::ChannelView::default()),
+            );
+            notice["unread_count"] = m.read.unread(loaded.channel.counted_messages).into();
+            notice["channel_member_count"] = loaded.channel.member_count.into();
+            let frame = notice.to_string();
+            for c in conns {
+                sent += self.post_frame(gateway, &c.connection_id, &frame).await?;
+            }
+        }
+        Ok(sent)
+    }
+}
