@@ -128,6 +128,14 @@ async fn run(args: Args) -> Result<(), String> {
     if resumed > 0 {
         tracing::info!(resumed, "resumed unfinished tasks");
     }
+    // Sockets of a previous run are gone: no ghost watchers or presence survive a restart.
+    let stale = chat
+        .close_host_connections(ws::LOCAL_HOST)
+        .await
+        .map_err(|e| e.to_string())?;
+    if stale > 0 {
+        tracing::info!(stale, "closed connections left by the previous run");
+    }
 
     let routes = api_app::routes()
         .merge(api_users::routes())

@@ -21,6 +21,8 @@ use tokio::sync::watch;
 const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(30);
 /// How often the fan-out task looks for new outbox events.
 const FANOUT_POLL: Duration = Duration::from_millis(5);
+/// The host name chat-local's connections are recorded under (one process per data directory).
+pub const LOCAL_HOST: &str = "chat-local";
 /// Close code of a server restart: the client reconnects (1000 would tell it not to).
 const CLOSE_RESTART: u16 = 1012;
 
@@ -73,7 +75,7 @@ async fn run(rt: Realtime, query: HashMap<String, String>, mut socket: WebSocket
     let opened_ok = async {
         let first = rt
             .chat
-            .open_connection(&connection_id, &opened.user_id)
+            .open_connection(&connection_id, &opened.user_id, LOCAL_HOST)
             .await?;
         if first && !anonymous {
             rt.chat.set_online(&opened.user_id, true).await?;

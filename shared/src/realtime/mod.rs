@@ -7,7 +7,9 @@ pub mod local;
 
 use crate::domain::ApiError;
 use crate::service::Chat;
-use crate::store::layout::{connection_key, user_connections_pk, watch_key, watches_of_pk};
+use crate::store::layout::{
+    connection_key, host_connections_pk, user_connections_pk, watch_key, watches_of_pk,
+};
 use crate::store::{Condition, Index, Item, Query, TableName, Write};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -59,6 +61,7 @@ impl Chat {
         &self,
         connection_id: &str,
         user_id: &str,
+        host: &str,
     ) -> Result<bool, ApiError> {
         let first = self.user_connections(user_id).await?.is_empty();
         let conn = Connection {
@@ -68,7 +71,8 @@ impl Chat {
         };
         let (pk, sk) = connection_key(connection_id);
         let mut item = Item::new(pk, sk, serde_json::to_value(&conn).unwrap_or(Value::Null))
-            .with_gsi1(user_connections_pk(user_id), connection_id);
+            .with_gsi1(user_connections_pk(user_id), connection_id)
+            .with_gsi2(host_connections_pk(host), connection_id);
         item.ttl = Some(self.ttl());
         self.store
             .write(Write::Put {
@@ -78,6 +82,29 @@ impl Chat {
             })
             .await?;
         Ok(first)
+    }
+
+    /// Closes every connection a host (a chat-local process) left behind when it stopped: their
+    /// sockets are gone, so their watches and presence must go too.
+    pub async fn close_host_connections(&self, host: &str) -> Result<usize, ApiError> {
+        let page = self
+            .store
+            .query(
+                Query::new(TableName::Connections, host_connections_pk(host))
+                    .index(Index::Gsi2)
+                    .limit(1000),
+            )
+            .await?;
+        let mut closed = 0;
+        for item in page.items {
+            if let Ok(conn) = serde_json::from_value::<Connection>(item.data) {
+                if self.close_connection(&conn.connection_id).await? {
+                    self.set_online(&conn.user_id, false).await?;
+                }
+                closed += 1;
+            }
+        }
+        Ok(closed)
     }
 
     /// Removes a connection and its watches; true when it was the user's last (they go offline).

@@ -212,3 +212,8 @@ pub fn watch_key(cid: &str, connection_id: &str) -> (String, String) {
 pub fn watches_of_pk(connection_id: &str) -> String {
     format!("watches_of#{connection_id}")
 }
+
+/// The connections one host holds (a chat-local process), on `gsi2`: what a restart closes.
+pub fn host_connections_pk(host: &str) -> String {
+    format!("host_conns#{host}")
+}

@@ -1,0 +1,69 @@
+"""WebSocket connections over a chat-local restart: a process that dies leaves no ghost
+watchers or presence behind, and the handshake works on the next process."""
+
+import json
+import urllib.parse
+import uuid
+
+import websocket
+
+
+def connect(server, user_id):
+    query = urllib.parse.urlencode(
+        {
+            "json": json.dumps({"user_id": user_id, "user_details": {"id": user_id}, "client_request_id": str(uuid.uuid4())}),
+            "api_key": server.api_key,
+            "authorization": server.user_token(user_id),
+            "stream-auth-type": "jwt",
+        }
+    )
+    ws = websocket.create_connection(server.url.replace("http", "ws", 1) + "/connect?" + query, timeout=5)
+    hello = json.loads(ws.recv())
+    assert hello["type"] == "health.check"
+    return ws, hello["connection_id"]
+
+
+def test_no_ghost_watchers_after_a_crash(restartable):
+    restartable.start()
+    client = restartable.client()
+    uid = "ghost-" + uuid.uuid4().hex[:8]
+    client.upsert_users([{"id": uid}])
+    ch = client.channel("messaging", "restart-" + uuid.uuid4().hex[:8], {"members": [uid]})
+    ch.create(uid)
+    ws, conn = connect(restartable, uid)
+    r = restartable.request(
+        "POST", f"/channels/messaging/{ch.id}/query", token=restartable.user_token(uid), params={"connection_id": conn}, json={"state": True, "watch": True}
+    )
+    assert r.json()["watcher_count"] == 1
+    assert client.query_users({"id": uid})["users"][0]["online"] is True
+    # the process dies without closing anything
+    restartable.proc.kill()
+    restartable.proc.wait()
+    restartable.proc = None
+    restartable.start()
+    client = restartable.client()
+    assert client.channel("messaging", ch.id).query()["watcher_count"] == 0
+    assert client.query_users({"id": uid})["users"][0]["online"] is False
+    # and a client connects again
+    ws2, conn2 = connect(restartable, uid)
+    assert conn2 != conn
+    ws2.send(json.dumps([{"type": "health.check", "client_id": uid + "--x"}]))
+    # the ping is answered (other events, such as the user's own presence change, may come first)
+    for _ in range(5):
+        if json.loads(ws2.recv())["type"] == "health.check":
+            break
+    else:
+        raise AssertionError("the ping was not answered")
+    ws2.close()
+    ws.close()
+
+
+def test_refused_connect_gets_an_error_frame_then_close_1000(server):
+    query = urllib.parse.urlencode({"json": json.dumps({"user_id": "x"}), "api_key": server.api_key, "authorization": "not-a-jwt", "stream-auth-type": "jwt"})
+    ws = websocket.create_connection(server.url.replace("http", "ws", 1) + "/connect?" + query, timeout=5)
+    frame = json.loads(ws.recv())
+    assert "error" in frame and frame["error"]["StatusCode"] == 401
+    opcode, close = ws.recv_data_frame(True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    assert int.from_bytes(close.data[:2], "big") == 1000
+    ws.close()
