@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Above this many watchers a channel is busy: read, typing and watching events are not sent.
+pub const BUSY_CHANNEL_WATCHERS: usize = 100;
+
 /// Connection records expire if nothing refreshes them (a crashed process leaves no ghosts).
 pub const CONNECTION_TTL_SECS: i64 = 3600;
 
@@ -253,8 +256,8 @@ impl Chat {
             item,
             condition: Condition::None,
         }];
-        if !already {
-            let count = self.channel_watchers(cid).await?.len() + 1;
+        let count = self.channel_watchers(cid).await?.len() + 1;
+        if !already && count <= BUSY_CHANNEL_WATCHERS {
             let user = self
                 .get_user(user_id)
                 .await?
@@ -288,7 +291,8 @@ impl Chat {
             })
             .await?;
         let watching = self.channel_watches(cid).await?;
-        if !watching.iter().any(|w| w.user_id == user_id) {
+        if !watching.iter().any(|w| w.user_id == user_id) && watching.len() < BUSY_CHANNEL_WATCHERS
+        {
             if let Some(loaded) = self.load_channel(cid).await? {
                 let count = watching
                     .iter()
@@ -328,6 +332,19 @@ impl Chat {
         } else {
             for w in self.channel_watches(scope).await? {
                 targets.insert(w.connection_id, w.user_id);
+            }
+            // Seed ("Throttling"): in busy channels read, typing and watching events are dropped.
+            let kind = event["type"].as_str().unwrap_or_default();
+            let chatter = matches!(
+                kind,
+                "message.read"
+                    | "typing.start"
+                    | "typing.stop"
+                    | "user.watching.start"
+                    | "user.watching.stop"
+            );
+            if chatter && targets.len() > BUSY_CHANNEL_WATCHERS {
+                return Ok(0);
             }
         }
         let restricted: Option<BTreeSet<String>> = event
