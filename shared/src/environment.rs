@@ -50,3 +50,23 @@ pub async fn with_translator_from_env(chat: Chat) -> Chat {
         _ => chat,
     }
 }
+
+/// The API Gateway Management API client for the WebSocket API's callback URL (`WS_ENDPOINT`).
+pub async fn gateway_from_env(
+) -> Result<crate::realtime::apigw::ApiGatewayManagement, EnvironmentError> {
+    let endpoint = required("WS_ENDPOINT")?;
+    Ok(crate::realtime::apigw::ApiGatewayManagement::from_env(&endpoint).await)
+}
+
+/// What every Lambda function does first: JSON logs for CloudWatch, the product from the
+/// environment, its built-in data in place.
+pub async fn lambda_chat() -> Result<Chat, EnvironmentError> {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_target(false)
+        .without_time()
+        .try_init();
+    let chat = chat_from_env().await?;
+    chat.bootstrap().await?;
+    Ok(chat)
+}

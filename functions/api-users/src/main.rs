@@ -2,12 +2,6 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_target(false)
-        .without_time()
-        .init();
-    let chat = shared::environment::chat_from_env().await?;
-    chat.bootstrap().await?;
+    let chat = shared::environment::lambda_chat().await?;
     lambda_http::run(api_users::router(chat)).await
 }

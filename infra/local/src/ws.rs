@@ -75,7 +75,7 @@ async fn run(rt: Realtime, query: HashMap<String, String>, mut socket: WebSocket
     let opened_ok = async {
         let first = rt
             .chat
-            .open_connection(&connection_id, &opened.user_id, LOCAL_HOST)
+            .open_connection(&connection_id, &opened.user_id, LOCAL_HOST, anonymous)
             .await?;
         if first && !anonymous {
             rt.chat.set_online(&opened.user_id, true).await?;

@@ -50,4 +50,9 @@ impl Gateway for LocalGateway {
             None => Err(GatewayError::Gone),
         }
     }
+
+    async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
+        self.unregister(connection_id);
+        Ok(())
+    }
 }

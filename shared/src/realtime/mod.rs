@@ -2,6 +2,8 @@
 //! outbox event to the connections it concerns (fan-out). The gateway that reaches a connection
 //! is a port: in-process sockets locally, the API Gateway Management API in AWS.
 
+pub mod apigw;
+pub mod aws;
 pub mod connect;
 pub mod local;
 
@@ -35,6 +37,8 @@ pub enum GatewayError {
 #[async_trait]
 pub trait Gateway: Send + Sync {
     async fn post(&self, connection_id: &str, frame: &str) -> Result<(), GatewayError>;
+    /// Closes a connection from the server side.
+    async fn close(&self, connection_id: &str) -> Result<(), GatewayError>;
 }
 
 /// A WebSocket connection as stored.
@@ -43,6 +47,12 @@ pub struct Connection {
     pub connection_id: String,
     pub user_id: String,
     pub connected_at: String,
+    #[serde(default)]
+    pub anonymous: bool,
+    /// A connect that was refused: the error frame to send before the gateway closes it (API
+    /// Gateway cannot answer during `$connect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Value>,
 }
 
 /// One connection watching one channel.
@@ -65,12 +75,15 @@ impl Chat {
         connection_id: &str,
         user_id: &str,
         host: &str,
+        anonymous: bool,
     ) -> Result<bool, ApiError> {
         let first = self.user_connections(user_id).await?.is_empty();
         let conn = Connection {
             connection_id: connection_id.into(),
             user_id: user_id.into(),
             connected_at: self.now_str(),
+            anonymous,
+            refused: None,
         };
         let (pk, sk) = connection_key(connection_id);
         let mut item = Item::new(pk, sk, serde_json::to_value(&conn).unwrap_or(Value::Null))
@@ -85,6 +98,42 @@ impl Chat {
             })
             .await?;
         Ok(first)
+    }
+
+    /// Records a refused connect (its error frame), for the gateway to deliver and then close.
+    pub async fn record_refused_connection(
+        &self,
+        connection_id: &str,
+        frame: Value,
+    ) -> Result<(), ApiError> {
+        let conn = Connection {
+            connection_id: connection_id.into(),
+            user_id: String::new(),
+            connected_at: self.now_str(),
+            anonymous: true,
+            refused: Some(frame),
+        };
+        let (pk, sk) = connection_key(connection_id);
+        let mut item = Item::new(pk, sk, serde_json::to_value(&conn).unwrap_or(Value::Null));
+        item.ttl = Some(self.now().timestamp() + 60);
+        self.store
+            .write(Write::Put {
+                table: TableName::Connections,
+                item,
+                condition: Condition::None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A connection's record.
+    pub async fn connection(&self, connection_id: &str) -> Result<Option<Connection>, ApiError> {
+        let (pk, sk) = connection_key(connection_id);
+        Ok(self
+            .store
+            .get(TableName::Connections, &pk, &sk)
+            .await?
+            .and_then(|i| serde_json::from_value(i.data).ok()))
     }
 
     /// Closes every connection a host (a chat-local process) left behind when it stopped: their

@@ -1,0 +1,151 @@
+//! Real time in AWS: the API Gateway WebSocket routes (`$connect`, `$default`, `$disconnect`)
+//! and the DynamoDB Streams fan-out, as functions over the raw Lambda events. API Gateway cannot
+//! push during `$connect`, so the hello (or a refusal's error frame) goes out when the
+//! connection record's insert reaches the fan-out.
+
+use super::connect;
+use super::Gateway;
+use crate::domain::ApiError;
+use crate::service::Chat;
+use crate::store::TableName;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// The host name connections through API Gateway are recorded under.
+pub const AWS_HOST: &str = "apigw";
+
+fn connection_id(event: &Value) -> Result<String, ApiError> {
+    event["requestContext"]["connectionId"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::input("the event has no requestContext.connectionId"))
+}
+
+fn ok() -> Value {
+    json!({ "statusCode": 200 })
+}
+
+/// `$connect`.
+pub async fn on_connect(chat: &Chat, event: &Value) -> Result<Value, ApiError> {
+    let conn = connection_id(event)?;
+    let query: HashMap<String, String> = event["queryStringParameters"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    match connect::open(chat, &query).await {
+        Ok(opened) => {
+            let anonymous = matches!(
+                opened.session.caller,
+                crate::domain::caller::Caller::Anonymous
+            );
+            let first = chat
+                .open_connection(&conn, &opened.user_id, AWS_HOST, anonymous)
+                .await?;
+            if first && !anonymous {
+                chat.set_online(&opened.user_id, true).await?;
+            }
+        }
+        // Accepted, then answered with the error frame and closed, as the client expects.
+        Err(e) => {
+            chat.record_refused_connection(&conn, connect::error_frame(&e))
+                .await?
+        }
+    }
+    Ok(ok())
+}
+
+/// `$default`: the client's frames (only its `health.check` ping) are answered.
+pub async fn on_message(
+    chat: &Chat,
+    gateway: &dyn Gateway,
+    event: &Value,
+) -> Result<Value, ApiError> {
+    let conn = connection_id(event)?;
+    if event["body"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("health.check")
+    {
+        let frame = connect::health_check(chat, &conn).to_string();
+        if let Err(super::GatewayError::Gone) = gateway.post(&conn, &frame).await {
+            chat.close_connection(&conn).await?;
+        }
+    }
+    Ok(ok())
+}
+
+/// `$disconnect`.
+pub async fn on_disconnect(chat: &Chat, event: &Value) -> Result<Value, ApiError> {
+    let conn = connection_id(event)?;
+    let record = chat.connection(&conn).await?;
+    let last = chat.close_connection(&conn).await?;
+    if let Some(c) = record {
+        if last && !c.anonymous && c.refused.is_none() {
+            chat.set_online(&c.user_id, false).await?;
+        }
+    }
+    Ok(ok())
+}
+
+/// The table a stream record comes from, by its ARN (`.../table/<prefix><name>/stream/...`).
+fn source_table(record: &Value) -> Option<TableName> {
+    let arn = record["eventSourceARN"].as_str()?;
+    let table = arn.split("/stream/").next()?.rsplit('/').next()?;
+    TableName::ALL
+        .into_iter()
+        .find(|t| table.ends_with(t.as_str()))
+}
+
+/// A DynamoDB Streams batch: new outbox events are delivered; new connection records get their
+/// hello (or their refusal). Items are read back by key, so the records' images do not matter.
+pub async fn on_stream(
+    chat: &Chat,
+    gateway: &dyn Gateway,
+    event: &Value,
+) -> Result<Value, ApiError> {
+    let mut delivered = 0;
+    for record in event["Records"].as_array().into_iter().flatten() {
+        if record["eventName"] != "INSERT" {
+            continue;
+        }
+        let keys = &record["dynamodb"]["Keys"];
+        let (Some(pk), Some(sk)) = (keys["pk"]["S"].as_str(), keys["sk"]["S"].as_str()) else {
+            continue;
+        };
+        match source_table(record) {
+            Some(TableName::Events) => {
+                if let Some(item) = chat.store.get(TableName::Events, pk, sk).await? {
+                    delivered += chat.deliver(gateway, pk, &item.data).await?;
+                }
+            }
+            Some(TableName::Connections) if pk.starts_with("conn#") && sk == "conn" => {
+                let id = &pk["conn#".len()..];
+                let Some(conn) = chat.connection(id).await? else {
+                    continue;
+                };
+                match &conn.refused {
+                    Some(frame) => {
+                        let _ = gateway.post(id, &frame.to_string()).await;
+                        let _ = gateway.close(id).await;
+                        chat.close_connection(id).await?;
+                    }
+                    None => {
+                        let hello = connect::hello(chat, id, &conn.user_id, conn.anonymous).await?;
+                        if let Err(super::GatewayError::Gone) =
+                            gateway.post(id, &hello.to_string()).await
+                        {
+                            chat.close_connection(id).await?;
+                        }
+                    }
+                }
+                delivered += 1;
+            }
+            _ => {}
+        }
+    }
+    Ok(json!({ "delivered": delivered }))
+}
