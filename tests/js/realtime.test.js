@@ -25,10 +25,11 @@ async function connect(id, extra = {}) {
   return { client, me };
 }
 
-function nextEvent(target, type, timeoutMs = 5000) {
+function nextEvent(target, type, match = () => true, timeoutMs = 5000) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no ${type} within ${timeoutMs} ms`)), timeoutMs);
     const sub = target.on(type, (event) => {
+      if (!match(event)) return;
       clearTimeout(timer);
       sub.unsubscribe();
       resolve(event);
@@ -129,4 +130,22 @@ test('an expired token is refused with code 40', async () => {
     return true;
   });
   await client.disconnectUser();
+});
+
+test('presence: true subscribes to other users coming and going', async () => {
+  const [watcher, other] = [uid('watcher'), uid('other')];
+  await admin.upsertUsers([{ id: other }]);
+  const w = await connect(watcher);
+  await w.client.queryUsers({ id: other }, {}, { presence: true });
+  const about = (e) => e.user?.id === other;
+  const online = nextEvent(w.client, 'user.presence.changed', about);
+  const o = await connect(other);
+  const up = await online;
+  assert.equal(up.user.id, other);
+  assert.equal(up.user.online, true);
+  const offline = nextEvent(w.client, 'user.presence.changed', about);
+  await o.client.disconnectUser();
+  const down = await offline;
+  assert.equal(down.user.online, false);
+  await w.client.disconnectUser();
 });

@@ -93,7 +93,12 @@ async fn update_users_partial(
 
 async fn query_users(State(chat): State<Chat>, session: Session, params: Params) -> HttpResult {
     let q: QueryUsers = params.payload()?;
+    let presence = q.presence == Some(true);
     let users = chat.query_users(&session, q).await?;
+    if let (true, Some(conn)) = (presence, &session.connection_id) {
+        let ids: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+        chat.subscribe_presence(conn, &ids).await?;
+    }
     Ok(Reply::json(
         json!({"users": users.iter().map(|u| u.to_json()).collect::<Vec<_>>()}),
     ))

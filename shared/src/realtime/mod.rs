@@ -10,13 +10,17 @@ pub mod local;
 use crate::domain::ApiError;
 use crate::service::Chat;
 use crate::store::layout::{
-    connection_key, host_connections_pk, user_connections_pk, watch_key, watches_of_pk,
+    connection_key, host_connections_pk, presence_sub_key, presence_subs_of_pk,
+    user_connections_pk, watch_key, watches_of_pk,
 };
 use crate::store::{Condition, Index, Item, Query, TableName, Write};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Users one `presence: true` request subscribes to (seed: up to 30).
+pub const MAX_PRESENCE_SUBSCRIPTIONS: usize = 30;
 
 /// Above this many watchers a channel is busy: read, typing and watching events are not sent.
 pub const BUSY_CHANNEL_WATCHERS: usize = 100;
@@ -136,6 +140,56 @@ impl Chat {
             .and_then(|i| serde_json::from_value(i.data).ok()))
     }
 
+    /// `presence: true`: the connection hears about these users' presence (at most 30 per call).
+    pub async fn subscribe_presence(
+        &self,
+        connection_id: &str,
+        user_ids: &[&str],
+    ) -> Result<(), ApiError> {
+        if self.connection(connection_id).await?.is_none() {
+            return Ok(());
+        }
+        let writes: Vec<Write> = user_ids
+            .iter()
+            .take(MAX_PRESENCE_SUBSCRIPTIONS)
+            .map(|u| {
+                let (pk, sk) = presence_sub_key(u, connection_id);
+                let mut item = Item::new(
+                    pk,
+                    sk,
+                    json!({ "user_id": u, "connection_id": connection_id }),
+                )
+                .with_gsi1(presence_subs_of_pk(connection_id), *u);
+                item.ttl = Some(self.ttl());
+                Write::Put {
+                    table: TableName::Connections,
+                    item,
+                    condition: Condition::None,
+                }
+            })
+            .collect();
+        for batch in writes.chunks(25) {
+            self.store.transact(batch.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// The connections subscribed to a user's presence.
+    async fn presence_subscribers(&self, user_id: &str) -> Result<Vec<String>, ApiError> {
+        let (pk, _) = presence_sub_key(user_id, "");
+        let page = self
+            .store
+            .query(Query::new(TableName::Connections, pk).limit(1000))
+            .await?;
+        let now = self.now().timestamp();
+        Ok(page
+            .items
+            .into_iter()
+            .filter(|i| i.ttl.is_none_or(|t| t > now))
+            .map(|i| i.sk)
+            .collect())
+    }
+
     /// Closes every connection a host (a chat-local process) left behind when it stopped: their
     /// sockets are gone, so their watches and presence must go too.
     pub async fn close_host_connections(&self, host: &str) -> Result<usize, ApiError> {
@@ -170,6 +224,24 @@ impl Chat {
             .map_err(|e| ApiError::internal(format!("stored connection is unreadable: {e}")))?;
         for w in self.connection_watches(connection_id).await? {
             self.stop_watching(connection_id, &w.cid, &conn.user_id)
+                .await?;
+        }
+        let subs = self
+            .store
+            .query(
+                Query::new(TableName::Connections, presence_subs_of_pk(connection_id))
+                    .index(Index::Gsi1)
+                    .limit(1000),
+            )
+            .await?;
+        for item in subs.items {
+            self.store
+                .write(Write::Delete {
+                    table: TableName::Connections,
+                    pk: item.pk,
+                    sk: item.sk,
+                    condition: Condition::None,
+                })
                 .await?;
         }
         self.store
@@ -377,6 +449,11 @@ impl Chat {
         if let Some(uid) = scope.strip_prefix("user:") {
             for c in self.user_connections(uid).await? {
                 targets.insert(c.connection_id, c.user_id);
+            }
+            if event["type"] == "user.presence.changed" {
+                for conn in self.presence_subscribers(uid).await? {
+                    targets.entry(conn).or_default();
+                }
             }
         } else {
             for w in self.channel_watches(scope).await? {

@@ -719,6 +719,10 @@ impl Chat {
         };
         self.check_readable(session, &config, &loaded)?;
         self.watch_if_asked(session, req.watch, &loaded).await?;
+        if let (Some(true), Some(conn)) = (req.presence, &session.connection_id) {
+            let ids: Vec<&str> = loaded.members.iter().map(|m| m.user_id.as_str()).collect();
+            self.subscribe_presence(conn, &ids).await?;
+        }
         self.channel_state(session, &config, &loaded, actor.as_deref(), page)
             .await
     }

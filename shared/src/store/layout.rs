@@ -217,3 +217,13 @@ pub fn watches_of_pk(connection_id: &str) -> String {
 pub fn host_connections_pk(host: &str) -> String {
     format!("host_conns#{host}")
 }
+
+/// A connection subscribed to a user's presence (`presence: true`), listed per user for
+/// delivery and under the connection on `gsi1` for cleanup.
+pub fn presence_sub_key(user_id: &str, connection_id: &str) -> (String, String) {
+    (format!("presence#{user_id}"), connection_id.to_string())
+}
+
+pub fn presence_subs_of_pk(connection_id: &str) -> String {
+    format!("presence_subs_of#{connection_id}")
+}
