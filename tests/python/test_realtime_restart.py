@@ -67,3 +67,41 @@ def test_refused_connect_gets_an_error_frame_then_close_1000(server):
     assert opcode == websocket.ABNF.OPCODE_CLOSE
     assert int.from_bytes(close.data[:2], "big") == 1000
     ws.close()
+
+
+def presigned_connect_url(server, user_id, expires=60, secret=None):
+    """A SigV4 pre-signed `GET /connect` (botocore's query-string signer), with the app key and
+    secret as credentials."""
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = server.url + "/connect?" + urllib.parse.urlencode({"user_id": user_id, "prefetch-on": "none"})
+    request = AWSRequest(method="GET", url=url)
+    SigV4QueryAuth(Credentials(server.api_key, secret or server.api_secret), "chat", "local", expires=expires).add_auth(request)
+    return request.url.replace("http", "ws", 1)
+
+
+def test_sigv4_presigned_connect(server):
+    uid = "sig-" + uuid.uuid4().hex[:8]
+    ws = websocket.create_connection(presigned_connect_url(server, uid), timeout=5)
+    hello = json.loads(ws.recv())
+    assert hello["type"] == "health.check" and hello["me"]["id"] == uid
+    ws.close()
+    # a wrong secret or a tampered user is refused with an error frame
+    for url in (presigned_connect_url(server, uid, secret="wrong"), presigned_connect_url(server, uid).replace(uid, uid + "x")):
+        ws = websocket.create_connection(url, timeout=5)
+        frame = json.loads(ws.recv())
+        assert frame["error"]["StatusCode"] == 401, frame
+        ws.close()
+
+
+def test_sigv4_presigned_connect_expires(server):
+    import time
+
+    url = presigned_connect_url(server, "late-" + uuid.uuid4().hex[:8], expires=1)
+    time.sleep(2.1)
+    ws = websocket.create_connection(url, timeout=5)
+    frame = json.loads(ws.recv())
+    assert frame["error"]["code"] == 40
+    ws.close()

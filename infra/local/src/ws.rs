@@ -42,9 +42,15 @@ pub fn routes(rt: Realtime) -> Router {
 async fn connect_socket(
     State(rt): State<Realtime>,
     Query(query): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.on_upgrade(move |socket| run(rt, query, socket))
+    // The Host the request came to: what a SigV4 pre-signed URL was signed for.
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    ws.on_upgrade(move |socket| run(rt, query, host, socket))
 }
 
 async fn send_json(socket: &mut WebSocket, v: &serde_json::Value) -> bool {
@@ -54,8 +60,13 @@ async fn send_json(socket: &mut WebSocket, v: &serde_json::Value) -> bool {
         .is_ok()
 }
 
-async fn run(rt: Realtime, query: HashMap<String, String>, mut socket: WebSocket) {
-    let opened = match connect::open(&rt.chat, &query).await {
+async fn run(
+    rt: Realtime,
+    query: HashMap<String, String>,
+    host: Option<String>,
+    mut socket: WebSocket,
+) {
+    let opened = match connect::open(&rt.chat, &query, host.as_deref()).await {
         Ok(o) => o,
         Err(e) => {
             // Seed 002 / the JS client: an error frame, then close 1000 (do not retry).

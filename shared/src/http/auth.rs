@@ -169,7 +169,7 @@ fn number_claim(claims: &Map<String, Value>, name: &str) -> Option<i64> {
         .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
 }
 
-async fn caller_from_claims(
+pub(crate) async fn caller_from_claims(
     chat: &Chat,
     settings: &AppSettings,
     claims: &Map<String, Value>,

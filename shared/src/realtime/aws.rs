@@ -36,7 +36,7 @@ pub async fn on_connect(chat: &Chat, event: &Value) -> Result<Value, ApiError> {
                 .collect()
         })
         .unwrap_or_default();
-    match connect::open(chat, &query).await {
+    match connect::open(chat, &query, None).await {
         Ok(opened) => {
             let anonymous = matches!(
                 opened.session.caller,

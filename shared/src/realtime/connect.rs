@@ -33,8 +33,17 @@ pub struct Opened {
     pub user_id: String,
 }
 
-/// Authenticates a connect request and brings the user up to date from `user_details`.
-pub async fn open(chat: &Chat, query: &HashMap<String, String>) -> Result<Opened, ApiError> {
+/// Authenticates a connect request and brings the user up to date from `user_details`. `host`
+/// is the Host the request came to, for SigV4 pre-signed URLs (`GET /connect`).
+pub async fn open(
+    chat: &Chat,
+    query: &HashMap<String, String>,
+    host: Option<&str>,
+) -> Result<Opened, ApiError> {
+    let pairs: Vec<(String, String)> = query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if super::sigv4::is_presigned(&pairs) {
+        return open_presigned(chat, query, &pairs, host).await;
+    }
     let creds = Credentials {
         api_key: query.get("api_key").cloned(),
         auth_type: query.get("stream-auth-type").cloned(),
@@ -87,6 +96,54 @@ pub async fn open(chat: &Chat, query: &HashMap<String, String>) -> Result<Opened
         }
     }
     Ok(Opened { session, user_id })
+}
+
+/// A SigV4 pre-signed connect: the app key and secret are the credentials, the user is
+/// `user_id` (or the last part of an `userArn`).
+async fn open_presigned(
+    chat: &Chat,
+    query: &HashMap<String, String>,
+    pairs: &[(String, String)],
+    host: Option<&str>,
+) -> Result<Opened, ApiError> {
+    let host = host
+        .ok_or_else(|| ApiError::auth("pre-signed URLs are accepted on chat-local's /connect"))?;
+    super::sigv4::verify(
+        "/connect",
+        host,
+        pairs,
+        &chat.keys.api_key,
+        &chat.keys.api_secret,
+        chat.now(),
+    )?;
+    let user_id = query
+        .get("user_id")
+        .cloned()
+        .or_else(|| {
+            query
+                .get("userArn")
+                .and_then(|a| a.rsplit("/user/").next())
+                .map(str::to_string)
+        })
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| ApiError::auth("a pre-signed connect names its user with user_id"))?;
+    let settings = chat.app_settings().await?;
+    let mut claims = Map::new();
+    claims.insert("user_id".into(), Value::String(user_id.clone()));
+    let caller = crate::http::auth::caller_from_claims(chat, &settings, &claims).await?;
+    if chat.get_user(&user_id).await?.is_none() {
+        let mut user = Map::new();
+        user.insert("id".into(), Value::String(user_id.clone()));
+        chat.connect_user_details(&user_id, user).await?;
+    }
+    Ok(Opened {
+        session: Session {
+            caller,
+            settings,
+            connection_id: None,
+        },
+        user_id,
+    })
 }
 
 /// The first frame of a connection: `health.check` with `connection_id` and `me`.

@@ -6,6 +6,7 @@ pub mod apigw;
 pub mod aws;
 pub mod connect;
 pub mod local;
+pub mod sigv4;
 
 use crate::domain::ApiError;
 use crate::service::Chat;
