@@ -105,3 +105,12 @@ def test_sigv4_presigned_connect_expires(server):
     frame = json.loads(ws.recv())
     assert frame["error"]["code"] == 40
     ws.close()
+
+
+def test_endpoint_discovery(server, client):
+    url = client.get("connect/endpoint")["Endpoint"]["Url"]
+    assert url == server.url.replace("http", "ws", 1) + "/connect"
+    uid = "disc-" + uuid.uuid4().hex[:8]
+    ws = websocket.create_connection(presigned_connect_url(server, uid), timeout=5)
+    assert json.loads(ws.recv())["me"]["id"] == uid
+    ws.close()

@@ -30,6 +30,30 @@ pub fn routes() -> Router<Chat> {
         .route("/permissions", get(list_permissions))
         .route("/permissions/{id}", get(get_permission))
         .route("/tasks/{id}", get(get_task))
+        .route("/connect/endpoint", get(session_endpoint))
+}
+
+/// Endpoint discovery (like Chime's GetMessagingSessionEndpoint): where to open the WebSocket.
+/// `CHAT_WS_URL` when the deployment sets it (API Gateway's WebSocket URL or a custom domain),
+/// else the `/connect` of the host the request came to.
+async fn session_endpoint(_session: Session, headers: axum::http::HeaderMap) -> HttpResult {
+    let url = match std::env::var("CHAT_WS_URL").ok().filter(|u| !u.is_empty()) {
+        Some(u) => u,
+        None => {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            let secure = headers
+                .get("x-forwarded-proto")
+                .and_then(|h| h.to_str().ok())
+                == Some("https");
+            format!("{}://{host}/connect", if secure { "wss" } else { "ws" })
+        }
+    };
+    Ok(Reply::json(
+        serde_json::json!({ "Endpoint": { "Url": url } }),
+    ))
 }
 
 /// Settings a client-side caller must not read.
