@@ -109,6 +109,10 @@ def server():
     srv.start()
     yield srv
     srv.stop()
+    # A panic in a request handler shows to the client only as a dropped connection: show it.
+    log = Path(data_dir, "server.log").read_text(errors="replace")
+    if "panicked" in log:
+        print("\nchat-local panicked during the tests:\n" + log[log.index("panicked") - 200 :][:4000])
     shutil.rmtree(data_dir, ignore_errors=True)
 
 

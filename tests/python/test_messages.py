@@ -482,3 +482,13 @@ def test_rejected_send_leaves_the_channel_as_it_was(client, channel, author):
     assert after["channel"]["last_message_at"] == before["last_message_at"]
     assert after["channel"]["updated_at"] == before["updated_at"]
     assert [m["text"] for m in after["messages"]] == ["one"]
+
+
+def test_absurd_durations_are_refused_not_crashed(client, channel, author):
+    m = channel.send_message({"text": "x"}, author)["message"]
+    with pytest.raises(StreamAPIException) as err:
+        client.pin_message(m["id"], author, expiration=10**18)
+    assert err.value.error_code == 4
+    with pytest.raises(StreamAPIException) as err:
+        channel.mute(author, expiration=10**18)
+    assert err.value.error_code == 4

@@ -672,7 +672,12 @@ fn pin_expiry(v: &Value, now: chrono::DateTime<chrono::Utc>) -> Result<Option<St
                     "pin_expires must be a positive number of seconds",
                 )
             })?;
-            Ok(Some(format_time(now + chrono::Duration::seconds(secs))))
+            let at = chrono::Duration::try_seconds(secs)
+                .and_then(|d| now.checked_add_signed(d))
+                .ok_or_else(|| {
+                    ApiError::field("pin_expires", "pin_expires is too far in the future")
+                })?;
+            Ok(Some(format_time(at)))
         }
         Value::String(s) => {
             let t = parse_time(s).ok_or_else(|| {

@@ -66,7 +66,18 @@ async fn edge(State(chat): State<Chat>, req: Request, next: Next) -> Response {
         ))
         .into_response()
     } else {
-        next.run(req).await
+        // A panic in a use case answers 500 in the envelope instead of dropping the connection.
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(next.run(req))
+            .catch_unwind()
+            .await
+        {
+            Ok(res) => res,
+            Err(_) => ErrorReply(crate::domain::ApiError::internal(format!(
+                "the request to {route} failed unexpectedly"
+            )))
+            .into_response(),
+        }
     };
     let status = res.status();
     let elapsed = started.elapsed();

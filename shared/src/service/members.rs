@@ -291,7 +291,11 @@ impl Chat {
         let expires = match req.expiration {
             None => None,
             Some(ms) if ms > 0 => Some(crate::domain::clock::format_time(
-                self.now() + chrono::Duration::milliseconds(ms),
+                chrono::Duration::try_milliseconds(ms)
+                    .and_then(|d| self.now().checked_add_signed(d))
+                    .ok_or_else(|| {
+                        ApiError::field("expiration", "expiration is too far in the future")
+                    })?,
             )),
             Some(_) => {
                 return Err(ApiError::field(

@@ -87,11 +87,9 @@ impl Chat {
                 .filter(|h| h.enabled && h.hook_type == "pending_message")
                 .filter_map(|h| h.fields.get("timeout_ms").and_then(Value::as_i64))
                 .max()
-                .map(|ms| {
-                    crate::domain::clock::format_time(
-                        self.now() + chrono::Duration::milliseconds(ms),
-                    )
-                });
+                .and_then(chrono::Duration::try_milliseconds)
+                .and_then(|d| self.now().checked_add_signed(d))
+                .map(crate::domain::clock::format_time);
         }
         self.check_message_links(&effective, &cid, &message).await?;
         if effective.url_enrichment {
