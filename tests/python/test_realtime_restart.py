@@ -114,3 +114,35 @@ def test_endpoint_discovery(server, client):
     ws = websocket.create_connection(presigned_connect_url(server, uid), timeout=5)
     assert json.loads(ws.recv())["me"]["id"] == uid
     ws.close()
+
+
+def test_prefetch_on_connect(server, client):
+    me, other = "pf-" + uuid.uuid4().hex[:8], "pf-" + uuid.uuid4().hex[:8]
+    client.upsert_users([{"id": me}, {"id": other}])
+    busy = client.channel("messaging", "busy-" + uuid.uuid4().hex[:8], {"members": [me, other]})
+    busy.create(other)
+    for i in range(25):
+        busy.send_message({"text": f"m{i}"}, other)
+    quiet = client.channel("messaging", "quiet-" + uuid.uuid4().hex[:8], {"members": [me, other]})
+    quiet.create(me)
+    quiet.send_message({"text": "mine"}, me)
+    query = urllib.parse.urlencode(
+        {
+            "json": json.dumps({"user_id": me, "user_details": {"id": me}}),
+            "api_key": server.api_key,
+            "authorization": server.user_token(me),
+            "stream-auth-type": "jwt",
+            "prefetch-on": "connect",
+        }
+    )
+    ws = websocket.create_connection(server.url.replace("http", "ws", 1) + "/connect?" + query, timeout=5)
+    assert json.loads(ws.recv())["type"] == "health.check"
+    details = [json.loads(ws.recv()) for _ in range(2)]
+    ws.close()
+    assert [d["type"] for d in details] == ["CHANNEL_DETAILS", "CHANNEL_DETAILS"]
+    assert details[0]["cid"] == busy.cid, "unread channels come first"
+    assert len(details[0]["messages"]) == 20 and details[0]["has_more"] is True
+    assert details[0]["messages"][-1]["text"] == "m24"
+    assert details[0]["read"]["unread_messages"] == 25
+    assert details[1]["cid"] == quiet.cid and details[1]["has_more"] is False
+    assert len(details[1]["members"]) == 2

@@ -110,7 +110,23 @@ async fn run(
         }
     };
     let mut stopping = rt.stopping.clone();
-    if send_json(&mut socket, &hello).await {
+    let mut greeted = send_json(&mut socket, &hello).await;
+    // Seed 001: `prefetch-on=connect` delivers the user's channel details right after the hello.
+    if greeted && !anonymous && query.get("prefetch-on").map(String::as_str) == Some("connect") {
+        match rt
+            .chat
+            .channel_details(&opened.session, &opened.user_id)
+            .await
+        {
+            Ok(details) => {
+                for d in &details {
+                    greeted = greeted && send_json(&mut socket, d).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "prefetch failed"),
+        }
+    }
+    if greeted {
         let mut keep_alive = tokio::time::interval(HEALTH_CHECK_EVERY);
         keep_alive.tick().await;
         loop {

@@ -2019,3 +2019,79 @@ impl Chat {
         Ok(json!({ "event": event.to_json() }))
     }
 }
+
+/// Channel summaries a connection can ask for on connect (`prefetch-on=connect`, seed 001).
+pub const PREFETCH_CHANNELS: usize = 50;
+const PREFETCH_MESSAGES: usize = 20;
+const PREFETCH_MEMBERS: usize = 30;
+
+impl Chat {
+    /// `CHANNEL_DETAILS` of the user's channels, unread first then newest: each channel with its
+    /// latest 20 messages, up to 30 members, the user's read marker and whether older messages
+    /// exist.
+    pub async fn channel_details(
+        &self,
+        session: &Session,
+        user_id: &str,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut found = Vec::new();
+        for cid in self.membership_cids(user_id).await? {
+            let Some(loaded) = self.load_channel(&cid).await? else {
+                continue;
+            };
+            let Some((config, _)) = self.channel_type(&loaded.channel.channel_type).await? else {
+                continue;
+            };
+            if self.check_readable(session, &config, &loaded).is_err() {
+                continue;
+            }
+            let unread = loaded
+                .members
+                .iter()
+                .find(|m| m.user_id == user_id)
+                .map_or(0, |m| m.read.unread(loaded.channel.counted_messages));
+            let updated = loaded
+                .channel
+                .last_message_at
+                .clone()
+                .unwrap_or_else(|| loaded.channel.created_at.clone());
+            found.push((unread, updated, loaded, config));
+        }
+        found.sort_by(|a, b| (b.0 > 0).cmp(&(a.0 > 0)).then(b.1.cmp(&a.1)));
+        let mut out = Vec::new();
+        for (_, _, loaded, config) in found.into_iter().take(PREFETCH_CHANNELS) {
+            let page = StatePage {
+                member_limit: Some(PREFETCH_MEMBERS),
+                member_offset: None,
+                messages: MessagePage {
+                    anchor: MessageAnchor::Latest,
+                    limit: PREFETCH_MESSAGES + 1,
+                },
+            };
+            let state = self
+                .channel_state(session, &config, &loaded, Some(user_id), page)
+                .await?;
+            let mut messages = state["messages"].as_array().cloned().unwrap_or_default();
+            let has_more = messages.len() > PREFETCH_MESSAGES;
+            if has_more {
+                messages.remove(0);
+            }
+            let read = state["read"]
+                .as_array()
+                .and_then(|r| r.iter().find(|e| e["user"]["id"] == user_id))
+                .cloned()
+                .unwrap_or(Value::Null);
+            out.push(json!({
+                "type": "CHANNEL_DETAILS",
+                "cid": loaded.channel.cid,
+                "channel": state["channel"],
+                "messages": messages,
+                "members": state["members"],
+                "read": read,
+                "has_more": has_more,
+                "created_at": self.now_str(),
+            }));
+        }
+        Ok(out)
+    }
+}

@@ -504,7 +504,7 @@ impl Chat {
     }
 
     /// The cids of the user's memberships (the `gsi1` index).
-    async fn membership_cids(&self, user_id: &str) -> Result<Vec<String>, ApiError> {
+    pub(crate) async fn membership_cids(&self, user_id: &str) -> Result<Vec<String>, ApiError> {
         let mut out = Vec::new();
         let mut cursor = None;
         loop {
