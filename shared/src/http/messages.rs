@@ -122,19 +122,26 @@ struct PartialBody {
     user: Option<Map<String, Value>>,
 }
 
+impl PartialBody {
+    /// `user_id`, or the `user: {id}` the Python SDK sends.
+    fn acting_user_id(&self) -> Option<String> {
+        self.user_id.clone().or_else(|| {
+            self.user
+                .as_ref()
+                .and_then(|u| u.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+    }
+}
+
 async fn update_message_partial(
     State(chat): State<Chat>,
     session: Session,
     Path(id): Path<String>,
     Body(b): Body<PartialBody>,
 ) -> HttpResult {
-    let user_id = b.user_id.or_else(|| {
-        b.user
-            .as_ref()
-            .and_then(|u| u.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
+    let user_id = b.acting_user_id();
     Ok(Reply::json(
         chat.update_message_partial(&session, &id, b.set, b.unset, user_id)
             .await?,
@@ -389,13 +396,7 @@ async fn update_thread_partial(
     Path(id): Path<String>,
     Body(b): Body<PartialBody>,
 ) -> HttpResult {
-    let user_id = b.user_id.or_else(|| {
-        b.user
-            .as_ref()
-            .and_then(|u| u.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
+    let user_id = b.acting_user_id();
     Ok(Reply::json(
         chat.update_thread_partial(&session, &id, b.set, b.unset, user_id)
             .await?,

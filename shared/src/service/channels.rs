@@ -100,7 +100,7 @@ pub struct ChannelUpdate {
     pub reject_invite: Option<bool>,
     pub hide_history: Option<bool>,
     pub hide_history_before: Option<String>,
-    /// The optional system message of a change (stored once messages exist).
+    /// The optional system message of the change.
     pub message: Option<Value>,
     pub skip_push: Option<bool>,
     pub user_id: Option<String>,
@@ -114,8 +114,7 @@ pub struct TruncateRequest {
     pub truncated_at: Option<String>,
     pub hard_delete: Option<bool>,
     pub skip_push: Option<bool>,
-    pub hide_history: Option<bool>,
-    /// The optional system message (stored once messages exist).
+    /// The optional system message of the truncation.
     pub message: Option<Value>,
     pub user_id: Option<String>,
     pub user: Option<Map<String, Value>>,
@@ -588,7 +587,22 @@ impl Chat {
 
     /// Who reads messages in this channel: the reader and whether their roles may read others'
     /// restricted-visibility messages (server-side without a user reads everything).
-    pub(crate) async fn viewer_grants(
+    /// The viewer of messages in this channel: the reader and whether they read others'
+    /// restricted messages.
+    pub(crate) async fn viewer<'a>(
+        &self,
+        session: &Session,
+        config: &ChannelTypeConfig,
+        loaded: &Loaded,
+        reader: Option<&'a str>,
+    ) -> Result<Viewer<'a>, ApiError> {
+        Ok(Viewer {
+            user_id: reader,
+            reads_restricted: self.viewer_grants(session, config, loaded, reader).await?,
+        })
+    }
+
+    async fn viewer_grants(
         &self,
         session: &Session,
         config: &ChannelTypeConfig,
@@ -890,10 +904,7 @@ impl Chat {
         ids.extend(loaded.channel.created_by_id.as_deref());
         ids.extend(loaded.channel.truncated_by_id.as_deref());
         ids.extend(reader);
-        let viewer = Viewer {
-            user_id: reader,
-            reads_restricted: self.viewer_grants(session, config, loaded, reader).await?,
-        };
+        let viewer = self.viewer(session, config, loaded, reader).await?;
         let cutoff = reader
             .and_then(|r| loaded.members.iter().find(|m| m.user_id == r))
             .and_then(|m| m.hide_history_before.as_deref());
@@ -1867,7 +1878,7 @@ impl Chat {
     }
 
     /// Every cid listed under an index partition (the index sort key is the cid).
-    async fn collect_index(
+    pub(crate) async fn collect_index(
         &self,
         index: Index,
         pk: &str,

@@ -575,12 +575,7 @@ impl Chat {
         let parent = self.require_message(parent_id).await?;
         let (config, loaded) = self.message_channel(session, &parent.message).await?;
         let reader = session.caller.user_id();
-        let viewer = Viewer {
-            user_id: reader,
-            reads_restricted: self
-                .viewer_grants(session, &config, &loaded, reader)
-                .await?,
-        };
+        let viewer = self.viewer(session, &config, &loaded, reader).await?;
         let replies = self
             .thread_replies(
                 parent_id,
@@ -682,12 +677,9 @@ impl Chat {
         page: PinnedPage,
     ) -> Result<Value, ApiError> {
         let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
-        let viewer = Viewer {
-            user_id: session.caller.user_id(),
-            reads_restricted: self
-                .viewer_grants(session, &config, &loaded, session.caller.user_id())
-                .await?,
-        };
+        let viewer = self
+            .viewer(session, &config, &loaded, session.caller.user_id())
+            .await?;
         let pinned = self
             .pinned_messages(&loaded.channel, &page, &viewer)
             .await?;
@@ -823,12 +815,7 @@ impl Chat {
         let stored = self.require_message(id).await?;
         let (config, loaded) = self.message_channel(session, &stored.message).await?;
         let reader = session.caller.user_id();
-        let viewer = Viewer {
-            user_id: reader,
-            reads_restricted: self
-                .viewer_grants(session, &config, &loaded, reader)
-                .await?,
-        };
+        let viewer = self.viewer(session, &config, &loaded, reader).await?;
         if !stored.message.visible_to(&viewer) {
             return Err(ApiError::not_found(format!(
                 "message with id {id} does not exist"
@@ -853,12 +840,7 @@ impl Chat {
     ) -> Result<Value, ApiError> {
         let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         let reader = session.caller.user_id();
-        let viewer = Viewer {
-            user_id: reader,
-            reads_restricted: self
-                .viewer_grants(session, &config, &loaded, reader)
-                .await?,
-        };
+        let viewer = self.viewer(session, &config, &loaded, reader).await?;
         let mut out = Vec::new();
         for mid in ids {
             if let Some(stored) = self.find_message(mid).await? {

@@ -505,29 +505,10 @@ impl Chat {
 
     /// The cids of the user's memberships (the `gsi1` index).
     pub(crate) async fn membership_cids(&self, user_id: &str) -> Result<Vec<String>, ApiError> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    Query::new(TableName::Channels, memberships_pk(user_id))
-                        .index(Index::Gsi1)
-                        .limit(1000)
-                        .start_after(cursor),
-                )
-                .await?;
-            out.extend(
-                page.items
-                    .iter()
-                    .filter_map(|i| i.index_key(Index::Gsi1))
-                    .map(|k| k.sk.clone()),
-            );
-            match page.last {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
+        let mut out = std::collections::BTreeSet::new();
+        self.collect_index(Index::Gsi1, &memberships_pk(user_id), &mut out)
+            .await?;
+        Ok(out.into_iter().collect())
     }
 
     /// `GET /unread`: the user's unread messages over their joined channels; muted channels and

@@ -9,7 +9,7 @@ use crate::domain::channel::{check_filter_values, query_channels_rules, ChannelV
 use crate::domain::clock::parse_time;
 use crate::domain::filter::{compare_json, parse_sort, words, Filter, Op, SortField};
 use crate::domain::limits::MAX_QUERY_OFFSET;
-use crate::domain::message::{search_rules, Message, Viewer};
+use crate::domain::message::{search_rules, Message};
 use crate::domain::ApiError;
 use crate::store::layout::channel_messages_pk;
 use crate::store::{Query, TableName};
@@ -187,12 +187,9 @@ impl Chat {
             if !loaded.channel.effective_config(config, &[])?.search {
                 continue;
             }
-            let viewer = Viewer {
-                user_id: actor.as_deref(),
-                reads_restricted: self
-                    .viewer_grants(session, config, &loaded, actor.as_deref())
-                    .await?,
-            };
+            let viewer = self
+                .viewer(session, config, &loaded, actor.as_deref())
+                .await?;
             let floor = loaded.channel.messages_floor(None);
             let mine_deleted = self
                 .deleted_for_me(&loaded.channel.cid, actor.as_deref())

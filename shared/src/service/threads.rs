@@ -7,7 +7,7 @@ use super::{to_doc, Chat, QueryParts};
 use crate::domain::caller::Session;
 use crate::domain::channel::ChannelView;
 use crate::domain::filter::compare_json;
-use crate::domain::message::{Message, MessageAnchor, MessagePage, Viewer};
+use crate::domain::message::{Message, MessageAnchor, MessagePage};
 use crate::domain::thread::{
     query_threads_rules, thread_sort, Thread, ThreadParticipant, DEFAULT_PARTICIPANT_LIMIT,
     DEFAULT_REPLY_LIMIT, DEFAULT_THREADS_LIMIT, MAX_THREADS_LIMIT, MAX_THREAD_SUB_LIMIT,
@@ -226,12 +226,7 @@ impl Chat {
         let t = &stored.thread;
         let parent = self.require_message(&t.parent_message_id).await?;
         let (config, loaded) = self.message_channel(session, &parent.message).await?;
-        let viewer = Viewer {
-            user_id: reader,
-            reads_restricted: self
-                .viewer_grants(session, &config, &loaded, reader)
-                .await?,
-        };
+        let viewer = self.viewer(session, &config, &loaded, reader).await?;
         let replies = if view.reply_limit == 0 {
             Vec::new()
         } else {
