@@ -58,6 +58,29 @@ pub async fn gateway_from_env(
     Ok(crate::realtime::apigw::ApiGatewayManagement::from_env(&endpoint).await)
 }
 
+/// The fan-out worker of a Lambda function: the API Gateway Management API gateway, the SQS
+/// FIFO queue large audiences are split to (`FANOUT_QUEUE_URL`, optional; audiences above
+/// `FANOUT_INLINE_AUDIENCE` connections, 200 by default) and message throttling
+/// (`CHAT_MESSAGE_THROTTLE=off` turns it off).
+pub async fn delivery_from_env() -> Result<crate::realtime::delivery::Delivery, EnvironmentError> {
+    let gateway = Arc::new(gateway_from_env().await?);
+    let mut delivery = crate::realtime::delivery::Delivery::new(gateway).throttling_from_env();
+    if let Some(url) = std::env::var("FANOUT_QUEUE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        let inline = std::env::var("FANOUT_INLINE_AUDIENCE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(crate::realtime::delivery::INLINE_AUDIENCE);
+        delivery = delivery.with_queue(
+            Arc::new(crate::realtime::sqs::SqsFanoutQueue::from_env(&url).await),
+            inline,
+        );
+    }
+    Ok(delivery)
+}
+
 /// What every Lambda function does first: JSON logs for CloudWatch, the product from the
 /// environment, its built-in data in place.
 pub async fn lambda_chat() -> Result<Chat, EnvironmentError> {

@@ -18,12 +18,21 @@ function freePort() {
   });
 }
 
-export async function startServer() {
-  const port = await freePort();
-  const apiKey = 'jskey' + Math.random().toString(36).slice(2, 8);
-  const apiSecret = 'jssecret-' + Math.random().toString(36).slice(2);
-  const child = spawn(binary, ['--port', String(port), '--in-memory'], {
-    env: { ...process.env, CHAT_API_KEY: apiKey, CHAT_API_SECRET: apiSecret, RUST_LOG: 'warn' },
+// Options: `port` (a free one by default), `dataDir` (in memory by default), `apiKey` /
+// `apiSecret` (random by default), `env` (extra environment).
+export async function startServer(options = {}) {
+  const port = options.port ?? (await freePort());
+  const apiKey = options.apiKey ?? 'jskey' + Math.random().toString(36).slice(2, 8);
+  const apiSecret = options.apiSecret ?? 'jssecret-' + Math.random().toString(36).slice(2);
+  const storage = options.dataDir ? ['--data-dir', options.dataDir] : ['--in-memory'];
+  const child = spawn(binary, ['--port', String(port), ...storage], {
+    env: {
+      ...process.env,
+      CHAT_API_KEY: apiKey,
+      CHAT_API_SECRET: apiSecret,
+      RUST_LOG: 'warn',
+      ...options.env,
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -41,6 +50,7 @@ export async function startServer() {
   }
   return {
     url,
+    port,
     apiKey,
     apiSecret,
     stop: () =>
@@ -49,4 +59,18 @@ export async function startServer() {
         child.kill('SIGTERM');
       }),
   };
+}
+
+// The next event of `type` (matching `match`) on a client or channel, or a rejection after
+// `timeoutMs`.
+export function nextEvent(target, type, match = () => true, timeoutMs = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${type} within ${timeoutMs} ms`)), timeoutMs);
+    const sub = target.on(type, (event) => {
+      if (!match(event)) return;
+      clearTimeout(timer);
+      sub.unsubscribe();
+      resolve(event);
+    });
+  });
 }

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { StreamChat } from 'stream-chat';
-import { startServer } from './harness.js';
+import { nextEvent, startServer } from './harness.js';
 
 let server;
 let admin;
@@ -23,18 +23,6 @@ async function connect(id, extra = {}) {
   const client = new StreamChat(server.apiKey, { baseURL: server.url, allowServerSideConnect: true });
   const me = await client.connectUser({ id, name: `name ${id}`, ...extra }, admin.createToken(id));
   return { client, me };
-}
-
-function nextEvent(target, type, match = () => true, timeoutMs = 5000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${type} within ${timeoutMs} ms`)), timeoutMs);
-    const sub = target.on(type, (event) => {
-      if (!match(event)) return;
-      clearTimeout(timer);
-      sub.unsubscribe();
-      resolve(event);
-    });
-  });
 }
 
 test('connectUser resolves with the health.check hello', async () => {
@@ -68,6 +56,11 @@ test('two users watching a channel see each other', async () => {
   assert.equal(event.user.id, a);
   assert.ok(chB.state.messages.some((m) => m.id === message.id));
   assert.equal(chB.countUnread(), 1);
+  // Bob's own counts, not the sender's.
+  assert.equal(event.unread_count, 1);
+  assert.equal(event.total_unread_count, 1);
+  assert.equal(event.unread_channels, 1);
+  assert.equal(event.watcher_count, 2);
 
   const typing = nextEvent(chB, 'typing.start');
   await chA.keystroke();
@@ -84,6 +77,13 @@ test('two users watching a channel see each other', async () => {
   await chB.markRead();
   assert.equal((await read).user.id, b);
   assert.equal(chA.state.read[b].unread_messages, 0);
+
+  const c = uid('carol');
+  await admin.upsertUsers([{ id: c }]);
+  const added = nextEvent(chB, 'member.added');
+  await chA.addMembers([c]);
+  assert.equal((await added).member.user.id, c);
+  assert.ok(chB.state.members[c], "bob's client holds the new member");
 
   const gone = nextEvent(chA, 'user.watching.stop');
   await chB.stopWatching();
@@ -148,4 +148,67 @@ test('presence: true subscribes to other users coming and going', async () => {
   const down = await offline;
   assert.equal(down.user.online, false);
   await w.client.disconnectUser();
+});
+
+test('each recipient gets its own unread counts and own_reactions', async () => {
+  const [a, b] = [uid('ann'), uid('ben')];
+  const ann = await connect(a);
+  const ben = await connect(b);
+  const id = uid('own');
+  await admin.channel('messaging', id, { members: [a, b], created_by_id: a }).create();
+  const chA = ann.client.channel('messaging', id);
+  const chB = ben.client.channel('messaging', id);
+  await chA.watch();
+  await chB.watch();
+  const toAnn = nextEvent(chA, 'message.new');
+  const toBen = nextEvent(chB, 'message.new');
+  const { message } = await chA.sendMessage({ text: 'counts' });
+  assert.equal((await toAnn).unread_count, 0, 'the sender has read their own message');
+  assert.equal((await toBen).unread_count, 1);
+
+  await chB.sendReaction(message.id, { type: 'like' });
+  const annSees = nextEvent(ann.client, 'reaction.new', (e) => e.user.id === a);
+  const benSees = nextEvent(ben.client, 'reaction.new', (e) => e.user.id === a);
+  // The frames as sent (the client recomputes own_reactions from its state before listeners).
+  const frames = [];
+  ben.client.wsConnection.ws.addEventListener('message', (e) => frames.push(JSON.parse(e.data)));
+  await chA.sendReaction(message.id, { type: 'love' });
+  await annSees;
+  await benSees;
+  const frame = frames.find((f) => f.type === 'reaction.new');
+  assert.deepEqual(frame.message.own_reactions.map((r) => r.type), ['like'], "ben's own, not ann's");
+  const annMessage = chA.state.messages.find((m) => m.id === message.id);
+  const benMessage = chB.state.messages.find((m) => m.id === message.id);
+  assert.deepEqual(annMessage.own_reactions.map((r) => r.type), ['love']);
+  assert.deepEqual(benMessage.own_reactions.map((r) => r.type), ['like']);
+  assert.equal(benMessage.reaction_groups.love.count, 1);
+  await ann.client.disconnectUser();
+  await ben.client.disconnectUser();
+});
+
+test('message throttling: 5 a second with a burst credit of 10', async () => {
+  const [a, b] = [uid('flood'), uid('reader')];
+  await admin.upsertUsers([{ id: a }]);
+  const reader = await connect(b);
+  const id = uid('flood');
+  const ch = admin.channel('messaging', id, { members: [a, b], created_by_id: a });
+  await ch.create();
+  const chB = reader.client.channel('messaging', id);
+  await chB.watch();
+  let received = 0;
+  chB.on('message.new', () => received++);
+  const start = Date.now();
+  for (let i = 0; i < 40; i++) {
+    await ch.sendMessage({ text: `m${i}`, user_id: a });
+  }
+  const elapsed = (Date.now() - start) / 1000;
+  await new Promise((r) => setTimeout(r, 500));
+  // 5 in each second that passed, plus the burst credit of 10 (per 8 s).
+  assert.ok(received >= 15, `at least the rate and the burst: ${received}`);
+  assert.ok(received <= 15 + 5 * Math.ceil(elapsed + 0.5), `throttled: ${received} in ${elapsed} s`);
+  assert.ok(received < 40, 'not every message of the flood reached the reader');
+  // The messages themselves are all kept.
+  const state = await chB.query({ messages: { limit: 50 } });
+  assert.equal(state.messages.length, 40);
+  await reader.client.disconnectUser();
 });

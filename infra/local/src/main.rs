@@ -148,7 +148,9 @@ async fn run(args: Args) -> Result<(), String> {
         gateway: gateway.clone(),
         stopping: stop_rx.clone(),
     };
-    let fan_out = tokio::spawn(ws::fan_out(chat.clone(), gateway, stop_rx));
+    // CHAT_MESSAGE_THROTTLE=off: clients get every message (seed: throttling "can be disabled").
+    let delivery = shared::realtime::delivery::Delivery::new(gateway).throttling_from_env();
+    let fan_out = tokio::spawn(ws::fan_out(chat.clone(), delivery, stop_rx));
     let app = shared::http::with_edge(routes, chat).merge(ws::routes(realtime));
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()

@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use shared::domain::caller::Caller;
 use shared::realtime::connect;
+use shared::realtime::delivery::Delivery;
 use shared::realtime::local::LocalGateway;
 use shared::service::Chat;
 use shared::store::{ChangePosition, TableName};
@@ -66,7 +67,11 @@ async fn run(
     host: Option<String>,
     mut socket: WebSocket,
 ) {
-    let opened = match connect::open(&rt.chat, &query, host.as_deref()).await {
+    let arrival = connect::Arrival {
+        host: host.unwrap_or_default(),
+        paths: vec!["/connect".into()],
+    };
+    let opened = match connect::open(&rt.chat, &query, &arrival).await {
         Ok(o) => o,
         Err(e) => {
             // Seed 002 / the JS client: an error frame, then close 1000 (do not retry).
@@ -86,7 +91,13 @@ async fn run(
     let opened_ok = async {
         let first = rt
             .chat
-            .open_connection(&connection_id, &opened.user_id, LOCAL_HOST, anonymous)
+            .open_connection(
+                &connection_id,
+                &opened.user_id,
+                LOCAL_HOST,
+                anonymous,
+                false,
+            )
             .await?;
         if first && !anonymous {
             rt.chat.set_online(&opened.user_id, true).await?;
@@ -174,7 +185,7 @@ async fn run(
 }
 
 /// Tails the events table from its current end and delivers every new event.
-pub async fn fan_out(chat: Chat, gateway: Arc<LocalGateway>, mut stopping: watch::Receiver<bool>) {
+pub async fn fan_out(chat: Chat, delivery: Delivery, mut stopping: watch::Receiver<bool>) {
     // Start at the end: events recorded before this process started were for sockets that are
     // gone.
     let mut position: Option<ChangePosition> = None;
@@ -208,7 +219,7 @@ pub async fn fan_out(chat: Chat, gateway: Arc<LocalGateway>, mut stopping: watch
         let idle = batch.changes.is_empty();
         for change in &batch.changes {
             if let Some(item) = &change.new {
-                if let Err(e) = chat.deliver(gateway.as_ref(), &item.pk, &item.data).await {
+                if let Err(e) = chat.deliver(&delivery, &item.pk, &item.data).await {
                     tracing::warn!(event = %item.data["type"], error = %e, "delivery failed");
                 }
             }

@@ -1,10 +1,12 @@
 //! Real time in AWS: the API Gateway WebSocket routes (`$connect`, `$default`, `$disconnect`)
-//! and the DynamoDB Streams fan-out, as functions over the raw Lambda events. API Gateway cannot
+//! and the fan-out (DynamoDB Streams, and the queue large audiences are split to), as functions
+//! over the raw Lambda events. API Gateway cannot
 //! push during `$connect`, so the hello (or a refusal's error frame) goes out when the
 //! connection record's insert reaches the fan-out.
 
 use super::connect;
-use super::Gateway;
+use super::delivery::{Delivery, FanoutBatch};
+use super::{Connection, Gateway};
 use crate::domain::ApiError;
 use crate::service::Chat;
 use crate::store::TableName;
@@ -36,14 +38,28 @@ pub async fn on_connect(chat: &Chat, event: &Value) -> Result<Value, ApiError> {
                 .collect()
         })
         .unwrap_or_default();
-    match connect::open(chat, &query, None).await {
+    let context = &event["requestContext"];
+    let arrival = connect::Arrival {
+        host: context["domainName"]
+            .as_str()
+            .or_else(|| event["headers"]["Host"].as_str())
+            .unwrap_or_default()
+            .to_string(),
+        paths: vec![
+            format!("/{}", context["stage"].as_str().unwrap_or_default()),
+            "/connect".to_string(),
+        ],
+    };
+    match connect::open(chat, &query, &arrival).await {
         Ok(opened) => {
             let anonymous = matches!(
                 opened.session.caller,
                 crate::domain::caller::Caller::Anonymous
             );
+            let prefetch =
+                !anonymous && query.get("prefetch-on").map(String::as_str) == Some("connect");
             let first = chat
-                .open_connection(&conn, &opened.user_id, AWS_HOST, anonymous)
+                .open_connection(&conn, &opened.user_id, AWS_HOST, anonymous, prefetch)
                 .await?;
             if first && !anonymous {
                 chat.set_online(&opened.user_id, true).await?;
@@ -100,15 +116,19 @@ fn source_table(record: &Value) -> Option<TableName> {
         .find(|t| table.ends_with(t.as_str()))
 }
 
-/// A DynamoDB Streams batch: new outbox events are delivered; new connection records get their
-/// hello (or their refusal). Items are read back by key, so the records' images do not matter.
-pub async fn on_stream(
-    chat: &Chat,
-    gateway: &dyn Gateway,
-    event: &Value,
-) -> Result<Value, ApiError> {
+/// A batch of records for the fan-out function: DynamoDB Streams records (new outbox events are
+/// delivered; new connection records get their hello, or their refusal) and SQS records (parts
+/// of a large audience, queued by [`Chat::deliver`]). Stream items are read back by key, so the
+/// records' images do not matter.
+pub async fn on_stream(chat: &Chat, out: &Delivery, event: &Value) -> Result<Value, ApiError> {
     let mut delivered = 0;
     for record in event["Records"].as_array().into_iter().flatten() {
+        if record["eventSource"] == "aws:sqs" {
+            let batch: FanoutBatch = serde_json::from_str(record["body"].as_str().unwrap_or(""))
+                .map_err(|e| ApiError::input(format!("a fan-out batch is unreadable: {e}")))?;
+            delivered += chat.deliver_batch(out, &batch).await?;
+            continue;
+        }
         if record["eventName"] != "INSERT" {
             continue;
         }
@@ -119,33 +139,49 @@ pub async fn on_stream(
         match source_table(record) {
             Some(TableName::Events) => {
                 if let Some(item) = chat.store.get(TableName::Events, pk, sk).await? {
-                    delivered += chat.deliver(gateway, pk, &item.data).await?;
+                    delivered += chat.deliver(out, pk, &item.data).await?;
                 }
             }
             Some(TableName::Connections) if pk.starts_with("conn#") && sk == "conn" => {
                 let id = &pk["conn#".len()..];
-                let Some(conn) = chat.connection(id).await? else {
-                    continue;
-                };
-                match &conn.refused {
-                    Some(frame) => {
-                        let _ = gateway.post(id, &frame.to_string()).await;
-                        let _ = gateway.close(id).await;
-                        chat.close_connection(id).await?;
-                    }
-                    None => {
-                        let hello = connect::hello(chat, id, &conn.user_id, conn.anonymous).await?;
-                        if let Err(super::GatewayError::Gone) =
-                            gateway.post(id, &hello.to_string()).await
-                        {
-                            chat.close_connection(id).await?;
-                        }
-                    }
+                if let Some(conn) = chat.connection(id).await? {
+                    delivered += greet(chat, out.gateway(), &conn).await?;
                 }
-                delivered += 1;
             }
             _ => {}
         }
     }
     Ok(json!({ "delivered": delivered }))
+}
+
+/// A new connection's first frames: the hello and, when asked, its channel details; or a refused
+/// connect's error frame, after which the connection is closed.
+async fn greet(chat: &Chat, gateway: &dyn Gateway, conn: &Connection) -> Result<usize, ApiError> {
+    let id = conn.connection_id.as_str();
+    if let Some(frame) = &conn.refused {
+        let _ = gateway.post(id, &frame.to_string()).await;
+        let _ = gateway.close(id).await;
+        chat.close_connection(id).await?;
+        return Ok(1);
+    }
+    let mut frames = vec![connect::hello(chat, id, &conn.user_id, conn.anonymous).await?];
+    if conn.prefetch {
+        let session = connect::user_session(chat, &conn.user_id).await?;
+        frames.extend(chat.channel_details(&session, &conn.user_id).await?);
+    }
+    let mut sent = 0;
+    for frame in frames {
+        match gateway.post(id, &frame.to_string()).await {
+            Ok(()) => sent += 1,
+            Err(super::GatewayError::Gone) => {
+                chat.close_connection(id).await?;
+                break;
+            }
+            Err(super::GatewayError::Other(e)) => {
+                tracing::warn!(connection = id, error = %e, "greeting failed");
+                break;
+            }
+        }
+    }
+    Ok(sent)
 }

@@ -33,16 +33,22 @@ pub struct Opened {
     pub user_id: String,
 }
 
-/// Authenticates a connect request and brings the user up to date from `user_details`. `host`
-/// is the Host the request came to, for SigV4 pre-signed URLs (`GET /connect`).
+/// Where a connect request arrived: the host and the paths a SigV4 pre-signed URL may have been
+/// signed for (`/connect` on chat-local; through API Gateway also the stage, `/<stage>`).
+pub struct Arrival {
+    pub host: String,
+    pub paths: Vec<String>,
+}
+
+/// Authenticates a connect request and brings the user up to date from `user_details`.
 pub async fn open(
     chat: &Chat,
     query: &HashMap<String, String>,
-    host: Option<&str>,
+    arrival: &Arrival,
 ) -> Result<Opened, ApiError> {
     let pairs: Vec<(String, String)> = query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     if super::sigv4::is_presigned(&pairs) {
-        return open_presigned(chat, query, &pairs, host).await;
+        return open_presigned(chat, query, &pairs, arrival).await;
     }
     let creds = Credentials {
         api_key: query.get("api_key").cloned(),
@@ -104,18 +110,23 @@ async fn open_presigned(
     chat: &Chat,
     query: &HashMap<String, String>,
     pairs: &[(String, String)],
-    host: Option<&str>,
+    arrival: &Arrival,
 ) -> Result<Opened, ApiError> {
-    let host = host
-        .ok_or_else(|| ApiError::auth("pre-signed URLs are accepted on chat-local's /connect"))?;
-    super::sigv4::verify(
-        "/connect",
-        host,
-        pairs,
-        &chat.keys.api_key,
-        &chat.keys.api_secret,
-        chat.now(),
-    )?;
+    let mut verified = Err(ApiError::auth("the pre-signed URL names no path"));
+    for path in &arrival.paths {
+        verified = super::sigv4::verify(
+            path,
+            &arrival.host,
+            pairs,
+            &chat.keys.api_key,
+            &chat.keys.api_secret,
+            chat.now(),
+        );
+        if verified.is_ok() {
+            break;
+        }
+    }
+    verified?;
     let user_id = query
         .get("user_id")
         .cloned()
@@ -127,22 +138,26 @@ async fn open_presigned(
         })
         .filter(|u| !u.is_empty())
         .ok_or_else(|| ApiError::auth("a pre-signed connect names its user with user_id"))?;
-    let settings = chat.app_settings().await?;
-    let mut claims = Map::new();
-    claims.insert("user_id".into(), Value::String(user_id.clone()));
-    let caller = crate::http::auth::caller_from_claims(chat, &settings, &claims).await?;
+    let session = user_session(chat, &user_id).await?;
     if chat.get_user(&user_id).await?.is_none() {
         let mut user = Map::new();
         user.insert("id".into(), Value::String(user_id.clone()));
         chat.connect_user_details(&user_id, user).await?;
     }
-    Ok(Opened {
-        session: Session {
-            caller,
-            settings,
-            connection_id: None,
-        },
-        user_id,
+    Ok(Opened { session, user_id })
+}
+
+/// A session acting as `user_id`, as a token naming the user would give (deactivated, deleted
+/// or banned users refused the same way).
+pub async fn user_session(chat: &Chat, user_id: &str) -> Result<Session, ApiError> {
+    let settings = chat.app_settings().await?;
+    let mut claims = Map::new();
+    claims.insert("user_id".into(), Value::String(user_id.to_string()));
+    let caller = crate::http::auth::caller_from_claims(chat, &settings, &claims).await?;
+    Ok(Session {
+        caller,
+        settings,
+        connection_id: None,
     })
 }
 

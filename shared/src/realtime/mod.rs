@@ -5,8 +5,10 @@
 pub mod apigw;
 pub mod aws;
 pub mod connect;
+pub mod delivery;
 pub mod local;
 pub mod sigv4;
+pub mod sqs;
 
 use crate::domain::ApiError;
 use crate::service::Chat;
@@ -18,12 +20,13 @@ use crate::store::{Condition, Index, Item, Query, TableName, Write};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// Users one `presence: true` request subscribes to (seed: up to 30).
 pub const MAX_PRESENCE_SUBSCRIPTIONS: usize = 30;
 
-/// Above this many watchers a channel is busy: read, typing and watching events are not sent.
+/// Above this many watchers a channel is busy: read and typing events are not sent, watching
+/// events at most every 5 s, and events carry no per-recipient fields.
 pub const BUSY_CHANNEL_WATCHERS: usize = 100;
 
 /// Connection records expire if nothing refreshes them (a crashed process leaves no ghosts).
@@ -54,6 +57,9 @@ pub struct Connection {
     pub connected_at: String,
     #[serde(default)]
     pub anonymous: bool,
+    /// `prefetch-on=connect`: the user's channel details follow the hello.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prefetch: bool,
     /// A connect that was refused: the error frame to send before the gateway closes it (API
     /// Gateway cannot answer during `$connect`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,6 +87,7 @@ impl Chat {
         user_id: &str,
         host: &str,
         anonymous: bool,
+        prefetch: bool,
     ) -> Result<bool, ApiError> {
         let first = self.user_connections(user_id).await?.is_empty();
         let conn = Connection {
@@ -88,6 +95,7 @@ impl Chat {
             user_id: user_id.into(),
             connected_at: self.now_str(),
             anonymous,
+            prefetch,
             refused: None,
         };
         let (pk, sk) = connection_key(connection_id);
@@ -116,6 +124,7 @@ impl Chat {
             user_id: String::new(),
             connected_at: self.now_str(),
             anonymous: true,
+            prefetch: false,
             refused: Some(frame),
         };
         let (pk, sk) = connection_key(connection_id);
@@ -379,7 +388,7 @@ impl Chat {
             condition: Condition::None,
         }];
         let count = self.channel_watchers(cid).await?.len() + 1;
-        if !already && count <= BUSY_CHANNEL_WATCHERS {
+        if !already {
             let user = self
                 .get_user(user_id)
                 .await?
@@ -413,8 +422,7 @@ impl Chat {
             })
             .await?;
         let watching = self.channel_watches(cid).await?;
-        if !watching.iter().any(|w| w.user_id == user_id) && watching.len() < BUSY_CHANNEL_WATCHERS
-        {
+        if !watching.iter().any(|w| w.user_id == user_id) {
             if let Some(loaded) = self.load_channel(cid).await? {
                 let count = watching
                     .iter()
@@ -434,138 +442,5 @@ impl Chat {
             }
         }
         Ok(())
-    }
-
-    /// Delivers one outbox event (its scope and document) to the connections it concerns:
-    /// channel events to the channel's watchers, user events (`user:<id>`) to that user's
-    /// connections; `message.new` also reaches connected members who are not watching as
-    /// `notification.message_new`. Restricted-visibility messages reach only their audience.
-    pub async fn deliver(
-        &self,
-        gateway: &dyn Gateway,
-        scope: &str,
-        event: &Value,
-    ) -> Result<usize, ApiError> {
-        let mut targets: BTreeMap<String, String> = BTreeMap::new(); // connection → user
-        if let Some(uid) = scope.strip_prefix("user:") {
-            for c in self.user_connections(uid).await? {
-                targets.insert(c.connection_id, c.user_id);
-            }
-            if event["type"] == "user.presence.changed" {
-                for conn in self.presence_subscribers(uid).await? {
-                    targets.entry(conn).or_default();
-                }
-            }
-        } else {
-            for w in self.channel_watches(scope).await? {
-                targets.insert(w.connection_id, w.user_id);
-            }
-            // Seed ("Throttling"): in busy channels read, typing and watching events are dropped.
-            let kind = event["type"].as_str().unwrap_or_default();
-            let chatter = matches!(
-                kind,
-                "message.read"
-                    | "typing.start"
-                    | "typing.stop"
-                    | "user.watching.start"
-                    | "user.watching.stop"
-            );
-            if chatter && targets.len() > BUSY_CHANNEL_WATCHERS {
-                return Ok(0);
-            }
-        }
-        let restricted: Option<BTreeSet<String>> = event
-            .get("message")
-            .and_then(|m| m.get("restricted_visibility"))
-            .and_then(Value::as_array)
-            .filter(|a| !a.is_empty())
-            .map(|a| {
-                let mut s: BTreeSet<String> = a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect();
-                if let Some(sender) = event["message"]["user"]["id"].as_str() {
-                    s.insert(sender.to_string());
-                }
-                s
-            });
-        let frame = event.to_string();
-        let mut sent = 0;
-        for (conn, user) in &targets {
-            if restricted.as_ref().is_some_and(|r| !r.contains(user)) {
-                continue;
-            }
-            sent += self.post_frame(gateway, conn, &frame).await?;
-        }
-        if event["type"] == "message.new" && restricted.is_none() {
-            sent += self
-                .notify_members_not_watching(gateway, scope, event, &targets)
-                .await?;
-        }
-        Ok(sent)
-    }
-
-    async fn post_frame(
-        &self,
-        gateway: &dyn Gateway,
-        connection_id: &str,
-        frame: &str,
-    ) -> Result<usize, ApiError> {
-        match gateway.post(connection_id, frame).await {
-            Ok(()) => Ok(1),
-            Err(GatewayError::Gone) => {
-                self.close_connection(connection_id).await?;
-                Ok(0)
-            }
-            Err(GatewayError::Other(e)) => {
-                tracing::warn!(connection = connection_id, error = %e, "delivery failed");
-                Ok(0)
-            }
-        }
-    }
-
-    /// `notification.message_new` to members with a connection that does not watch the channel.
-    async fn notify_members_not_watching(
-        &self,
-        gateway: &dyn Gateway,
-        cid: &str,
-        event: &Value,
-        watching: &BTreeMap<String, String>,
-    ) -> Result<usize, ApiError> {
-        let Some(loaded) = self.load_channel(cid).await? else {
-            return Ok(0);
-        };
-        if event["message"]["parent_id"].is_string() && event["message"]["show_in_channel"] != true
-        {
-            return Ok(0);
-        }
-        let watchers: BTreeSet<&String> = watching.values().collect();
-        let sender = event["user"]["id"].as_str().unwrap_or_default();
-        let mut sent = 0;
-        for m in loaded
-            .members
-            .iter()
-            .filter(|m| m.is_joined() && m.user_id != sender && !watchers.contains(&m.user_id))
-        {
-            let conns = self.user_connections(&m.user_id).await?;
-            if conns.is_empty() {
-                continue;
-            }
-            let mut notice = event.clone();
-            notice["type"] = Value::String("notification.message_new".into());
-            notice["channel"] = Value::Object(
-                loaded
-                    .channel
-                    .to_wire(&crate::domain::channel::ChannelView::default()),
-            );
-            notice["unread_count"] = m.read.unread(loaded.channel.counted_messages).into();
-            notice["channel_member_count"] = loaded.channel.member_count.into();
-            let frame = notice.to_string();
-            for c in conns {
-                sent += self.post_frame(gateway, &c.connection_id, &frame).await?;
-            }
-        }
-        Ok(sent)
     }
 }

@@ -83,35 +83,31 @@ pub fn verify(
     if signed_headers != "host" {
         return Err(bad("only the host header may be signed"));
     }
-    let mut pairs: Vec<(String, String)> = query
+    let unsigned: Vec<(String, String)> = query
         .iter()
         .filter(|(k, _)| k != "X-Amz-Signature")
-        .map(|(k, v)| (uri_encode(k), uri_encode(v)))
+        .cloned()
         .collect();
-    pairs.sort();
-    let canonical_query = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    let scope = format!("{date}/{region}/{service}/aws4_request");
-    let mut k = hmac(format!("AWS4{secret}").as_bytes(), date);
-    for part in [*region, *service, "aws4_request"] {
-        k = hmac(&k, part);
-    }
     let given = get("X-Amz-Signature").unwrap_or_default();
+    let credential = Credential {
+        date,
+        region,
+        service,
+    };
     // Signers hash the (empty) payload of a GET, or use S3's UNSIGNED-PAYLOAD: either is accepted.
     let empty_payload = hex::encode(Sha256::digest(b""));
     let same = [empty_payload.as_str(), "UNSIGNED-PAYLOAD"]
         .into_iter()
         .any(|payload| {
-            let canonical =
-                format!("GET\n{path}\n{canonical_query}\nhost:{host}\n\nhost\n{payload}");
-            let to_sign = format!(
-                "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-                hex::encode(Sha256::digest(canonical.as_bytes()))
+            let expected = signature(
+                path,
+                host,
+                &unsigned,
+                secret,
+                amz_date,
+                &credential,
+                payload,
             );
-            let expected = hex::encode(hmac(&k, &to_sign));
             // Compared without early exit.
             expected.len() == given.len()
                 && expected
@@ -126,5 +122,127 @@ pub fn verify(
         Err(ApiError::auth(
             "the pre-signed URL's signature does not match",
         ))
+    }
+}
+
+/// The scope a URL is signed for.
+struct Credential<'a> {
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
+}
+
+/// SigV4 of `GET {path}` on `host` with `query` (everything but the signature).
+fn signature(
+    path: &str,
+    host: &str,
+    query: &[(String, String)],
+    secret: &str,
+    amz_date: &str,
+    credential: &Credential,
+    payload: &str,
+) -> String {
+    let mut pairs: Vec<(String, String)> = query
+        .iter()
+        .map(|(k, v)| (uri_encode(k), uri_encode(v)))
+        .collect();
+    pairs.sort();
+    let canonical_query = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let Credential {
+        date,
+        region,
+        service,
+    } = credential;
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let mut k = hmac(format!("AWS4{secret}").as_bytes(), date);
+    for part in [*region, *service, "aws4_request"] {
+        k = hmac(&k, part);
+    }
+    let canonical = format!("GET\n{path}\n{canonical_query}\nhost:{host}\n\nhost\n{payload}");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    hex::encode(hmac(&k, &to_sign))
+}
+
+/// Pre-signs `GET {path}` on `host` for `expires_secs` with the app's key and secret: `query`
+/// plus the `X-Amz-*` parameters, as a server hands a client its connect URL.
+pub fn presign(
+    path: &str,
+    host: &str,
+    query: &[(String, String)],
+    access_key: &str,
+    secret: &str,
+    now: DateTime<Utc>,
+    expires_secs: i64,
+) -> Vec<(String, String)> {
+    let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
+    let date = now.format("%Y%m%d").to_string();
+    let (region, service) = ("us-east-1", "execute-api");
+    let mut out = query.to_vec();
+    out.extend([
+        (
+            "X-Amz-Algorithm".to_string(),
+            "AWS4-HMAC-SHA256".to_string(),
+        ),
+        (
+            "X-Amz-Credential".to_string(),
+            format!("{access_key}/{date}/{region}/{service}/aws4_request"),
+        ),
+        ("X-Amz-Date".to_string(), amz_date.clone()),
+        ("X-Amz-Expires".to_string(), expires_secs.to_string()),
+        ("X-Amz-SignedHeaders".to_string(), "host".to_string()),
+    ]);
+    let credential = Credential {
+        date: &date,
+        region,
+        service,
+    };
+    let empty_payload = hex::encode(Sha256::digest(b""));
+    let sig = signature(
+        path,
+        host,
+        &out,
+        secret,
+        &amz_date,
+        &credential,
+        &empty_payload,
+    );
+    out.push(("X-Amz-Signature".to_string(), sig));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_presigned_url_verifies_on_its_path_and_host_only() {
+        let now = Utc::now();
+        let query = presign(
+            "/v1",
+            "h.example",
+            &[("user_id".into(), "ann".into())],
+            "key",
+            "secret",
+            now,
+            60,
+        );
+        assert!(verify("/v1", "h.example", &query, "key", "secret", now).is_ok());
+        assert!(verify("/connect", "h.example", &query, "key", "secret", now).is_err());
+        assert!(verify("/v1", "other.example", &query, "key", "secret", now).is_err());
+        assert!(verify("/v1", "h.example", &query, "key", "other", now).is_err());
+        let late = now + chrono::Duration::seconds(61);
+        assert_eq!(
+            verify("/v1", "h.example", &query, "key", "secret", late)
+                .expect_err("expired")
+                .code,
+            crate::domain::ErrorCode::TokenExpired
+        );
     }
 }

@@ -448,6 +448,41 @@ impl Chat {
             .collect()
     }
 
+    /// A message's reactions by user (at most `limit`), as `own_reactions` entries: what each
+    /// recipient of an event about the message gets as its own.
+    pub(crate) async fn reactions_by_user(
+        &self,
+        message_id: &str,
+        limit: usize,
+    ) -> Result<std::collections::HashMap<String, Vec<Value>>, ApiError> {
+        let mut out: std::collections::HashMap<String, Vec<Value>> = Default::default();
+        let mut cursor = None;
+        let mut read = 0;
+        loop {
+            let page = self
+                .store
+                .query(
+                    Query::new(TableName::Messages, reactions_pk(message_id))
+                        .limit(limit.saturating_sub(read).clamp(1, 1000))
+                        .start_after(cursor),
+                )
+                .await?;
+            read += page.items.len();
+            for item in page.items {
+                if let Ok(r) = serde_json::from_value::<Reaction>(item.data) {
+                    let user = json!({ "id": r.user_id });
+                    out.entry(r.user_id.clone())
+                        .or_default()
+                        .push(r.to_wire(Some(&user)));
+                }
+            }
+            match page.last {
+                Some(c) if read < limit => cursor = Some(c),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// `own_reactions` of a message for one reader.
     pub(crate) async fn own_reactions(
         &self,

@@ -548,40 +548,16 @@ impl Chat {
         user_id: &str,
         pending: Option<(&str, &Member)>,
     ) -> Result<UnreadCounts, ApiError> {
-        let muted: std::collections::BTreeSet<String> = self
-            .active_channel_mutes(user_id)
-            .await?
-            .into_iter()
-            .map(|m| m.channel_cid)
-            .collect();
+        let muted = self.muted_cids(user_id).await?;
         let mut counts = UnreadCounts::default();
-        for cid in self.membership_cids(user_id).await? {
-            let Some(loaded) = self.load_channel(&cid).await? else {
-                continue;
-            };
-            let member = match pending {
-                Some((p, m)) if p == cid => m.clone(),
-                _ => match loaded.members.iter().find(|m| m.user_id == user_id) {
-                    Some(m) => m.clone(),
-                    None => continue,
-                },
-            };
-            if !member.is_joined() {
-                continue;
-            }
-            let unread = if muted.contains(&cid) {
-                0
-            } else {
-                member.read.unread(loaded.channel.counted_messages)
-            };
-            counts.total += unread;
-            let entry = counts
-                .by_type
-                .entry(loaded.channel.channel_type.clone())
-                .or_default();
+        for c in self.channel_unreads(user_id, &muted, pending).await? {
+            counts.total += c.unread;
+            let entry = counts.by_type.entry(c.channel_type).or_default();
             entry.0 += 1;
-            entry.1 += unread;
-            counts.channels.push(json!({ "channel_id": cid, "unread_count": unread, "last_read": member.read.last_read }));
+            entry.1 += c.unread;
+            counts.channels.push(
+                json!({ "channel_id": c.cid, "unread_count": c.unread, "last_read": c.last_read }),
+            );
         }
         for (stored, me) in self.user_threads(user_id).await? {
             let unread = if muted.contains(&stored.thread.channel_cid) {
@@ -598,6 +574,109 @@ impl Chat {
             }
         }
         Ok(counts)
+    }
+}
+
+/// A user's unread count in one joined channel.
+pub(crate) struct ChannelUnread {
+    pub cid: String,
+    pub channel_type: String,
+    pub unread: u64,
+    pub last_read: Option<String>,
+}
+
+/// A user's unread totals as events carry them (`total_unread_count`, `unread_channels`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct UnreadTotals {
+    pub total: u64,
+    pub channels: u64,
+}
+
+impl Chat {
+    /// The channels a user muted (and not expired).
+    pub(crate) async fn muted_cids(
+        &self,
+        user_id: &str,
+    ) -> Result<std::collections::BTreeSet<String>, ApiError> {
+        Ok(self
+            .active_channel_mutes(user_id)
+            .await?
+            .into_iter()
+            .map(|m| m.channel_cid)
+            .collect())
+    }
+
+    /// Unread per joined channel of a user (muted channels count 0): one index walk for the
+    /// memberships, then one batch read of each channel item and the user's member item.
+    pub(crate) async fn channel_unreads(
+        &self,
+        user_id: &str,
+        muted: &std::collections::BTreeSet<String>,
+        pending: Option<(&str, &Member)>,
+    ) -> Result<Vec<ChannelUnread>, ApiError> {
+        use crate::store::layout::{channel_pk, member_sk, CHANNEL_SK};
+        let cids = self.membership_cids(user_id).await?;
+        let keys: Vec<(String, String)> = cids
+            .iter()
+            .flat_map(|cid| {
+                [
+                    (channel_pk(cid), CHANNEL_SK.to_string()),
+                    (channel_pk(cid), member_sk(user_id)),
+                ]
+            })
+            .collect();
+        let mut channels = std::collections::HashMap::new();
+        let mut members = std::collections::HashMap::new();
+        for item in self.store.batch_get(TableName::Channels, &keys).await? {
+            if item.sk == CHANNEL_SK {
+                if let Ok(c) = serde_json::from_value::<crate::domain::channel::Channel>(item.data)
+                {
+                    channels.insert(item.pk, c);
+                }
+            } else if let Ok(m) = serde_json::from_value::<Member>(item.data) {
+                members.insert(item.pk, m);
+            }
+        }
+        let mut out = Vec::new();
+        for cid in cids {
+            let pk = channel_pk(&cid);
+            let Some(channel) = channels.get(&pk).filter(|c| c.deleted_at.is_none()) else {
+                continue;
+            };
+            let member = match pending {
+                Some((p, m)) if p == cid => m,
+                _ => match members.get(&pk) {
+                    Some(m) => m,
+                    None => continue,
+                },
+            };
+            if !member.is_joined() {
+                continue;
+            }
+            let unread = if muted.contains(&cid) {
+                0
+            } else {
+                member.read.unread(channel.counted_messages)
+            };
+            out.push(ChannelUnread {
+                channel_type: channel.channel_type.clone(),
+                last_read: member.read.last_read.clone(),
+                cid,
+                unread,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `total_unread_count` and `unread_channels` of a user, without the thread counts.
+    pub async fn unread_totals(&self, user_id: &str) -> Result<UnreadTotals, ApiError> {
+        let muted = self.muted_cids(user_id).await?;
+        let mut totals = UnreadTotals::default();
+        for c in self.channel_unreads(user_id, &muted, None).await? {
+            totals.total += c.unread;
+            totals.channels += u64::from(c.unread > 0);
+        }
+        Ok(totals)
     }
 }
 

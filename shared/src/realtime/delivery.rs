@@ -1,0 +1,631 @@
+//! Delivering one outbox event: who hears it (its audience), what each recipient gets (their own
+//! unread counts and `own_reactions`; nothing about a message they deleted for themselves or may
+//! not see), and the limits that protect clients (seed 003 "Throttling": 5 messages a second with
+//! a burst credit of 10 per 8 s, busy channels spared read and typing events and given watching
+//! events at most every 5 s). Audiences too large for one worker are split into ordered batches
+//! for fan-out workers.
+
+use super::{Gateway, GatewayError, BUSY_CHANNEL_WATCHERS};
+use crate::domain::channel::Member;
+use crate::domain::ApiError;
+use crate::service::Chat;
+use crate::store::layout::{channel_pk, deleted_for_me_pk, member_sk};
+use crate::store::TableName;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// Messages a connection receives per second (seed: "up to 5 messages per second").
+pub const MESSAGES_PER_SECOND: usize = 5;
+/// Messages a connection may receive above that rate within [`BURST_WINDOW_MS`].
+pub const MESSAGE_BURST: usize = 10;
+const BURST_WINDOW_MS: i64 = 8_000;
+/// In a busy channel, `user.watching.start` / `.stop` go out at most this often.
+const BUSY_WATCHING_EVERY_MS: i64 = 5_000;
+/// Audiences up to this many connections are delivered by the worker that read the event;
+/// larger ones go to the fan-out queue when there is one.
+pub const INLINE_AUDIENCE: usize = 200;
+/// A split audience is spread over this many ordering groups per channel; a connection is always
+/// in the same group, so its events keep their order.
+const SPLIT_GROUPS: u64 = 16;
+/// Connections in one queued batch.
+const SPLIT_BATCH: usize = 500;
+/// Reactions read to give each recipient its `own_reactions`.
+const OWN_REACTIONS_READ: usize = 1000;
+
+/// Connection id → the user on it (empty for presence subscribers known only by connection).
+pub type Audience = BTreeMap<String, String>;
+
+/// Part of an event's audience, queued for a fan-out worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FanoutBatch {
+    /// Batches of one group are delivered in the order they were queued.
+    pub group: String,
+    pub scope: String,
+    pub event: Value,
+    pub audience: Vec<(String, String)>,
+}
+
+/// Where large audiences go: a queue that fan-out workers read (SQS FIFO in AWS).
+#[async_trait]
+pub trait FanoutQueue: Send + Sync {
+    async fn enqueue(&self, batches: Vec<FanoutBatch>) -> Result<(), String>;
+}
+
+/// A delivery worker: the gateway it posts through, the queue it splits large audiences to, and
+/// the throttling state of what passed through it.
+pub struct Delivery {
+    gateway: Arc<dyn Gateway>,
+    queue: Option<Arc<dyn FanoutQueue>>,
+    inline_audience: usize,
+    throttle_messages: bool,
+    limits: Mutex<Limits>,
+}
+
+#[derive(Default)]
+struct Limits {
+    messages: HashMap<String, MessageWindow>,
+    /// Busy channel → when it last had a watching event.
+    watching: HashMap<String, i64>,
+    admitted: u64,
+}
+
+/// One connection's recent messages: the last second's, and those over the rate within the
+/// burst window.
+#[derive(Default)]
+struct MessageWindow {
+    second: VecDeque<i64>,
+    burst: VecDeque<i64>,
+}
+
+impl MessageWindow {
+    fn forget_before(&mut self, now_ms: i64) {
+        while self.second.front().is_some_and(|t| *t <= now_ms - 1_000) {
+            self.second.pop_front();
+        }
+        while self
+            .burst
+            .front()
+            .is_some_and(|t| *t <= now_ms - BURST_WINDOW_MS)
+        {
+            self.burst.pop_front();
+        }
+    }
+
+    fn admit(&mut self, now_ms: i64) -> bool {
+        self.forget_before(now_ms);
+        if self.second.len() < MESSAGES_PER_SECOND {
+            self.second.push_back(now_ms);
+            true
+        } else if self.burst.len() < MESSAGE_BURST {
+            self.burst.push_back(now_ms);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Delivery {
+    pub fn new(gateway: Arc<dyn Gateway>) -> Self {
+        Delivery {
+            gateway,
+            queue: None,
+            inline_audience: INLINE_AUDIENCE,
+            throttle_messages: true,
+            limits: Mutex::default(),
+        }
+    }
+
+    /// Audiences above `inline_audience` connections (by default [`INLINE_AUDIENCE`]) go to
+    /// `queue`.
+    pub fn with_queue(mut self, queue: Arc<dyn FanoutQueue>, inline_audience: usize) -> Self {
+        self.queue = Some(queue);
+        self.inline_audience = inline_audience;
+        self
+    }
+
+    /// Message throttling on or off (seed: it "can be disabled" for an app).
+    pub fn throttling_messages(mut self, on: bool) -> Self {
+        self.throttle_messages = on;
+        self
+    }
+
+    /// `CHAT_MESSAGE_THROTTLE=off` turns message throttling off.
+    pub fn throttling_from_env(self) -> Self {
+        let off = std::env::var("CHAT_MESSAGE_THROTTLE").is_ok_and(|v| v == "off");
+        self.throttling_messages(!off)
+    }
+
+    pub fn gateway(&self) -> &dyn Gateway {
+        self.gateway.as_ref()
+    }
+
+    /// Whether a connection may receive one more new message now.
+    fn admit_message(&self, connection_id: &str, now_ms: i64) -> bool {
+        if !self.throttle_messages {
+            return true;
+        }
+        let Ok(mut limits) = self.limits.lock() else {
+            return true;
+        };
+        limits.admitted += 1;
+        if limits.admitted % 4096 == 0 {
+            limits.messages.retain(|_, w| {
+                w.forget_before(now_ms);
+                !w.second.is_empty() || !w.burst.is_empty()
+            });
+        }
+        limits
+            .messages
+            .entry(connection_id.to_string())
+            .or_default()
+            .admit(now_ms)
+    }
+
+    /// Whether a busy channel may have a watching event now (one per 5 s).
+    fn admit_watching(&self, cid: &str, now_ms: i64) -> bool {
+        let Ok(mut limits) = self.limits.lock() else {
+            return true;
+        };
+        match limits.watching.get(cid) {
+            Some(last) if now_ms - last < BUSY_WATCHING_EVERY_MS => false,
+            _ => {
+                limits.watching.insert(cid.to_string(), now_ms);
+                true
+            }
+        }
+    }
+}
+
+/// What one recipient gets on top of the shared event.
+#[derive(Default, PartialEq, Eq, Hash, Clone)]
+struct Personal {
+    fields: Vec<(&'static str, String)>,
+}
+
+impl Chat {
+    /// Delivers one outbox event (its scope and document) to the connections it concerns:
+    /// channel events to the channel's watchers, user events (`user:<id>`) to that user's
+    /// connections (and presence changes to their subscribers); `message.new` also reaches
+    /// connected members who are not watching as `notification.message_new`. Returns the frames
+    /// sent (queued batches count as their connections).
+    pub async fn deliver(
+        &self,
+        out: &Delivery,
+        scope: &str,
+        event: &Value,
+    ) -> Result<usize, ApiError> {
+        let kind = event["type"].as_str().unwrap_or_default();
+        let mut event = event.clone();
+        let mut audience = Audience::new();
+        if let Some(uid) = scope.strip_prefix("user:") {
+            for c in self.user_connections(uid).await? {
+                audience.insert(c.connection_id, c.user_id);
+            }
+            if kind == "user.presence.changed" {
+                for conn in self.presence_subscribers(uid).await? {
+                    audience.entry(conn).or_default();
+                }
+            }
+        } else {
+            for w in self.channel_watches(scope).await? {
+                audience.insert(w.connection_id, w.user_id);
+            }
+            let watchers: BTreeSet<&String> = audience.values().collect();
+            let busy = watchers.len() > BUSY_CHANNEL_WATCHERS;
+            if kind == "message.new" {
+                event["watcher_count"] = watchers.len().into();
+            }
+            // Seed ("Automatic feature throttling"): busy channels drop read and typing events
+            // and get watching events at most every 5 s.
+            if busy && matches!(kind, "message.read" | "typing.start" | "typing.stop") {
+                return Ok(0);
+            }
+            if busy
+                && matches!(kind, "user.watching.start" | "user.watching.stop")
+                && !out.admit_watching(scope, self.now().timestamp_millis())
+            {
+                return Ok(0);
+            }
+        }
+        let mut sent = 0;
+        match &out.queue {
+            Some(queue) if audience.len() > out.inline_audience => {
+                queue
+                    .enqueue(split(scope, &event, &audience))
+                    .await
+                    .map_err(ApiError::internal)?;
+                sent += audience.len();
+            }
+            _ => sent += self.deliver_to(out, scope, &event, &audience).await?,
+        }
+        if kind == "message.new" && !scope.starts_with("user:") {
+            sent += self
+                .notify_members_not_watching(out, scope, &event, &audience)
+                .await?;
+        }
+        Ok(sent)
+    }
+
+    /// A batch a fan-out worker took from the queue.
+    pub async fn deliver_batch(
+        &self,
+        out: &Delivery,
+        batch: &FanoutBatch,
+    ) -> Result<usize, ApiError> {
+        let audience: Audience = batch.audience.iter().cloned().collect();
+        self.deliver_to(out, &batch.scope, &batch.event, &audience)
+            .await
+    }
+
+    /// Sends `event` to each connection of `audience` it may reach, as that recipient sees it.
+    async fn deliver_to(
+        &self,
+        out: &Delivery,
+        scope: &str,
+        event: &Value,
+        audience: &Audience,
+    ) -> Result<usize, ApiError> {
+        let kind = event["type"].as_str().unwrap_or_default();
+        let users: BTreeSet<&str> = audience
+            .values()
+            .map(String::as_str)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let hidden = self.hidden_from(scope, event, &users).await?;
+        let personal = self.personal_fields(scope, event, &users).await?;
+        let sender = event["message"]["user"]["id"].as_str().unwrap_or_default();
+        let now_ms = self.now().timestamp_millis();
+        let shared_frame = event.to_string();
+        let mut frames: HashMap<Personal, String> = HashMap::new();
+        let mut sent = 0;
+        for (conn, user) in audience {
+            if hidden.contains(user.as_str()) {
+                continue;
+            }
+            if kind == "message.new" && user != sender && !out.admit_message(conn, now_ms) {
+                continue;
+            }
+            let frame = match personal.get(user.as_str()) {
+                None => &shared_frame,
+                Some(p) => frames.entry(p.clone()).or_insert_with(|| {
+                    let mut e = event.clone();
+                    for (path, v) in &p.fields {
+                        let v: Value = serde_json::from_str(v).unwrap_or(Value::Null);
+                        match path.strip_prefix("message.") {
+                            Some(field) => e["message"][field] = v,
+                            None => e[*path] = v,
+                        }
+                    }
+                    e.to_string()
+                }),
+            };
+            sent += self.post_frame(out, conn, frame).await?;
+        }
+        Ok(sent)
+    }
+
+    /// Users of the audience who must not get this event: restricted-visibility messages reach
+    /// only their audience, and events about a message someone deleted for themselves skip them.
+    async fn hidden_from(
+        &self,
+        scope: &str,
+        event: &Value,
+        users: &BTreeSet<&str>,
+    ) -> Result<BTreeSet<String>, ApiError> {
+        let mut hidden = BTreeSet::new();
+        let message = &event["message"];
+        if let Some(allowed) = message["restricted_visibility"]
+            .as_array()
+            .filter(|a| !a.is_empty())
+        {
+            let allowed: BTreeSet<&str> = allowed
+                .iter()
+                .filter_map(Value::as_str)
+                .chain(message["user"]["id"].as_str())
+                .collect();
+            hidden.extend(
+                users
+                    .iter()
+                    .filter(|u| !allowed.contains(*u))
+                    .map(|u| u.to_string()),
+            );
+            // Presence-only subscribers (no user) never see a restricted message.
+            hidden.insert(String::new());
+        }
+        let id = message["id"].as_str();
+        if let (Some(id), false) = (
+            id,
+            event["type"] == "message.new" || scope.starts_with("user:"),
+        ) {
+            let keys: Vec<(String, String)> = users
+                .iter()
+                .map(|u| (deleted_for_me_pk(scope, u), id.to_string()))
+                .collect();
+            if !keys.is_empty() {
+                for item in self.store.batch_get(TableName::Messages, &keys).await? {
+                    if let Some(u) = users
+                        .iter()
+                        .find(|u| deleted_for_me_pk(scope, u) == item.pk)
+                    {
+                        hidden.insert(u.to_string());
+                    }
+                }
+            }
+        }
+        Ok(hidden)
+    }
+
+    /// Per-recipient fields of an event, for audiences of at most [`BUSY_CHANNEL_WATCHERS`]
+    /// users: a new message carries each member's `unread_count`, `total_unread_count` and
+    /// `unread_channels`; an event about a message with reactions carries each recipient's
+    /// `own_reactions`.
+    async fn personal_fields(
+        &self,
+        scope: &str,
+        event: &Value,
+        users: &BTreeSet<&str>,
+    ) -> Result<HashMap<String, Personal>, ApiError> {
+        let mut out: HashMap<String, Personal> = HashMap::new();
+        if users.len() > BUSY_CHANNEL_WATCHERS || scope.starts_with("user:") {
+            return Ok(out);
+        }
+        if event["type"] == "message.new" {
+            for u in self.joined_members(scope, users).await? {
+                if let Some(fields) = self.unread_fields(&u, scope).await? {
+                    out.entry(u.to_string()).or_default().fields.extend(fields);
+                }
+            }
+        }
+        let message = &event["message"];
+        let has_reactions = message["reaction_counts"]
+            .as_object()
+            .is_some_and(|c| !c.is_empty());
+        if let (Some(id), true) = (message["id"].as_str(), has_reactions) {
+            let mut by_user = self.reactions_by_user(id, OWN_REACTIONS_READ).await?;
+            for u in users {
+                if let Some(own) = by_user.remove(*u) {
+                    out.entry(u.to_string())
+                        .or_default()
+                        .fields
+                        .push(("message.own_reactions", Value::Array(own).to_string()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which of `users` are joined members of `cid` (one batch read of their member items).
+    async fn joined_members(
+        &self,
+        cid: &str,
+        users: &BTreeSet<&str>,
+    ) -> Result<Vec<String>, ApiError> {
+        let keys: Vec<(String, String)> = users
+            .iter()
+            .map(|u| (channel_pk(cid), member_sk(u)))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .store
+            .batch_get(TableName::Channels, &keys)
+            .await?
+            .into_iter()
+            .filter_map(|i| serde_json::from_value::<Member>(i.data).ok())
+            .filter(Member::is_joined)
+            .map(|m| m.user_id)
+            .collect())
+    }
+
+    /// A member's `unread_count` in `cid` with their `total_unread_count` and `unread_channels`;
+    /// none for a user who is not a joined member.
+    async fn unread_fields(
+        &self,
+        user_id: &str,
+        cid: &str,
+    ) -> Result<Option<Vec<(&'static str, String)>>, ApiError> {
+        let muted = self.muted_cids(user_id).await?;
+        let unreads = self.channel_unreads(user_id, &muted, None).await?;
+        let Some(here) = unreads.iter().find(|c| c.cid == cid) else {
+            return Ok(None);
+        };
+        let total: u64 = unreads.iter().map(|c| c.unread).sum();
+        let channels = unreads.iter().filter(|c| c.unread > 0).count();
+        Ok(Some(vec![
+            ("unread_count", here.unread.to_string()),
+            ("total_unread_count", total.to_string()),
+            ("unread_channels", channels.to_string()),
+        ]))
+    }
+
+    async fn post_frame(
+        &self,
+        out: &Delivery,
+        connection_id: &str,
+        frame: &str,
+    ) -> Result<usize, ApiError> {
+        match out.gateway.post(connection_id, frame).await {
+            Ok(()) => Ok(1),
+            Err(GatewayError::Gone) => {
+                self.close_connection(connection_id).await?;
+                Ok(0)
+            }
+            Err(GatewayError::Other(e)) => {
+                tracing::warn!(connection = connection_id, error = %e, "delivery failed");
+                Ok(0)
+            }
+        }
+    }
+
+    /// `notification.message_new` to members with a connection that does not watch the channel,
+    /// with their unread counts.
+    async fn notify_members_not_watching(
+        &self,
+        out: &Delivery,
+        cid: &str,
+        event: &Value,
+        watching: &Audience,
+    ) -> Result<usize, ApiError> {
+        let message = &event["message"];
+        if message["restricted_visibility"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+            || (message["parent_id"].is_string() && message["show_in_channel"] != true)
+        {
+            return Ok(0);
+        }
+        let Some(loaded) = self.load_channel(cid).await? else {
+            return Ok(0);
+        };
+        let watchers: BTreeSet<&String> = watching.values().collect();
+        let sender = event["user"]["id"].as_str().unwrap_or_default();
+        let mut recipients = Vec::new();
+        for m in loaded
+            .members
+            .iter()
+            .filter(|m| m.is_joined() && m.user_id != sender && !watchers.contains(&m.user_id))
+        {
+            let conns = self.user_connections(&m.user_id).await?;
+            if !conns.is_empty() {
+                recipients.push((m, conns));
+            }
+        }
+        let mut notice = event.clone();
+        notice["type"] = Value::String("notification.message_new".into());
+        notice["channel"] = Value::Object(
+            loaded
+                .channel
+                .to_wire(&crate::domain::channel::ChannelView::default()),
+        );
+        notice["channel_member_count"] = loaded.channel.member_count.into();
+        if let Some(map) = notice.as_object_mut() {
+            map.remove("watcher_count");
+        }
+        let personal = recipients.len() <= BUSY_CHANNEL_WATCHERS;
+        let mut sent = 0;
+        for (m, conns) in recipients {
+            let mut mine = notice.clone();
+            let fields = if personal {
+                self.unread_fields(&m.user_id, cid).await?
+            } else {
+                None
+            };
+            match fields {
+                Some(fields) => {
+                    for (k, v) in fields {
+                        mine[k] = serde_json::from_str(&v).unwrap_or(Value::Null);
+                    }
+                }
+                None => {
+                    mine["unread_count"] = m.read.unread(loaded.channel.counted_messages).into()
+                }
+            }
+            let frame = mine.to_string();
+            for c in conns {
+                sent += self.post_frame(out, &c.connection_id, &frame).await?;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// The batches of a large audience: each connection in a fixed group of the channel, each group's
+/// connections in batches of at most [`SPLIT_BATCH`].
+fn split(scope: &str, event: &Value, audience: &Audience) -> Vec<FanoutBatch> {
+    let mut groups: BTreeMap<u64, Vec<(String, String)>> = BTreeMap::new();
+    for (conn, user) in audience {
+        groups
+            .entry(group_of(conn))
+            .or_default()
+            .push((conn.clone(), user.clone()));
+    }
+    let mut out = Vec::new();
+    for (g, members) in groups {
+        for chunk in members.chunks(SPLIT_BATCH) {
+            out.push(FanoutBatch {
+                group: format!("{scope}#{g}"),
+                scope: scope.to_string(),
+                event: event.clone(),
+                audience: chunk.to_vec(),
+            });
+        }
+    }
+    out
+}
+
+/// A connection's group: a stable hash (FNV-1a) of its id.
+fn group_of(connection_id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in connection_id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h % SPLIT_GROUPS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn five_a_second_then_a_burst_of_ten_per_eight_seconds() {
+        let mut w = MessageWindow::default();
+        // 40 messages within one second: 5 at the rate, 10 from the burst credit.
+        let admitted = (0..40).filter(|i| w.admit(i * 20)).count();
+        assert_eq!(admitted, MESSAGES_PER_SECOND + MESSAGE_BURST);
+        // The next second: the rate again, but the burst credit is spent.
+        let admitted = (0..40).filter(|i| w.admit(1_000 + i * 20)).count();
+        assert_eq!(admitted, MESSAGES_PER_SECOND);
+        // Once the 8 s window has passed, the burst credit is back.
+        let admitted = (0..40).filter(|i| w.admit(9_000 + i * 20)).count();
+        assert_eq!(admitted, MESSAGES_PER_SECOND + MESSAGE_BURST);
+    }
+
+    #[test]
+    fn a_steady_five_a_second_is_never_dropped() {
+        let mut w = MessageWindow::default();
+        assert!((0..200).all(|i| w.admit(i * 200)));
+    }
+
+    #[test]
+    fn watching_events_of_a_busy_channel_go_out_once_per_five_seconds() {
+        struct Nowhere;
+        #[async_trait]
+        impl Gateway for Nowhere {
+            async fn post(&self, _: &str, _: &str) -> Result<(), GatewayError> {
+                Ok(())
+            }
+            async fn close(&self, _: &str) -> Result<(), GatewayError> {
+                Ok(())
+            }
+        }
+        let d = Delivery::new(Arc::new(Nowhere));
+        assert!(d.admit_watching("livestream:a", 0));
+        assert!(!d.admit_watching("livestream:a", 4_999));
+        assert!(d.admit_watching("livestream:b", 4_999));
+        assert!(d.admit_watching("livestream:a", 5_000));
+    }
+
+    #[test]
+    fn a_split_audience_keeps_each_connection_in_one_group() {
+        let audience: Audience = (0..1200)
+            .map(|i| (format!("conn-{i}"), format!("user-{i}")))
+            .collect();
+        let event = json!({"type": "message.new"});
+        let batches = split("livestream:x", &event, &audience);
+        let total: usize = batches.iter().map(|b| b.audience.len()).sum();
+        assert_eq!(total, 1200);
+        assert!(batches.iter().all(|b| b.audience.len() <= SPLIT_BATCH));
+        for b in &batches {
+            for (conn, _) in &b.audience {
+                assert_eq!(b.group, format!("livestream:x#{}", group_of(conn)));
+            }
+        }
+    }
+}

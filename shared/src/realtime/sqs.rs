@@ -1,0 +1,69 @@
+//! The fan-out queue in AWS: an SQS FIFO queue. Each batch is one message in its group (the
+//! channel and the connection's group), so a connection's events keep their order while groups
+//! are delivered in parallel by fan-out workers.
+
+use super::delivery::{FanoutBatch, FanoutQueue};
+use async_trait::async_trait;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use sha2::{Digest, Sha256};
+
+/// Messages in one `SendMessageBatch` call (the SQS limit).
+const SEND_BATCH: usize = 10;
+
+pub struct SqsFanoutQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsFanoutQueue {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        SqsFanoutQueue {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    /// A client for `queue_url`, credentials and region from the environment
+    /// (`AWS_ENDPOINT_URL_SQS` to point elsewhere).
+    pub async fn from_env(queue_url: &str) -> Self {
+        let config = aws_config::load_from_env().await;
+        Self::new(aws_sdk_sqs::Client::new(&config), queue_url)
+    }
+}
+
+#[async_trait]
+impl FanoutQueue for SqsFanoutQueue {
+    async fn enqueue(&self, batches: Vec<FanoutBatch>) -> Result<(), String> {
+        for chunk in batches.chunks(SEND_BATCH) {
+            let mut entries = Vec::new();
+            for (i, batch) in chunk.iter().enumerate() {
+                let body = serde_json::to_string(batch).map_err(|e| e.to_string())?;
+                let dedup = hex::encode(Sha256::digest(body.as_bytes()));
+                entries.push(
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .message_group_id(&batch.group)
+                        .message_deduplication_id(dedup)
+                        .build()
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+            if let Some(failed) = out.failed().first() {
+                return Err(format!(
+                    "the fan-out queue refused a batch: {}",
+                    failed.message().unwrap_or(failed.code())
+                ));
+            }
+        }
+        Ok(())
+    }
+}
