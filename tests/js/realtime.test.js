@@ -212,3 +212,51 @@ test('message throttling: 5 a second with a burst credit of 10', async () => {
   assert.equal(state.messages.length, 40);
   await reader.client.disconnectUser();
 });
+
+test('nothing from a blocked user, no notification about a muted one, nothing about a message deleted for me', async () => {
+  const [a, b, c] = [uid('author'), uid('blocker'), uid('muter')];
+  const author = await connect(a);
+  const blocker = await connect(b);
+  const muter = await connect(c);
+  const id = uid('filtered');
+  await admin.channel('messaging', id, { members: [a, b, c], created_by_id: a }).create();
+  const chA = author.client.channel('messaging', id);
+  const chB = blocker.client.channel('messaging', id);
+  await chA.watch();
+  await chB.watch();
+  await blocker.client.blockUser(a);
+  await muter.client.muteUser(a);
+
+  const heard = [];
+  chB.on('message.new', (e) => heard.push(e.message.text));
+  const notified = [];
+  muter.client.on('notification.message_new', (e) => notified.push(e.message.text));
+  const own = nextEvent(chA, 'message.new');
+  const { message } = await chA.sendMessage({ text: 'from the author' });
+  await own;
+
+  // The blocker unblocks; the muter unmutes: both hear the next one.
+  await blocker.client.unBlockUser(a);
+  await muter.client.unmuteUser(a);
+  const blockerHears = nextEvent(chB, 'message.new');
+  const muterNotified = nextEvent(muter.client, 'notification.message_new');
+  await chA.sendMessage({ text: 'second' });
+  assert.equal((await blockerHears).message.text, 'second');
+  assert.equal((await muterNotified).message.text, 'second');
+  assert.deepEqual(heard, ['second'], 'the blocked message never reached the blocker');
+  assert.deepEqual(notified, ['second'], 'no notification while the author was muted');
+
+  // Deleted for me: edits of that message no longer reach the user who deleted it.
+  await blocker.client.deleteMessage(message.id, { deleteForMe: true });
+  const updates = [];
+  chB.on('message.updated', (e) => updates.push(e.message.id));
+  const authorSees = nextEvent(chA, 'message.updated');
+  await author.client.updateMessage({ id: message.id, text: 'edited' });
+  await authorSees;
+  const later = nextEvent(chB, 'message.new');
+  await chA.sendMessage({ text: 'third' });
+  await later;
+  assert.deepEqual(updates, [], 'the edit of a message deleted for me stayed away');
+
+  for (const p of [author, blocker, muter]) await p.client.disconnectUser();
+});

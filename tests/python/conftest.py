@@ -1,18 +1,21 @@
 """Black-box harness: start chat-local on a free loopback port and hand tests the official
 Python SDK pointed at it (plus raw-HTTP helpers for auth tests)."""
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
 import jwt
 import pytest
 import requests
+import websocket
 from stream_chat import StreamChat
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,6 +92,21 @@ class LocalServer:
 
     def user_token(self, user_id, **claims):
         return jwt.encode({"user_id": user_id, **claims}, self.api_secret, algorithm="HS256")
+
+    def connect_socket(self, user_id):
+        """A WebSocket as the JS client opens it; returns the socket and its hello frame."""
+        query = urllib.parse.urlencode(
+            {
+                "json": json.dumps({"user_id": user_id, "user_details": {"id": user_id}, "client_request_id": str(uuid.uuid4())}),
+                "api_key": self.api_key,
+                "authorization": self.user_token(user_id),
+                "stream-auth-type": "jwt",
+            }
+        )
+        ws = websocket.create_connection(self.url.replace("http", "ws", 1) + "/connect?" + query, timeout=5)
+        hello = json.loads(ws.recv())
+        assert hello["type"] == "health.check"
+        return ws, hello
 
     def request(self, method, path, token=None, auth_type="jwt", api_key=None, **kwargs):
         """Raw HTTP as a client SDK sends it."""

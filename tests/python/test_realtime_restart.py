@@ -9,17 +9,7 @@ import websocket
 
 
 def connect(server, user_id):
-    query = urllib.parse.urlencode(
-        {
-            "json": json.dumps({"user_id": user_id, "user_details": {"id": user_id}, "client_request_id": str(uuid.uuid4())}),
-            "api_key": server.api_key,
-            "authorization": server.user_token(user_id),
-            "stream-auth-type": "jwt",
-        }
-    )
-    ws = websocket.create_connection(server.url.replace("http", "ws", 1) + "/connect?" + query, timeout=5)
-    hello = json.loads(ws.recv())
-    assert hello["type"] == "health.check"
+    ws, hello = server.connect_socket(user_id)
     return ws, hello["connection_id"]
 
 

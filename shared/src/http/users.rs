@@ -4,6 +4,7 @@ use super::auth::sign_user_token;
 use super::reply::{Body, HttpResult, Params, Reply};
 use crate::domain::caller::Session;
 use crate::domain::ApiError;
+use crate::service::muting::{BlockRequest, MuteRequest};
 use crate::service::users::{DeleteUserOptions, DeleteUsers, QueryUsers, UserPatch};
 use crate::service::Chat;
 use axum::extract::{Path, State};
@@ -28,6 +29,53 @@ pub fn routes() -> Router<Chat> {
         .route("/users/delete", post(delete_users))
         .route("/users/restore", post(restore_users))
         .route("/guest", post(create_guest))
+        .route("/moderation/mute", post(mute_users))
+        .route("/moderation/unmute", post(unmute_users))
+        .route("/users/block", get(blocked_users).post(block_user))
+        .route("/users/unblock", post(unblock_user))
+}
+
+async fn mute_users(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<MuteRequest>,
+) -> HttpResult {
+    Ok(Reply::json(chat.mute_users(&session, req, true).await?))
+}
+
+async fn unmute_users(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<MuteRequest>,
+) -> HttpResult {
+    Ok(Reply::json(chat.mute_users(&session, req, false).await?))
+}
+
+async fn block_user(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<BlockRequest>,
+) -> HttpResult {
+    Ok(Reply::json(chat.block_user(&session, req, true).await?))
+}
+
+async fn unblock_user(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<BlockRequest>,
+) -> HttpResult {
+    Ok(Reply::json(chat.block_user(&session, req, false).await?))
+}
+
+async fn blocked_users(
+    State(chat): State<Chat>,
+    session: Session,
+    Params(params): Params,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.blocked_users(&session, params.get("user_id").cloned())
+            .await?,
+    ))
 }
 
 fn users_map(users: Vec<crate::domain::user::User>) -> Value {

@@ -1,6 +1,6 @@
 //! Delivering one outbox event: who hears it (its audience), what each recipient gets (their own
 //! unread counts and `own_reactions`; nothing about a message they deleted for themselves or may
-//! not see), and the limits that protect clients (seed 003 "Throttling": 5 messages a second with
+//! not see, nothing from a user they blocked, no notification about a user they muted), and the limits that protect clients (seed 003 "Throttling": 5 messages a second with
 //! a burst credit of 10 per 8 s, busy channels spared read and typing events and given watching
 //! events at most every 5 s). Audiences too large for one worker are split into ordered batches
 //! for fan-out workers.
@@ -8,8 +8,11 @@
 use super::{Gateway, GatewayError, BUSY_CHANNEL_WATCHERS};
 use crate::domain::channel::Member;
 use crate::domain::ApiError;
+use crate::service::muting::UserMute;
 use crate::service::Chat;
-use crate::store::layout::{channel_pk, deleted_for_me_pk, member_sk};
+use crate::store::layout::{
+    channel_pk, deleted_for_me_pk, member_sk, user_blocks_pk, user_mutes_pk,
+};
 use crate::store::TableName;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -336,6 +339,20 @@ impl Chat {
             // Presence-only subscribers (no user) never see a restricted message.
             hidden.insert(String::new());
         }
+        // A user who blocked someone hears nothing of their messages, reactions and typing.
+        if !scope.starts_with("user:") {
+            let kind = event["type"].as_str().unwrap_or_default();
+            let actor = event["user"]["id"]
+                .as_str()
+                .filter(|_| kind.starts_with("typing.") || kind.starts_with("reaction."));
+            let authors: BTreeSet<&str> = [message["user"]["id"].as_str(), actor]
+                .into_iter()
+                .flatten()
+                .collect();
+            for author in authors {
+                hidden.extend(self.users_who(user_blocks_pk, users, author).await?);
+            }
+        }
         let id = message["id"].as_str();
         if let (Some(id), false) = (
             id,
@@ -357,6 +374,41 @@ impl Chat {
             }
         }
         Ok(hidden)
+    }
+
+    /// Those of `users` with an item about `other` under `pk_of(user)` (a block, or a mute still
+    /// in force), found with one batch read.
+    async fn users_who(
+        &self,
+        pk_of: fn(&str) -> String,
+        users: &BTreeSet<&str>,
+        other: &str,
+    ) -> Result<BTreeSet<String>, ApiError> {
+        let keys: Vec<(String, String)> = users
+            .iter()
+            .filter(|u| **u != other)
+            .map(|u| (pk_of(u), other.to_string()))
+            .collect();
+        if keys.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let now = self.now();
+        Ok(self
+            .store
+            .batch_get(TableName::App, &keys)
+            .await?
+            .into_iter()
+            .filter(|i| {
+                serde_json::from_value::<UserMute>(i.data.clone())
+                    .map_or(true, |m| m.is_active(now))
+            })
+            .filter_map(|i| {
+                users
+                    .iter()
+                    .find(|u| pk_of(u) == i.pk)
+                    .map(|u| u.to_string())
+            })
+            .collect())
     }
 
     /// Per-recipient fields of an event, for audiences of at most [`BUSY_CHANNEL_WATCHERS`]
@@ -484,11 +536,20 @@ impl Chat {
         };
         let watchers: BTreeSet<&String> = watching.values().collect();
         let sender = event["user"]["id"].as_str().unwrap_or_default();
+        let candidates: BTreeSet<&str> = loaded
+            .members
+            .iter()
+            .filter(|m| m.is_joined() && m.user_id != sender && !watchers.contains(&m.user_id))
+            .map(|m| m.user_id.as_str())
+            .collect();
+        // No notification about a user the member muted or blocked.
+        let mut quiet = self.users_who(user_mutes_pk, &candidates, sender).await?;
+        quiet.extend(self.users_who(user_blocks_pk, &candidates, sender).await?);
         let mut recipients = Vec::new();
         for m in loaded
             .members
             .iter()
-            .filter(|m| m.is_joined() && m.user_id != sender && !watchers.contains(&m.user_id))
+            .filter(|m| candidates.contains(m.user_id.as_str()) && !quiet.contains(&m.user_id))
         {
             let conns = self.user_connections(&m.user_id).await?;
             if !conns.is_empty() {

@@ -6,6 +6,7 @@ pub mod channel_types;
 pub mod channels;
 pub mod members;
 pub mod messages;
+pub mod muting;
 pub mod reactions;
 pub mod reads;
 pub mod roles;

@@ -702,7 +702,14 @@ impl Chat {
             channel_mutes.push(m.to_wire(json!({ "id": user_id }), channel));
         }
         me["channel_mutes"] = Value::Array(channel_mutes);
-        me["mutes"] = json!([]);
+        let user_mutes = self.active_user_mutes(user_id).await?;
+        me["mutes"] = Value::Array(self.user_mutes_wire(&user_mutes).await?);
+        me["blocked_user_ids"] = self
+            .user_blocks(user_id)
+            .await?
+            .into_iter()
+            .map(|b| Value::String(b.blocked_user_id))
+            .collect();
         me["devices"] = json!([]);
         me["total_unread_count"] = counts.total.into();
         me["unread_count"] = counts.total.into();

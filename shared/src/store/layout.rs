@@ -113,6 +113,16 @@ pub fn member_item(cid: &str, user_id: &str, data: serde_json::Value) -> Item {
     Item::new(channel_pk(cid), member_sk(user_id), data).with_gsi1(memberships_pk(user_id), cid)
 }
 
+/// A user's mutes of other users (app table; sort key: the muted user).
+pub fn user_mutes_pk(user_id: &str) -> String {
+    format!("user_mutes#{user_id}")
+}
+
+/// The users a user blocked (app table; sort key: the blocked user).
+pub fn user_blocks_pk(user_id: &str) -> String {
+    format!("user_blocks#{user_id}")
+}
+
 /// A user's channel mutes live in one partition (sort key: the cid), read whole for
 /// `me.channel_mutes` and the `muted` filter of query channels.
 pub fn channel_mutes_pk(user_id: &str) -> String {
