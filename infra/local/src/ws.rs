@@ -164,6 +164,9 @@ async fn run(
                     if !send_json(&mut socket, &connect::health_check(&rt.chat, &connection_id)).await {
                         break;
                     }
+                    if let Err(e) = rt.chat.refresh_connection(&connection_id).await {
+                        tracing::warn!(connection = %connection_id, error = %e, "refreshing a connection failed");
+                    }
                 }
                 _ = stopping.changed() => {
                     let _ = socket.send(Message::Close(Some(CloseFrame { code: CLOSE_RESTART, reason: "server restarting".into() }))).await;

@@ -74,7 +74,8 @@ pub async fn on_connect(chat: &Chat, event: &Value) -> Result<Value, ApiError> {
     Ok(ok())
 }
 
-/// `$default`: the client's frames (only its `health.check` ping) are answered.
+/// `$default`: the client's frames (only its `health.check` ping) are answered, and keep the
+/// connection's records from expiring.
 pub async fn on_message(
     chat: &Chat,
     gateway: &dyn Gateway,
@@ -89,6 +90,8 @@ pub async fn on_message(
         let frame = connect::health_check(chat, &conn).to_string();
         if let Err(super::GatewayError::Gone) = gateway.post(&conn, &frame).await {
             chat.close_connection(&conn).await?;
+        } else {
+            chat.refresh_connection(&conn).await?;
         }
     }
     Ok(ok())

@@ -140,6 +140,53 @@ impl Chat {
         Ok(())
     }
 
+    /// Keeps a live connection's records (the connection, its watches and presence
+    /// subscriptions) from expiring: they are rewritten with a fresh expiry once half of
+    /// [`CONNECTION_TTL_SECS`] has passed. Called on the connection's keep-alive; false when the
+    /// connection is gone.
+    pub async fn refresh_connection(&self, connection_id: &str) -> Result<bool, ApiError> {
+        let (pk, sk) = connection_key(connection_id);
+        let Some(conn) = self.store.get(TableName::Connections, &pk, &sk).await? else {
+            return Ok(false);
+        };
+        let now = self.now().timestamp();
+        if conn.ttl.is_none_or(|t| t - now > CONNECTION_TTL_SECS / 2) {
+            return Ok(true);
+        }
+        let mut items = vec![conn];
+        for of in [
+            watches_of_pk(connection_id),
+            presence_subs_of_pk(connection_id),
+        ] {
+            let page = self
+                .store
+                .query(
+                    Query::new(TableName::Connections, of)
+                        .index(Index::Gsi1)
+                        .limit(1000),
+                )
+                .await?;
+            items.extend(page.items);
+        }
+        let ttl = self.ttl();
+        for mut item in items {
+            item.ttl = Some(ttl);
+            // Only what still exists: a connection closing meanwhile is not brought back.
+            self.store
+                .write(Write::Put {
+                    table: TableName::Connections,
+                    item,
+                    condition: Condition::Exists,
+                })
+                .await
+                .or_else(|e| match e {
+                    crate::store::StoreError::ConditionFailed => Ok(()),
+                    e => Err(e),
+                })?;
+        }
+        Ok(true)
+    }
+
     /// A connection's record.
     pub async fn connection(&self, connection_id: &str) -> Result<Option<Connection>, ApiError> {
         let (pk, sk) = connection_key(connection_id);
