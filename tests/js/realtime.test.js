@@ -260,3 +260,38 @@ test('nothing from a blocked user, no notification about a muted one, nothing ab
 
   for (const p of [author, blocker, muter]) await p.client.disconnectUser();
 });
+
+test('long-poll fallback: a client whose WebSocket cannot connect polls instead', async () => {
+  const [a, b] = [uid('lp-sender'), uid('lp-poller')];
+  await admin.upsertUsers([{ id: a }]);
+  const client = new StreamChat(server.apiKey, {
+    baseURL: server.url,
+    allowServerSideConnect: true,
+    enableWSFallback: true,
+  });
+  // Nothing listens there: the WebSocket fails as a network failure.
+  client.wsBaseURL = 'ws://127.0.0.1:9';
+  const transport = nextEvent(client, 'transport.changed', () => true, 15_000);
+  const me = await client.connectUser({ id: b }, admin.createToken(b));
+  assert.equal((await transport).mode, 'longpoll');
+  assert.equal(me.me.id, b);
+  assert.ok(client.wsFallback.connectionID);
+
+  const id = uid('lp');
+  const ch = admin.channel('messaging', id, { members: [a, b], created_by_id: a });
+  await ch.create();
+  const channel = client.channel('messaging', id);
+  await channel.watch();
+  assert.equal(channel.state.watcher_count, 1, 'the long-poll connection watches');
+  const heard = nextEvent(channel, 'message.new');
+  await ch.sendMessage({ text: 'over long-poll', user_id: a });
+  assert.equal((await heard).message.text, 'over long-poll');
+  assert.ok(channel.state.messages.some((m) => m.text === 'over long-poll'));
+  let { users } = await admin.queryUsers({ id: b });
+  assert.equal(users[0].online, true);
+
+  await client.disconnectUser();
+  await new Promise((r) => setTimeout(r, 200));
+  ({ users } = await admin.queryUsers({ id: b }));
+  assert.equal(users[0].online, false, 'close=true ended the session');
+});

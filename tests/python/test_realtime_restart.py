@@ -136,3 +136,40 @@ def test_prefetch_on_connect(server, client):
     assert details[0]["read"]["unread_messages"] == 25
     assert details[1]["cid"] == quiet.cid and details[1]["has_more"] is False
     assert len(details[1]["members"]) == 2
+
+
+def test_longpoll_connect_poll_and_unknown_connection(server, client):
+    """`GET /longpoll` as the JS client's fallback calls it: connect, poll, close; an unknown
+    connection id is code 46 (the client then connects again)."""
+    uid = "lp-" + uuid.uuid4().hex[:8]
+    token = server.user_token(uid)
+    payload = json.dumps({"user_id": uid, "user_details": {"id": uid}})
+    opened = server.request("GET", "/longpoll", token=token, params={"json": payload})
+    assert opened.status_code == 200, opened.text
+    hello = opened.json()["event"]
+    assert hello["type"] == "health.check" and hello["me"]["id"] == uid
+    conn = hello["connection_id"]
+    # Someone else's token cannot poll this connection.
+    other = server.request("GET", "/longpoll", token=server.user_token("intruder"), params={"connection_id": conn})
+    assert other.json()["code"] == 46
+    client.upsert_user({"id": "lp-friend"})
+    ch = client.channel("messaging", "lp-" + uuid.uuid4().hex[:8], {"members": [uid, "lp-friend"]})
+    ch.create("lp-friend")
+    watched = server.request(
+        "POST", f"/channels/messaging/{ch.id}/query", token=token, params={"connection_id": conn}, json={"watch": True}
+    )
+    assert watched.status_code == 201 or watched.status_code == 200, watched.text
+    ch.send_message({"text": "polled"}, "lp-friend")
+    events = []
+    for _ in range(5):
+        polled = server.request("GET", "/longpoll", token=token, params={"connection_id": conn})
+        assert polled.status_code == 200, polled.text
+        events += polled.json()["events"]
+        if any(e["type"] == "message.new" for e in events):
+            break
+    assert [e["message"]["text"] for e in events if e["type"] == "message.new"] == ["polled"]
+    closed = server.request("GET", "/longpoll", token=token, params={"connection_id": conn, "close": "true"})
+    assert closed.status_code == 200
+    gone = server.request("GET", "/longpoll", token=token, params={"connection_id": conn})
+    assert gone.status_code == 400
+    assert gone.json()["code"] == 46

@@ -1,6 +1,7 @@
 //! chat-local: every function's routes on one port, on the embedded store, as one process.
 //! Prints the URL and credentials on start; stops cleanly on Ctrl-C / SIGTERM.
 
+mod longpoll;
 mod ws;
 
 use clap::Parser;
@@ -146,12 +147,15 @@ async fn run(args: Args) -> Result<(), String> {
     let realtime = ws::Realtime {
         chat: chat.clone(),
         gateway: gateway.clone(),
+        polls: Arc::default(),
         stopping: stop_rx.clone(),
     };
+    let idle_polls = tokio::spawn(longpoll::close_idle(realtime.clone()));
     // CHAT_MESSAGE_THROTTLE=off: clients get every message (seed: throttling "can be disabled").
     let delivery = shared::realtime::delivery::Delivery::new(gateway).throttling_from_env();
     let fan_out = tokio::spawn(ws::fan_out(chat.clone(), delivery, stop_rx));
-    let app = shared::http::with_edge(routes, chat).merge(ws::routes(realtime));
+    let app = shared::http::with_edge(routes.merge(longpoll::routes(realtime.clone())), chat)
+        .merge(ws::routes(realtime));
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .map_err(|e| format!("bad address: {e}"))?;
@@ -175,6 +179,7 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     fan_out.abort();
+    idle_polls.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! chat-local's WebSocket side: `GET /connect` sockets on the same port as REST, and the
-//! fan-out task that tails the outbox (the events table's change feed) and delivers each event
-//! through the in-process gateway.
+//! chat-local's WebSocket side: `GET /connect` sockets on the same port as REST (`/longpoll` is
+//! in `longpoll`), the start and end of every session, and the fan-out task that tails the
+//! outbox (the events table's change feed) and delivers each event through the in-process
+//! gateway.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -8,6 +9,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use shared::domain::caller::Caller;
+use shared::domain::ApiError;
 use shared::realtime::connect;
 use shared::realtime::delivery::Delivery;
 use shared::realtime::local::LocalGateway;
@@ -16,6 +18,7 @@ use shared::store::{ChangePosition, TableName};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 
 /// Keep-alive: a `health.check` at least this often (the JS client gives up after 35 s).
@@ -31,6 +34,7 @@ const CLOSE_RESTART: u16 = 1012;
 pub struct Realtime {
     pub chat: Chat,
     pub gateway: Arc<LocalGateway>,
+    pub polls: Arc<crate::longpoll::LongPolls>,
     pub stopping: watch::Receiver<bool>,
 }
 
@@ -86,27 +90,8 @@ async fn run(
         }
     };
     let anonymous = matches!(opened.session.caller, Caller::Anonymous);
-    let connection_id = shared::domain::ids::random_id();
-    let mut outgoing = rt.gateway.register(&connection_id);
-    let opened_ok = async {
-        let first = rt
-            .chat
-            .open_connection(
-                &connection_id,
-                &opened.user_id,
-                LOCAL_HOST,
-                anonymous,
-                false,
-            )
-            .await?;
-        if first && !anonymous {
-            rt.chat.set_online(&opened.user_id, true).await?;
-        }
-        connect::hello(&rt.chat, &connection_id, &opened.user_id, anonymous).await
-    }
-    .await;
-    let hello = match opened_ok {
-        Ok(h) => h,
+    let (connection_id, mut outgoing, hello) = match begin(&rt, &opened.user_id, anonymous).await {
+        Ok(started) => started,
         Err(e) => {
             let _ = send_json(&mut socket, &connect::error_frame(&e)).await;
             let _ = socket
@@ -115,8 +100,6 @@ async fn run(
                     reason: "".into(),
                 })))
                 .await;
-            rt.gateway.unregister(&connection_id);
-            let _ = rt.chat.close_connection(&connection_id).await;
             return;
         }
     };
@@ -175,10 +158,45 @@ async fn run(
             }
         }
     }
-    rt.gateway.unregister(&connection_id);
-    match rt.chat.close_connection(&connection_id).await {
+    end(&rt, &connection_id, &opened.user_id, anonymous).await;
+}
+
+/// Starts a session for an authenticated user: a connection id registered with the gateway, its
+/// record, presence, and the hello to send first.
+pub(crate) async fn begin(
+    rt: &Realtime,
+    user_id: &str,
+    anonymous: bool,
+) -> Result<(String, UnboundedReceiver<String>, serde_json::Value), ApiError> {
+    let connection_id = shared::domain::ids::random_id();
+    let outgoing = rt.gateway.register(&connection_id);
+    let opened = async {
+        let first = rt
+            .chat
+            .open_connection(&connection_id, user_id, LOCAL_HOST, anonymous, false)
+            .await?;
+        if first && !anonymous {
+            rt.chat.set_online(user_id, true).await?;
+        }
+        connect::hello(&rt.chat, &connection_id, user_id, anonymous).await
+    }
+    .await;
+    match opened {
+        Ok(hello) => Ok((connection_id, outgoing, hello)),
+        Err(e) => {
+            end(rt, &connection_id, user_id, anonymous).await;
+            Err(e)
+        }
+    }
+}
+
+/// Ends a session: the gateway forgets it, its records go, and the user goes offline with their
+/// last connection.
+pub(crate) async fn end(rt: &Realtime, connection_id: &str, user_id: &str, anonymous: bool) {
+    rt.gateway.unregister(connection_id);
+    match rt.chat.close_connection(connection_id).await {
         Ok(true) if !anonymous => {
-            let _ = rt.chat.set_online(&opened.user_id, false).await;
+            let _ = rt.chat.set_online(user_id, false).await;
         }
         Ok(_) => {}
         Err(e) => {

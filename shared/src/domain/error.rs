@@ -23,6 +23,8 @@ pub enum ErrorCode {
     TokenNotValidYet,
     TokenUsedBeforeIssuedAt,
     TokenSignatureInvalid,
+    /// A long-poll request names a connection that does not exist (any more).
+    ConnectionIdNotFound,
     CoolDown,
     AppSuspended,
 }
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::TokenNotValidYet => 41,
             ErrorCode::TokenUsedBeforeIssuedAt => 42,
             ErrorCode::TokenSignatureInvalid => 43,
+            ErrorCode::ConnectionIdNotFound => 46,
             ErrorCode::CoolDown => 60,
             ErrorCode::AppSuspended => 99,
         }
