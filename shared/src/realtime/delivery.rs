@@ -8,12 +8,9 @@
 use super::{Gateway, GatewayError, BUSY_CHANNEL_WATCHERS};
 use crate::domain::channel::Member;
 use crate::domain::ApiError;
-use crate::service::muting::UserMute;
 use crate::service::Chat;
-use crate::store::layout::{
-    channel_pk, deleted_for_me_pk, member_sk, user_blocks_pk, user_mutes_pk,
-};
-use crate::store::TableName;
+use crate::store::layout::{channel_pk, deleted_for_pk, member_sk};
+use crate::store::{Index, Query, TableName};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -168,16 +165,24 @@ impl Delivery {
             .admit(now_ms)
     }
 
-    /// Whether a busy channel may have a watching event now (one per 5 s).
-    fn admit_watching(&self, cid: &str, now_ms: i64) -> bool {
-        let Ok(mut limits) = self.limits.lock() else {
-            return true;
-        };
-        match limits.watching.get(cid) {
-            Some(last) if now_ms - last < BUSY_WATCHING_EVERY_MS => false,
-            _ => {
+    /// Whether a watching event of `cid` is dropped without reading its audience: the channel was
+    /// busy at its last watching event, less than 5 s ago.
+    fn watching_suppressed(&self, cid: &str, now_ms: i64) -> bool {
+        self.limits.lock().is_ok_and(|limits| {
+            limits
+                .watching
+                .get(cid)
+                .is_some_and(|last| now_ms - last < BUSY_WATCHING_EVERY_MS)
+        })
+    }
+
+    /// A watching event of `cid` goes out now; `busy` channels then get none for 5 s.
+    fn watching_sent(&self, cid: &str, busy: bool, now_ms: i64) {
+        if let Ok(mut limits) = self.limits.lock() {
+            if busy {
                 limits.watching.insert(cid.to_string(), now_ms);
-                true
+            } else {
+                limits.watching.remove(cid);
             }
         }
     }
@@ -202,6 +207,13 @@ impl Chat {
         event: &Value,
     ) -> Result<usize, ApiError> {
         let kind = event["type"].as_str().unwrap_or_default();
+        let now_ms = self.now().timestamp_millis();
+        let watching = matches!(kind, "user.watching.start" | "user.watching.stop");
+        // Seed ("Automatic feature throttling"): busy channels get watching events at most every
+        // 5 s; the ones in between are dropped before their audience is even read.
+        if watching && out.watching_suppressed(scope, now_ms) {
+            return Ok(0);
+        }
         let mut event = event.clone();
         let mut audience = Audience::new();
         if let Some(uid) = scope.strip_prefix("user:") {
@@ -222,16 +234,12 @@ impl Chat {
             if kind == "message.new" {
                 event["watcher_count"] = watchers.len().into();
             }
-            // Seed ("Automatic feature throttling"): busy channels drop read and typing events
-            // and get watching events at most every 5 s.
+            // Busy channels drop read and typing events.
             if busy && matches!(kind, "message.read" | "typing.start" | "typing.stop") {
                 return Ok(0);
             }
-            if busy
-                && matches!(kind, "user.watching.start" | "user.watching.stop")
-                && !out.admit_watching(scope, self.now().timestamp_millis())
-            {
-                return Ok(0);
+            if watching {
+                out.watching_sent(scope, busy, now_ms);
             }
         }
         let mut sent = 0;
@@ -350,65 +358,29 @@ impl Chat {
                 .flatten()
                 .collect();
             for author in authors {
-                hidden.extend(self.users_who(user_blocks_pk, users, author).await?);
+                hidden.extend(
+                    self.who_blocked(author)
+                        .await?
+                        .into_iter()
+                        .filter(|u| users.contains(u.as_str())),
+                );
             }
         }
-        let id = message["id"].as_str();
         if let (Some(id), false) = (
-            id,
+            message["id"].as_str(),
             event["type"] == "message.new" || scope.starts_with("user:"),
         ) {
-            let keys: Vec<(String, String)> = users
-                .iter()
-                .map(|u| (deleted_for_me_pk(scope, u), id.to_string()))
-                .collect();
-            if !keys.is_empty() {
-                for item in self.store.batch_get(TableName::Messages, &keys).await? {
-                    if let Some(u) = users
-                        .iter()
-                        .find(|u| deleted_for_me_pk(scope, u) == item.pk)
-                    {
-                        hidden.insert(u.to_string());
-                    }
-                }
-            }
+            let page = self
+                .store
+                .query(
+                    Query::new(TableName::Messages, deleted_for_pk(id))
+                        .index(Index::Gsi1)
+                        .limit(1000),
+                )
+                .await?;
+            hidden.extend(page.items.into_iter().filter_map(|i| i.gsi1.map(|k| k.sk)));
         }
         Ok(hidden)
-    }
-
-    /// Those of `users` with an item about `other` under `pk_of(user)` (a block, or a mute still
-    /// in force), found with one batch read.
-    async fn users_who(
-        &self,
-        pk_of: fn(&str) -> String,
-        users: &BTreeSet<&str>,
-        other: &str,
-    ) -> Result<BTreeSet<String>, ApiError> {
-        let keys: Vec<(String, String)> = users
-            .iter()
-            .filter(|u| **u != other)
-            .map(|u| (pk_of(u), other.to_string()))
-            .collect();
-        if keys.is_empty() {
-            return Ok(BTreeSet::new());
-        }
-        let now = self.now();
-        Ok(self
-            .store
-            .batch_get(TableName::App, &keys)
-            .await?
-            .into_iter()
-            .filter(|i| {
-                serde_json::from_value::<UserMute>(i.data.clone())
-                    .map_or(true, |m| m.is_active(now))
-            })
-            .filter_map(|i| {
-                users
-                    .iter()
-                    .find(|u| pk_of(u) == i.pk)
-                    .map(|u| u.to_string())
-            })
-            .collect())
     }
 
     /// Per-recipient fields of an event, for audiences of at most [`BUSY_CHANNEL_WATCHERS`]
@@ -543,8 +515,8 @@ impl Chat {
             .map(|m| m.user_id.as_str())
             .collect();
         // No notification about a user the member muted or blocked.
-        let mut quiet = self.users_who(user_mutes_pk, &candidates, sender).await?;
-        quiet.extend(self.users_who(user_blocks_pk, &candidates, sender).await?);
+        let mut quiet = self.who_muted(sender).await?;
+        quiet.extend(self.who_blocked(sender).await?);
         let mut recipients = Vec::new();
         for m in loaded
             .members
@@ -667,10 +639,14 @@ mod tests {
             }
         }
         let d = Delivery::new(Arc::new(Nowhere));
-        assert!(d.admit_watching("livestream:a", 0));
-        assert!(!d.admit_watching("livestream:a", 4_999));
-        assert!(d.admit_watching("livestream:b", 4_999));
-        assert!(d.admit_watching("livestream:a", 5_000));
+        assert!(!d.watching_suppressed("livestream:a", 0));
+        d.watching_sent("livestream:a", true, 0);
+        assert!(d.watching_suppressed("livestream:a", 4_999));
+        assert!(!d.watching_suppressed("livestream:b", 4_999));
+        assert!(!d.watching_suppressed("livestream:a", 5_000));
+        // A quiet channel is never held back.
+        d.watching_sent("messaging:c", false, 0);
+        assert!(!d.watching_suppressed("messaging:c", 1));
     }
 
     #[test]

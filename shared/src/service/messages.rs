@@ -12,8 +12,9 @@ use crate::domain::ids::random_id;
 use crate::domain::message::{Message, MessageAnchor, MessagePage, Viewer};
 use crate::domain::ApiError;
 use crate::store::layout::{
-    channel_item, channel_messages_pk, cooldown_pk, deleted_for_me_pk, member_item, message_id_key,
-    message_sk, outbox_write, pending_pk, pinned_pk, pinned_sk, reactions_pk, replies_pk,
+    channel_item, channel_messages_pk, cooldown_pk, deleted_for_me_pk, deleted_for_pk, member_item,
+    message_id_key, message_sk, outbox_write, pending_pk, pinned_pk, pinned_sk, reactions_pk,
+    replies_pk,
 };
 use crate::store::{
     Condition, Index, Item, Query, SkRange, StoreError, TableName, Write, MAX_TRANSACTION_WRITES,
@@ -1193,8 +1194,9 @@ impl Chat {
                     item: Item::new(
                         pk,
                         stored.message.id.clone(),
-                        json!({ "at": self.now_str() }),
-                    ),
+                        json!({ "at": self.now_str(), "user_id": actor }),
+                    )
+                    .with_gsi1(deleted_for_pk(&stored.message.id), actor.clone()),
                     condition: Condition::None,
                 },
                 outbox_write(&event),

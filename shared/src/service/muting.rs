@@ -9,10 +9,13 @@ use crate::domain::caller::Session;
 use crate::domain::clock::{format_time, parse_time};
 use crate::domain::event::Event;
 use crate::domain::ApiError;
-use crate::store::layout::{outbox_write, user_blocks_pk, user_mutes_pk};
-use crate::store::{Condition, Item, Query, TableName, Write};
+use crate::store::layout::{
+    blocked_by_pk, muted_by_pk, outbox_write, user_blocks_pk, user_mutes_pk,
+};
+use crate::store::{Condition, Index, Item, Query, TableName, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
 
 /// Users one mute request may name.
 const MAX_MUTE_TARGETS: usize = 100;
@@ -104,6 +107,39 @@ impl Chat {
         let mut mutes: Vec<UserMute> = self.user_items(user_mutes_pk(user_id)).await?;
         mutes.retain(|m| m.is_active(now));
         Ok(mutes)
+    }
+
+    /// Who muted `user_id` (mutes still in force): one index query.
+    pub(crate) async fn who_muted(&self, user_id: &str) -> Result<BTreeSet<String>, ApiError> {
+        self.listed_under(muted_by_pk(user_id)).await
+    }
+
+    /// Who blocked `user_id`: one index query.
+    pub(crate) async fn who_blocked(&self, user_id: &str) -> Result<BTreeSet<String>, ApiError> {
+        self.listed_under(blocked_by_pk(user_id)).await
+    }
+
+    /// The users whose mute or block items are listed under `pk` on `gsi1` (expired mutes left
+    /// out).
+    async fn listed_under(&self, pk: String) -> Result<BTreeSet<String>, ApiError> {
+        let now = self.now();
+        let page = self
+            .store
+            .query(
+                Query::new(TableName::App, pk)
+                    .index(Index::Gsi1)
+                    .limit(1000),
+            )
+            .await?;
+        Ok(page
+            .items
+            .into_iter()
+            .filter(|i| {
+                serde_json::from_value::<UserMute>(i.data.clone())
+                    .map_or(true, |m| m.is_active(now))
+            })
+            .filter_map(|i| i.gsi1.map(|k| k.sk))
+            .collect())
     }
 
     /// The users a user blocked.
@@ -200,7 +236,8 @@ impl Chat {
                 };
                 writes.push(Write::Put {
                     table: TableName::App,
-                    item: Item::new(user_mutes_pk(&actor), t.clone(), to_doc(&m)?),
+                    item: Item::new(user_mutes_pk(&actor), t.clone(), to_doc(&m)?)
+                        .with_gsi1(muted_by_pk(t), actor.clone()),
                     condition: Condition::None,
                 });
                 changed.push(m);
@@ -268,7 +305,8 @@ impl Chat {
             };
             Write::Put {
                 table: TableName::App,
-                item: Item::new(user_blocks_pk(&actor), target.clone(), to_doc(&b)?),
+                item: Item::new(user_blocks_pk(&actor), target.clone(), to_doc(&b)?)
+                    .with_gsi1(blocked_by_pk(&target), actor.clone()),
                 condition: Condition::None,
             }
         } else {

@@ -113,14 +113,24 @@ pub fn member_item(cid: &str, user_id: &str, data: serde_json::Value) -> Item {
     Item::new(channel_pk(cid), member_sk(user_id), data).with_gsi1(memberships_pk(user_id), cid)
 }
 
-/// A user's mutes of other users (app table; sort key: the muted user).
+/// A user's mutes of other users (app table; sort key: the muted user), also listed under the
+/// muted user on `gsi1` (`muted_by_pk`), so delivery finds who muted a sender with one query.
 pub fn user_mutes_pk(user_id: &str) -> String {
     format!("user_mutes#{user_id}")
 }
 
-/// The users a user blocked (app table; sort key: the blocked user).
+pub fn muted_by_pk(user_id: &str) -> String {
+    format!("muted_by#{user_id}")
+}
+
+/// The users a user blocked (app table; sort key: the blocked user), also listed under the
+/// blocked user on `gsi1` (`blocked_by_pk`).
 pub fn user_blocks_pk(user_id: &str) -> String {
     format!("user_blocks#{user_id}")
+}
+
+pub fn blocked_by_pk(user_id: &str) -> String {
+    format!("blocked_by#{user_id}")
 }
 
 /// A user's channel mutes live in one partition (sort key: the cid), read whole for
@@ -170,6 +180,12 @@ pub fn reaction_sk(user_id: &str, kind: &str) -> String {
 /// message id).
 pub fn deleted_for_me_pk(cid: &str, user_id: &str) -> String {
     format!("deleted_for_me#{cid}#{user_id}")
+}
+
+/// The users who deleted a message for themselves, on `gsi1` of the messages table (sort key:
+/// the user), for delivery to leave them out.
+pub fn deleted_for_pk(message_id: &str) -> String {
+    format!("deleted_for#{message_id}")
 }
 
 /// A channel's pinned messages on `gsi2` of the messages table, by pin time.
