@@ -492,9 +492,15 @@ async fn a_large_audience_goes_through_the_fanout_queue_in_order() {
         }
     }
     assert!(!records.is_empty());
-    aws::on_stream(&chat, &out, &json!({ "Records": records }))
+    // An unreadable record is dropped without holding back the others.
+    records.insert(
+        0,
+        json!({"eventSource": "aws:sqs", "messageId": "junk", "body": "not a batch"}),
+    );
+    let worked = aws::on_stream(&chat, &out, &json!({ "Records": records }))
         .await
         .expect("worker");
+    assert_eq!(worked["batchItemFailures"], json!([]));
     let frames = recorder.frames.lock().expect("lock");
     for w in &watchers {
         let texts: Vec<&str> = frames

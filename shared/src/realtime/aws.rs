@@ -125,11 +125,24 @@ fn source_table(record: &Value) -> Option<TableName> {
 /// records' images do not matter.
 pub async fn on_stream(chat: &Chat, out: &Delivery, event: &Value) -> Result<Value, ApiError> {
     let mut delivered = 0;
+    let mut failed = Vec::new();
     for record in event["Records"].as_array().into_iter().flatten() {
         if record["eventSource"] == "aws:sqs" {
-            let batch: FanoutBatch = serde_json::from_str(record["body"].as_str().unwrap_or(""))
-                .map_err(|e| ApiError::input(format!("a fan-out batch is unreadable: {e}")))?;
-            delivered += chat.deliver_batch(out, &batch).await?;
+            // A batch that fails is reported alone (ReportBatchItemFailures), so the others are
+            // not delivered twice.
+            let batch = serde_json::from_str::<FanoutBatch>(record["body"].as_str().unwrap_or(""))
+                .map_err(|e| ApiError::input(format!("a fan-out batch is unreadable: {e}")));
+            match batch {
+                Ok(batch) => match chat.deliver_batch(out, &batch).await {
+                    Ok(n) => delivered += n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a fan-out batch failed");
+                        failed.push(json!({ "itemIdentifier": record["messageId"] }));
+                    }
+                },
+                // Unreadable: retrying cannot help.
+                Err(e) => tracing::error!(error = %e, "dropping a fan-out batch"),
+            }
             continue;
         }
         if record["eventName"] != "INSERT" {
@@ -154,7 +167,7 @@ pub async fn on_stream(chat: &Chat, out: &Delivery, event: &Value) -> Result<Val
             _ => {}
         }
     }
-    Ok(json!({ "delivered": delivered }))
+    Ok(json!({ "delivered": delivered, "batchItemFailures": failed }))
 }
 
 /// A new connection's first frames: the hello and, when asked, its channel details; or a refused

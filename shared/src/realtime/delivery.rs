@@ -251,7 +251,7 @@ impl Chat {
                     .map_err(ApiError::internal)?;
                 sent += audience.len();
             }
-            _ => sent += self.deliver_to(out, scope, &event, &audience).await?,
+            _ => sent += self.deliver_to(out, scope, &event, &audience, true).await?,
         }
         if kind == "message.new" && !scope.starts_with("user:") {
             sent += self
@@ -261,24 +261,27 @@ impl Chat {
         Ok(sent)
     }
 
-    /// A batch a fan-out worker took from the queue.
+    /// A batch a fan-out worker took from the queue: part of a large audience, so every
+    /// recipient gets the shared event.
     pub async fn deliver_batch(
         &self,
         out: &Delivery,
         batch: &FanoutBatch,
     ) -> Result<usize, ApiError> {
         let audience: Audience = batch.audience.iter().cloned().collect();
-        self.deliver_to(out, &batch.scope, &batch.event, &audience)
+        self.deliver_to(out, &batch.scope, &batch.event, &audience, false)
             .await
     }
 
-    /// Sends `event` to each connection of `audience` it may reach, as that recipient sees it.
+    /// Sends `event` to each connection of `audience` it may reach, as that recipient sees it
+    /// (with per-recipient fields when `personalize` and the audience is small enough).
     async fn deliver_to(
         &self,
         out: &Delivery,
         scope: &str,
         event: &Value,
         audience: &Audience,
+        personalize: bool,
     ) -> Result<usize, ApiError> {
         let kind = event["type"].as_str().unwrap_or_default();
         let users: BTreeSet<&str> = audience
@@ -287,7 +290,11 @@ impl Chat {
             .filter(|u| !u.is_empty())
             .collect();
         let hidden = self.hidden_from(scope, event, &users).await?;
-        let personal = self.personal_fields(scope, event, &users).await?;
+        let personal = if personalize {
+            self.personal_fields(scope, event, &users).await?
+        } else {
+            HashMap::new()
+        };
         let sender = event["message"]["user"]["id"].as_str().unwrap_or_default();
         let now_ms = self.now().timestamp_millis();
         let shared_frame = event.to_string();
