@@ -173,3 +173,37 @@ def test_longpoll_connect_poll_and_unknown_connection(server, client):
     gone = server.request("GET", "/longpoll", token=token, params={"connection_id": conn})
     assert gone.status_code == 400
     assert gone.json()["code"] == 46
+
+
+def next_message_new(ws):
+    while True:
+        frame = json.loads(ws.recv())
+        if frame.get("type") == "message.new":
+            return frame
+
+
+def test_a_pending_message_reaches_only_its_sender_until_committed(server, client):
+    sender, other = "pend-" + uuid.uuid4().hex[:8], "pend-" + uuid.uuid4().hex[:8]
+    client.upsert_users([{"id": sender}, {"id": other}])
+    ch = client.channel("messaging", "pend-" + uuid.uuid4().hex[:8], {"members": [sender, other]})
+    ch.create(sender)
+    sockets = {}
+    for u in (sender, other):
+        ws, hello = server.connect_socket(u)
+        sockets[u] = ws
+        watched = server.request(
+            "POST",
+            f"/channels/messaging/{ch.id}/query",
+            token=server.user_token(u),
+            params={"connection_id": hello["connection_id"]},
+            json={"watch": True},
+        )
+        assert watched.status_code in (200, 201), watched.text
+    pending = ch.send_message({"text": "held"}, sender, pending=True)["message"]
+    assert next_message_new(sockets[sender])["message"]["id"] == pending["id"]
+    ch.send_message({"text": "marker"}, sender)
+    assert next_message_new(sockets[other])["message"]["text"] == "marker", "the pending message stayed away"
+    client.commit_message(pending["id"])
+    assert next_message_new(sockets[other])["message"]["id"] == pending["id"]
+    for ws in sockets.values():
+        ws.close()

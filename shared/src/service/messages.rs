@@ -214,6 +214,13 @@ impl Chat {
                     condition: Condition::NotExists,
                 },
             ];
+            // Its sender's connections hear of it (`message.new` scoped to the sender); the
+            // channel's watchers only once it is committed.
+            let mut event = channel_event("message.new", &loaded.channel, self.now())
+                .with("message", wire.clone())
+                .with("user", user.clone());
+            event.scope = format!("user:{}", message.user_id.clone().unwrap_or_default());
+            writes.push(outbox_write(&event));
             writes.extend(extra);
             return match self.store.transact(writes).await {
                 Ok(()) => Ok(wire),
