@@ -23,6 +23,14 @@ fn required(name: &'static str) -> Result<String, EnvironmentError> {
         .ok_or(EnvironmentError::Missing(name))
 }
 
+/// The AWS configuration of this process (region, credentials, `AWS_ENDPOINT_URL*`), loaded
+/// once and shared by every client (DynamoDB, the Management API, SQS, Translate).
+async fn aws() -> &'static aws_config::SdkConfig {
+    static CONFIG: tokio::sync::OnceCell<aws_config::SdkConfig> =
+        tokio::sync::OnceCell::const_new();
+    CONFIG.get_or_init(aws_config::load_from_env).await
+}
+
 /// The product for a Lambda function: DynamoDB tables `<TABLE_PREFIX><name>`, credentials from
 /// `CHAT_API_KEY` / `CHAT_API_SECRET`, async tasks run before the invocation returns.
 pub async fn chat_from_env() -> Result<Chat, EnvironmentError> {
@@ -31,7 +39,7 @@ pub async fn chat_from_env() -> Result<Chat, EnvironmentError> {
         api_key: required("CHAT_API_KEY")?,
         api_secret: required("CHAT_API_SECRET")?,
     };
-    let store = DynamoDb::from_env(prefix).await?;
+    let store = DynamoDb::from_config(aws().await, prefix);
     let chat = Chat::new(
         Arc::new(store),
         Arc::new(SystemClock),
@@ -45,7 +53,7 @@ pub async fn chat_from_env() -> Result<Chat, EnvironmentError> {
 pub async fn with_translator_from_env(chat: Chat) -> Chat {
     match std::env::var("CHAT_TRANSLATOR").ok().as_deref() {
         Some("amazon") => chat.with_translator(Arc::new(
-            crate::translate::AmazonTranslate::from_env().await,
+            crate::translate::AmazonTranslate::from_config(aws().await),
         )),
         _ => chat,
     }
@@ -55,7 +63,10 @@ pub async fn with_translator_from_env(chat: Chat) -> Chat {
 pub async fn gateway_from_env(
 ) -> Result<crate::realtime::apigw::ApiGatewayManagement, EnvironmentError> {
     let endpoint = required("WS_ENDPOINT")?;
-    Ok(crate::realtime::apigw::ApiGatewayManagement::from_env(&endpoint).await)
+    Ok(crate::realtime::apigw::ApiGatewayManagement::from_config(
+        aws().await,
+        &endpoint,
+    ))
 }
 
 /// The fan-out worker of a Lambda function: the API Gateway Management API gateway, the SQS
@@ -74,7 +85,10 @@ pub async fn delivery_from_env() -> Result<crate::realtime::delivery::Delivery, 
             .and_then(|v| v.parse().ok())
             .unwrap_or(crate::realtime::delivery::INLINE_AUDIENCE);
         delivery = delivery.with_queue(
-            Arc::new(crate::realtime::sqs::SqsFanoutQueue::from_env(&url).await),
+            Arc::new(crate::realtime::sqs::SqsFanoutQueue::from_config(
+                aws().await,
+                &url,
+            )),
             inline,
         );
     }

@@ -37,9 +37,8 @@ impl AmazonTranslate {
         AmazonTranslate { client }
     }
 
-    pub async fn from_env() -> Self {
-        let config = aws_config::load_from_env().await;
-        Self::new(aws_sdk_translate::Client::new(&config))
+    pub fn from_config(config: &aws_config::SdkConfig) -> Self {
+        Self::new(aws_sdk_translate::Client::new(config))
     }
 }
 

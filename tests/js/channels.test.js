@@ -1,24 +1,16 @@
 // The official npm stream-chat client, server-side over REST against chat-local: channels are
 // created, queried, updated and deleted through its Channel objects, so the responses go through
 // the client's own state handling (members, read, config, capabilities).
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StreamChat } from 'stream-chat';
-import { startServer } from './harness.js';
+import { uid, useServer } from './harness.js';
 
 let server;
 let client;
-
-before(async () => {
-  server = await startServer();
-  client = new StreamChat(server.apiKey, server.apiSecret, { baseURL: server.url });
+useServer((s, c) => {
+  server = s;
+  client = c;
 });
-
-after(async () => {
-  await server.stop();
-});
-
-const uid = (p) => `${p}-${Math.random().toString(36).slice(2, 10)}`;
 
 async function people(n) {
   const ids = Array.from({ length: n }, () => uid('u'));

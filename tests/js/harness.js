@@ -1,5 +1,7 @@
 // Starts chat-local on a free loopback port (in memory) for a test file, and stops it after.
 import { spawn } from 'node:child_process';
+import { before, after } from 'node:test';
+import { StreamChat } from 'stream-chat';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,3 +76,19 @@ export function nextEvent(target, type, match = () => true, timeoutMs = 5000) {
     });
   });
 }
+
+// One in-memory chat-local for a test file: started before its tests, stopped after.
+// `ready(server, admin)` receives the server and a server-side client (with the secret).
+export function useServer(ready) {
+  let server;
+  before(async () => {
+    server = await startServer();
+    ready(server, new StreamChat(server.apiKey, server.apiSecret, { baseURL: server.url }));
+  });
+  after(async () => {
+    await server.stop();
+  });
+}
+
+// A random id with a readable prefix.
+export const uid = (p) => `${p}-${Math.random().toString(36).slice(2, 10)}`;

@@ -1,23 +1,15 @@
 // The official npm stream-chat client, server-side over REST against chat-local: messages,
 // threads, reactions, pins, read state and search, through the client's own methods and types.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StreamChat } from 'stream-chat';
-import { startServer } from './harness.js';
+import { uid, useServer } from './harness.js';
 
 let server;
 let client;
-
-before(async () => {
-  server = await startServer();
-  client = new StreamChat(server.apiKey, server.apiSecret, { baseURL: server.url });
+useServer((s, c) => {
+  server = s;
+  client = c;
 });
-
-after(async () => {
-  await server.stop();
-});
-
-const uid = (p) => `${p}-${Math.random().toString(36).slice(2, 10)}`;
 
 async function setup() {
   const [author, reader] = [uid('a'), uid('r')];

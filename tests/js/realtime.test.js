@@ -1,23 +1,16 @@
 // The official npm stream-chat client as apps use it: user-side, connected over WebSocket to
 // chat-local. Events sent by one user reach the other and keep the client's own state right.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StreamChat } from 'stream-chat';
-import { nextEvent, startServer } from './harness.js';
+import { nextEvent, uid, useServer } from './harness.js';
 
 let server;
 let admin;
-
-before(async () => {
-  server = await startServer();
-  admin = new StreamChat(server.apiKey, server.apiSecret, { baseURL: server.url });
+useServer((s, c) => {
+  server = s;
+  admin = c;
 });
-
-after(async () => {
-  await server.stop();
-});
-
-const uid = (p) => `${p}-${Math.random().toString(36).slice(2, 10)}`;
 
 async function connect(id, extra = {}) {
   const client = new StreamChat(server.apiKey, { baseURL: server.url, allowServerSideConnect: true });

@@ -1,23 +1,15 @@
 // The official npm stream-chat client, used server-side (with the secret) over REST against
 // chat-local: users, app settings, roles, permissions, channel types, tasks and errors.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StreamChat } from 'stream-chat';
-import { startServer } from './harness.js';
+import { uid, useServer } from './harness.js';
 
 let server;
 let client;
-
-before(async () => {
-  server = await startServer();
-  client = new StreamChat(server.apiKey, server.apiSecret, { baseURL: server.url });
+useServer((s, c) => {
+  server = s;
+  client = c;
 });
-
-after(async () => {
-  await server.stop();
-});
-
-const uid = (p) => `${p}-${Math.random().toString(36).slice(2, 10)}`;
 
 async function waitTask(taskId) {
   for (let i = 0; i < 200; i++) {

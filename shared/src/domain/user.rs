@@ -69,6 +69,11 @@ const SERVER_OWNED: &[&str] = &[
 ];
 /// Fields only server-side (admin) requests may change.
 pub const SERVER_SIDE_ONLY: &[&str] = &["role", "teams", "teams_role"];
+
+/// Whether a user may set this field about themselves (e.g. in `user_details` on connect).
+pub fn is_client_settable(field: &str) -> bool {
+    !SERVER_OWNED.contains(&field) && !SERVER_SIDE_ONLY.contains(&field) && field != "anon"
+}
 /// Top-level keys a partial update may not touch at all.
 const NOT_UPDATABLE: &[&str] = &[
     "id",

@@ -207,11 +207,8 @@ async fn get_replies(
             page.insert(key.into(), Value::String(v.to_string()));
         }
     }
-    if let Some(limit) = params.get("limit") {
-        let n: u64 = limit
-            .parse()
-            .map_err(|_| crate::domain::ApiError::field("limit", "limit must be a number"))?;
-        page.insert("limit".into(), n.into());
+    if let Some(limit) = params.number("limit")? {
+        page.insert("limit".into(), limit.into());
     }
     let page = crate::domain::message::MessagePage::parse(Some(&page))?;
     Ok(Reply::json(chat.get_replies(&session, &id, page).await?))
@@ -244,19 +241,14 @@ async fn get_reactions(
     Path(id): Path<String>,
     params: Params,
 ) -> HttpResult {
-    let number = |key: &str| -> Result<Option<usize>, crate::domain::ApiError> {
-        params
-            .get(key)
-            .map(|v| {
-                v.parse().map_err(|_| {
-                    crate::domain::ApiError::field(key, format!("{key} must be a number"))
-                })
-            })
-            .transpose()
-    };
     Ok(Reply::json(
-        chat.get_reactions(&session, &id, number("limit")?, number("offset")?)
-            .await?,
+        chat.get_reactions(
+            &session,
+            &id,
+            params.number("limit")?,
+            params.number("offset")?,
+        )
+        .await?,
     ))
 }
 
@@ -365,19 +357,9 @@ async fn get_thread(
     Path(id): Path<String>,
     params: Params,
 ) -> HttpResult {
-    let number = |key: &str| -> Result<Option<usize>, crate::domain::ApiError> {
-        params
-            .get(key)
-            .map(|v| {
-                v.parse().map_err(|_| {
-                    crate::domain::ApiError::field(key, format!("{key} must be a number"))
-                })
-            })
-            .transpose()
-    };
     let view = crate::service::threads::ThreadView::new(
-        number("reply_limit")?,
-        number("participant_limit")?,
+        params.number("reply_limit")?,
+        params.number("participant_limit")?,
     )?;
     Ok(Reply::json(
         chat.get_thread(

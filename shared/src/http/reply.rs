@@ -126,6 +126,16 @@ impl Params {
         self.0.get(key).map(String::as_str)
     }
 
+    /// A whole-number parameter.
+    pub fn number(&self, key: &str) -> Result<Option<usize>, ApiError> {
+        self.get(key)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ApiError::field(key, format!("{key} must be a number")))
+            })
+            .transpose()
+    }
+
     /// A boolean parameter (`true` / `false` in any case, as Python sends `True`; also `1` / `0`).
     pub fn flag(&self, key: &str) -> Result<Option<bool>, ApiError> {
         match self.get(key).map(str::to_ascii_lowercase).as_deref() {

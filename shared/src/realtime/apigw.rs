@@ -15,10 +15,9 @@ impl ApiGatewayManagement {
     }
 
     /// A client for the WebSocket API's callback URL (`https://{api}.execute-api.{region}.
-    /// amazonaws.com/{stage}`), credentials and region from the environment.
-    pub async fn from_env(endpoint: &str) -> Self {
-        let config = aws_config::load_from_env().await;
-        let conf = aws_sdk_apigatewaymanagement::config::Builder::from(&config)
+    /// amazonaws.com/{stage}`).
+    pub fn from_config(config: &aws_config::SdkConfig, endpoint: &str) -> Self {
+        let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config)
             .endpoint_url(endpoint)
             .build();
         Self::new(aws_sdk_apigatewaymanagement::Client::from_conf(conf))

@@ -11,22 +11,6 @@ use crate::service::Chat;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
-/// User fields a client may not set about itself on connect.
-const NOT_FROM_CLIENT: &[&str] = &[
-    "role",
-    "teams",
-    "teams_role",
-    "banned",
-    "shadow_banned",
-    "created_at",
-    "updated_at",
-    "last_active",
-    "online",
-    "deactivated_at",
-    "deleted_at",
-    "anon",
-];
-
 /// Who opened a connection.
 pub struct Opened {
     pub session: Session,
@@ -93,7 +77,7 @@ pub async fn open(
     if !matches!(session.caller, Caller::Anonymous) {
         let mut user: Map<String, Value> = details
             .into_iter()
-            .filter(|(k, _)| !NOT_FROM_CLIENT.contains(&k.as_str()))
+            .filter(|(k, _)| crate::domain::user::is_client_settable(k))
             .collect();
         user.insert("id".into(), Value::String(user_id.clone()));
         if user.len() > 1 || chat.get_user(&user_id).await?.is_none() {

@@ -13,7 +13,7 @@ use crate::store::layout::{channel_pk, deleted_for_pk, member_sk};
 use crate::store::{Index, Query, TableName};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -188,10 +188,31 @@ impl Delivery {
     }
 }
 
-/// What one recipient gets on top of the shared event.
-#[derive(Default, PartialEq, Eq, Hash, Clone)]
+/// What one recipient gets on top of the shared event: top-level fields and the message's
+/// `own_reactions`.
+#[derive(Default)]
 struct Personal {
-    fields: Vec<(&'static str, String)>,
+    fields: Map<String, Value>,
+    own_reactions: Option<Value>,
+}
+
+impl Personal {
+    /// The recipient's frame.
+    fn frame(&self, event: &Value) -> String {
+        let mut e = event.clone();
+        if let Some(map) = e.as_object_mut() {
+            map.extend(self.fields.clone());
+        }
+        if let Some(own) = &self.own_reactions {
+            e["message"]["own_reactions"] = own.clone();
+        }
+        e.to_string()
+    }
+
+    /// Recipients with equal additions share one frame.
+    fn key(&self) -> String {
+        json!([self.fields, self.own_reactions]).to_string()
+    }
 }
 
 impl Chat {
@@ -298,7 +319,7 @@ impl Chat {
         let sender = event["message"]["user"]["id"].as_str().unwrap_or_default();
         let now_ms = self.now().timestamp_millis();
         let shared_frame = event.to_string();
-        let mut frames: HashMap<Personal, String> = HashMap::new();
+        let mut frames: HashMap<String, String> = HashMap::new();
         let mut sent = 0;
         for (conn, user) in audience {
             if hidden.contains(user.as_str()) {
@@ -309,17 +330,7 @@ impl Chat {
             }
             let frame = match personal.get(user.as_str()) {
                 None => &shared_frame,
-                Some(p) => frames.entry(p.clone()).or_insert_with(|| {
-                    let mut e = event.clone();
-                    for (path, v) in &p.fields {
-                        let v: Value = serde_json::from_str(v).unwrap_or(Value::Null);
-                        match path.strip_prefix("message.") {
-                            Some(field) => e["message"][field] = v,
-                            None => e[*path] = v,
-                        }
-                    }
-                    e.to_string()
-                }),
+                Some(p) => frames.entry(p.key()).or_insert_with(|| p.frame(event)),
             };
             sent += self.post_frame(out, conn, frame).await?;
         }
@@ -407,7 +418,7 @@ impl Chat {
         if event["type"] == "message.new" {
             for u in self.joined_members(scope, users).await? {
                 if let Some(fields) = self.unread_fields(&u, scope).await? {
-                    out.entry(u.to_string()).or_default().fields.extend(fields);
+                    out.entry(u).or_default().fields = fields;
                 }
             }
         }
@@ -419,10 +430,7 @@ impl Chat {
             let mut by_user = self.reactions_by_user(id, OWN_REACTIONS_READ).await?;
             for u in users {
                 if let Some(own) = by_user.remove(*u) {
-                    out.entry(u.to_string())
-                        .or_default()
-                        .fields
-                        .push(("message.own_reactions", Value::Array(own).to_string()));
+                    out.entry(u.to_string()).or_default().own_reactions = Some(Value::Array(own));
                 }
             }
         }
@@ -459,7 +467,7 @@ impl Chat {
         &self,
         user_id: &str,
         cid: &str,
-    ) -> Result<Option<Vec<(&'static str, String)>>, ApiError> {
+    ) -> Result<Option<Map<String, Value>>, ApiError> {
         let muted = self.muted_cids(user_id).await?;
         let unreads = self.channel_unreads(user_id, &muted, None).await?;
         let Some(here) = unreads.iter().find(|c| c.cid == cid) else {
@@ -467,11 +475,11 @@ impl Chat {
         };
         let total: u64 = unreads.iter().map(|c| c.unread).sum();
         let channels = unreads.iter().filter(|c| c.unread > 0).count();
-        Ok(Some(vec![
-            ("unread_count", here.unread.to_string()),
-            ("total_unread_count", total.to_string()),
-            ("unread_channels", channels.to_string()),
-        ]))
+        let mut fields = Map::new();
+        fields.insert("unread_count".into(), here.unread.into());
+        fields.insert("total_unread_count".into(), total.into());
+        fields.insert("unread_channels".into(), channels.into());
+        Ok(Some(fields))
     }
 
     async fn post_frame(
@@ -555,15 +563,9 @@ impl Chat {
             } else {
                 None
             };
-            match fields {
-                Some(fields) => {
-                    for (k, v) in fields {
-                        mine[k] = serde_json::from_str(&v).unwrap_or(Value::Null);
-                    }
-                }
-                None => {
-                    mine["unread_count"] = m.read.unread(loaded.channel.counted_messages).into()
-                }
+            match (fields, mine.as_object_mut()) {
+                (Some(fields), Some(map)) => map.extend(fields),
+                _ => mine["unread_count"] = m.read.unread(loaded.channel.counted_messages).into(),
             }
             let frame = mine.to_string();
             for c in conns {
@@ -611,7 +613,6 @@ fn group_of(connection_id: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn five_a_second_then_a_burst_of_ten_per_eight_seconds() {

@@ -140,6 +140,32 @@ impl Chat {
         Ok(())
     }
 
+    /// The unexpired items of the connections table under `pk` (on `index` when given), every
+    /// page of them.
+    async fn live_items(&self, pk: String, index: Option<Index>) -> Result<Vec<Item>, ApiError> {
+        let now = self.now().timestamp();
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let mut query = Query::new(TableName::Connections, pk.clone())
+                .limit(1000)
+                .start_after(cursor);
+            if let Some(index) = index {
+                query = query.index(index);
+            }
+            let page = self.store.query(query).await?;
+            out.extend(
+                page.items
+                    .into_iter()
+                    .filter(|i| i.ttl.is_none_or(|t| t > now)),
+            );
+            match page.last {
+                Some(c) => cursor = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Keeps a live connection's records (the connection, its watches and presence
     /// subscriptions) from expiring: they are rewritten with a fresh expiry once half of
     /// [`CONNECTION_TTL_SECS`] has passed. Called on the connection's keep-alive; false when the
@@ -158,15 +184,7 @@ impl Chat {
             watches_of_pk(connection_id),
             presence_subs_of_pk(connection_id),
         ] {
-            let page = self
-                .store
-                .query(
-                    Query::new(TableName::Connections, of)
-                        .index(Index::Gsi1)
-                        .limit(1000),
-                )
-                .await?;
-            items.extend(page.items);
+            items.extend(self.live_items(of, Some(Index::Gsi1)).await?);
         }
         let ttl = self.ttl();
         for mut item in items {
@@ -234,15 +252,10 @@ impl Chat {
     /// The connections subscribed to a user's presence.
     async fn presence_subscribers(&self, user_id: &str) -> Result<Vec<String>, ApiError> {
         let (pk, _) = presence_sub_key(user_id, "");
-        let page = self
-            .store
-            .query(Query::new(TableName::Connections, pk).limit(1000))
-            .await?;
-        let now = self.now().timestamp();
-        Ok(page
-            .items
+        Ok(self
+            .live_items(pk, None)
+            .await?
             .into_iter()
-            .filter(|i| i.ttl.is_none_or(|t| t > now))
             .map(|i| i.sk)
             .collect())
     }
@@ -250,16 +263,11 @@ impl Chat {
     /// Closes every connection a host (a chat-local process) left behind when it stopped: their
     /// sockets are gone, so their watches and presence must go too.
     pub async fn close_host_connections(&self, host: &str) -> Result<usize, ApiError> {
-        let page = self
-            .store
-            .query(
-                Query::new(TableName::Connections, host_connections_pk(host))
-                    .index(Index::Gsi2)
-                    .limit(1000),
-            )
-            .await?;
         let mut closed = 0;
-        for item in page.items {
+        for item in self
+            .live_items(host_connections_pk(host), Some(Index::Gsi2))
+            .await?
+        {
             if let Ok(conn) = serde_json::from_value::<Connection>(item.data) {
                 if self.close_connection(&conn.connection_id).await? {
                     self.set_online(&conn.user_id, false).await?;
@@ -283,15 +291,10 @@ impl Chat {
             self.stop_watching(connection_id, &w.cid, &conn.user_id)
                 .await?;
         }
-        let subs = self
-            .store
-            .query(
-                Query::new(TableName::Connections, presence_subs_of_pk(connection_id))
-                    .index(Index::Gsi1)
-                    .limit(1000),
-            )
-            .await?;
-        for item in subs.items {
+        for item in self
+            .live_items(presence_subs_of_pk(connection_id), Some(Index::Gsi1))
+            .await?
+        {
             self.store
                 .write(Write::Delete {
                     table: TableName::Connections,
@@ -313,34 +316,18 @@ impl Chat {
     }
 
     pub async fn user_connections(&self, user_id: &str) -> Result<Vec<Connection>, ApiError> {
-        let page = self
-            .store
-            .query(
-                Query::new(TableName::Connections, user_connections_pk(user_id))
-                    .index(Index::Gsi1)
-                    .limit(1000),
-            )
-            .await?;
-        let now = self.now().timestamp();
-        Ok(page
-            .items
+        Ok(self
+            .live_items(user_connections_pk(user_id), Some(Index::Gsi1))
+            .await?
             .into_iter()
-            .filter(|i| i.ttl.is_none_or(|t| t > now))
             .filter_map(|i| serde_json::from_value(i.data).ok())
             .collect())
     }
 
     async fn connection_watches(&self, connection_id: &str) -> Result<Vec<Watch>, ApiError> {
-        let page = self
-            .store
-            .query(
-                Query::new(TableName::Connections, watches_of_pk(connection_id))
-                    .index(Index::Gsi1)
-                    .limit(1000),
-            )
-            .await?;
-        Ok(page
-            .items
+        Ok(self
+            .live_items(watches_of_pk(connection_id), Some(Index::Gsi1))
+            .await?
             .into_iter()
             .filter_map(|i| serde_json::from_value(i.data).ok())
             .collect())
@@ -349,40 +336,21 @@ impl Chat {
     /// The connections watching a channel.
     pub async fn channel_watches(&self, cid: &str) -> Result<Vec<Watch>, ApiError> {
         let (pk, _) = watch_key(cid, "");
-        let mut out = Vec::new();
-        let mut cursor = None;
-        let now = self.now().timestamp();
-        loop {
-            let page = self
-                .store
-                .query(
-                    Query::new(TableName::Connections, pk.clone())
-                        .limit(1000)
-                        .start_after(cursor),
-                )
-                .await?;
-            out.extend(
-                page.items
-                    .iter()
-                    .filter(|i| i.ttl.is_none_or(|t| t > now))
-                    .filter_map(|i| serde_json::from_value(i.data.clone()).ok()),
-            );
-            match page.last {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
-        }
+        Ok(self
+            .live_items(pk, None)
+            .await?
+            .into_iter()
+            .filter_map(|i| serde_json::from_value(i.data).ok())
+            .collect())
     }
 
     /// The users watching a channel (each once), for `watcher_count` and `watchers`.
     pub async fn channel_watchers(&self, cid: &str) -> Result<Vec<String>, ApiError> {
-        let users: BTreeSet<String> = self
-            .channel_watches(cid)
-            .await?
+        let watches = self.channel_watches(cid).await?;
+        Ok(watching_users(&watches)
             .into_iter()
-            .map(|w| w.user_id)
-            .collect();
-        Ok(users.into_iter().collect())
+            .map(str::to_string)
+            .collect())
     }
 
     /// `connection_id` watches the channel for its user; `user.watching.start` when the user was not
@@ -393,32 +361,17 @@ impl Chat {
         channel: &crate::domain::channel::Channel,
     ) -> Result<(), ApiError> {
         let cid = channel.cid.as_str();
-        let (conn_pk, conn_sk) = connection_key(connection_id);
-        let Some(conn) = self
-            .store
-            .get(TableName::Connections, &conn_pk, &conn_sk)
-            .await?
-        else {
+        let Some(conn) = self.connection(connection_id).await? else {
             // An unknown or closed connection: nothing to subscribe (the client reconnects and
             // recovers its channels).
             return Ok(());
         };
-        let conn: Connection = serde_json::from_value(conn.data)
-            .map_err(|e| ApiError::internal(format!("stored connection is unreadable: {e}")))?;
         let user_id = conn.user_id.as_str();
-        if self
-            .channel_watches(cid)
-            .await?
-            .iter()
-            .any(|w| w.connection_id == connection_id)
-        {
+        let watches = self.channel_watches(cid).await?;
+        if watches.iter().any(|w| w.connection_id == connection_id) {
             return Ok(());
         }
-        let already: bool = self
-            .channel_watches(cid)
-            .await?
-            .iter()
-            .any(|w| w.user_id == user_id);
+        let already = watches.iter().any(|w| w.user_id == user_id);
         let watch = Watch {
             cid: cid.into(),
             connection_id: connection_id.into(),
@@ -434,8 +387,8 @@ impl Chat {
             item,
             condition: Condition::None,
         }];
-        let count = self.channel_watchers(cid).await?.len() + 1;
         if !already {
+            let count = watching_users(&watches).len() + 1;
             let user = self
                 .get_user(user_id)
                 .await?
@@ -471,11 +424,7 @@ impl Chat {
         let watching = self.channel_watches(cid).await?;
         if !watching.iter().any(|w| w.user_id == user_id) {
             if let Some(loaded) = self.load_channel(cid).await? {
-                let count = watching
-                    .iter()
-                    .map(|w| w.user_id.clone())
-                    .collect::<BTreeSet<_>>()
-                    .len();
+                let count = watching_users(&watching).len();
                 let event = crate::service::channels::channel_event(
                     "user.watching.stop",
                     &loaded.channel,
@@ -490,4 +439,9 @@ impl Chat {
         }
         Ok(())
     }
+}
+
+/// The users behind a channel's watches, each once (`watcher_count`, `watchers`).
+fn watching_users(watches: &[Watch]) -> BTreeSet<&str> {
+    watches.iter().map(|w| w.user_id.as_str()).collect()
 }

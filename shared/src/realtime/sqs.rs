@@ -23,11 +23,9 @@ impl SqsFanoutQueue {
         }
     }
 
-    /// A client for `queue_url`, credentials and region from the environment
-    /// (`AWS_ENDPOINT_URL_SQS` to point elsewhere).
-    pub async fn from_env(queue_url: &str) -> Self {
-        let config = aws_config::load_from_env().await;
-        Self::new(aws_sdk_sqs::Client::new(&config), queue_url)
+    /// A client for `queue_url` (`AWS_ENDPOINT_URL_SQS` in the configuration points elsewhere).
+    pub fn from_config(config: &aws_config::SdkConfig, queue_url: &str) -> Self {
+        Self::new(aws_sdk_sqs::Client::new(config), queue_url)
     }
 }
 

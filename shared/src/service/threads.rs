@@ -483,29 +483,7 @@ impl Chat {
         parent_id: &str,
         user_id: &str,
     ) -> Result<(), ApiError> {
-        let stored = self.load_thread(parent_id).await?.ok_or_else(|| {
-            ApiError::field("thread_id", format!("thread {parent_id} does not exist"))
-        })?;
-        let mut me = stored
-            .participants
-            .iter()
-            .find(|p| p.user_id == user_id)
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::field(
-                    "thread_id",
-                    format!("user {user_id:?} does not take part in thread {parent_id}"),
-                )
-            })?;
-        me.read_reply_count = stored.thread.reply_count.saturating_sub(1);
-        self.store
-            .write(Write::Put {
-                table: TableName::Messages,
-                item: participant_item(&me)?,
-                condition: Condition::None,
-            })
-            .await?;
-        Ok(())
+        self.set_thread_read(parent_id, user_id, false).await
     }
 
     /// A thread read to its newest reply by one participant.
@@ -513,6 +491,17 @@ impl Chat {
         &self,
         parent_id: &str,
         user_id: &str,
+    ) -> Result<(), ApiError> {
+        self.set_thread_read(parent_id, user_id, true).await
+    }
+
+    /// One participant's read position in a thread: at its newest reply (`read`), or just
+    /// before it.
+    async fn set_thread_read(
+        &self,
+        parent_id: &str,
+        user_id: &str,
+        read: bool,
     ) -> Result<(), ApiError> {
         let stored = self.load_thread(parent_id).await?.ok_or_else(|| {
             ApiError::field("thread_id", format!("thread {parent_id} does not exist"))
@@ -528,8 +517,12 @@ impl Chat {
                     format!("user {user_id:?} does not take part in thread {parent_id}"),
                 )
             })?;
-        me.read_reply_count = stored.thread.reply_count;
-        me.last_read_at = self.now_str();
+        if read {
+            me.read_reply_count = stored.thread.reply_count;
+            me.last_read_at = self.now_str();
+        } else {
+            me.read_reply_count = stored.thread.reply_count.saturating_sub(1);
+        }
         self.store
             .write(Write::Put {
                 table: TableName::Messages,

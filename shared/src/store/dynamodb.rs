@@ -49,14 +49,13 @@ impl DynamoDb {
         }
     }
 
-    /// Clients configured from the environment (region, credentials, `AWS_ENDPOINT_URL*`).
-    pub async fn from_env(table_prefix: impl Into<String>) -> Result<Self, StoreError> {
-        let config = aws_config::load_from_env().await;
-        Ok(Self::new(
-            aws_sdk_dynamodb::Client::new(&config),
-            aws_sdk_dynamodbstreams::Client::new(&config),
+    /// Clients for an AWS configuration (region, credentials, `AWS_ENDPOINT_URL*`).
+    pub fn from_config(config: &aws_config::SdkConfig, table_prefix: impl Into<String>) -> Self {
+        Self::new(
+            aws_sdk_dynamodb::Client::new(config),
+            aws_sdk_dynamodbstreams::Client::new(config),
             table_prefix,
-        ))
+        )
     }
 
     /// The physical table behind `table`.
