@@ -20,12 +20,19 @@ async function connect(id, extra = {}) {
 
 test('connectUser resolves with the health.check hello', async () => {
   const id = uid('conn');
-  const { client, me } = await connect(id, { color: 'teal', role: 'admin' });
+  // A client may not raise its own role: the connect is refused (code 17), not silently trimmed.
+  const refused = new StreamChat(server.apiKey, { baseURL: server.url, allowServerSideConnect: true });
+  await assert.rejects(
+    refused.connectUser({ id, color: 'teal', role: 'admin' }, admin.createToken(id)),
+    /code 17/,
+  );
+  await refused.disconnectUser();
+  const { client, me } = await connect(id, { color: 'teal', role: 'user' });
   assert.equal(me.type, 'health.check');
   assert.ok(me.connection_id);
   assert.equal(me.me.id, id);
   assert.equal(me.me.color, 'teal');
-  assert.equal(me.me.role, 'user', 'the role never comes from the client');
+  assert.equal(me.me.role, 'user');
   assert.deepEqual(me.me.channel_mutes, []);
   assert.equal(typeof me.me.total_unread_count, 'number');
   assert.equal(client.user.id, id);

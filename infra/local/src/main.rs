@@ -12,6 +12,7 @@ use shared::store::Table;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,7 +35,16 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: String,
+    /// Browser origins allowed to call the API (CORS): `*` for any, or a comma-separated list
+    /// such as `https://app.example.com,http://localhost:5173`.
+    #[arg(long, env = "CHAT_CORS_ORIGINS", default_value = "*")]
+    cors_origins: String,
 }
+
+/// How long a stop waits for requests in flight before it ends them.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a stop waits for every WebSocket to send its close frame.
+const SOCKET_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 fn random_string(len: usize) -> String {
     use rand::distr::{Alphanumeric, SampleString};
@@ -138,6 +148,8 @@ async fn run(args: Args) -> Result<(), String> {
         tracing::info!(stale, "closed connections left by the previous run");
     }
 
+    let cors = shared::http::CorsOrigins::parse(&args.cors_origins)
+        .map_err(|e| format!("--cors-origins: {e}"))?;
     let routes = api_app::routes()
         .merge(api_users::routes())
         .merge(api_channels::routes())
@@ -149,13 +161,22 @@ async fn run(args: Args) -> Result<(), String> {
         gateway: gateway.clone(),
         polls: Arc::default(),
         stopping: stop_rx.clone(),
+        sockets: Arc::default(),
     };
     let idle_polls = tokio::spawn(longpoll::close_idle(realtime.clone()));
     // CHAT_MESSAGE_THROTTLE=off: clients get every message (seed: throttling "can be disabled").
     let delivery = shared::realtime::delivery::Delivery::new(gateway).throttling_from_env();
-    let fan_out = tokio::spawn(ws::fan_out(chat.clone(), delivery, stop_rx));
-    let app = shared::http::with_edge(routes.merge(longpoll::routes(realtime.clone())), chat)
-        .merge(ws::routes(realtime));
+    let fan_out = tokio::spawn(ws::fan_out(chat.clone(), delivery, stop_rx.clone()));
+    // Responses are gzip-compressed for clients that accept it (seed 002); in AWS API Gateway
+    // compresses (the template's MinimumCompressionSize).
+    let rest = shared::http::with_edge_for(
+        routes.merge(longpoll::routes(realtime.clone())),
+        chat,
+        &cors,
+    )
+    .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+    let sockets = realtime.sockets.clone();
+    let app = rest.merge(ws::routes(realtime));
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .map_err(|e| format!("bad address: {e}"))?;
@@ -170,14 +191,31 @@ async fn run(args: Args) -> Result<(), String> {
         Some(d) => println!("data dir:   {}", d.display()),
         None => println!("data dir:   (in memory)"),
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown().await;
-            // Sockets close with a restart code, so clients reconnect to the next process.
-            let _ = stop_tx.send(true);
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown().await;
+        // Sockets close with a restart code, so clients reconnect to the next process.
+        let _ = stop_tx.send(true);
+    });
+    let mut serving = tokio::spawn(async move { server.await });
+    let mut stopping = stop_rx;
+    tokio::select! {
+        served = &mut serving => {
+            served.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        }
+        _ = async {
+            let _ = stopping.wait_for(|stop| *stop).await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => {
+            tracing::warn!("requests still in flight after {STOP_GRACE:?}; stopping anyway");
+            serving.abort();
+        }
+    }
+    // Every socket sends its close frame (1012) before the process ends.
+    sockets.wait_closed(SOCKET_CLOSE_GRACE).await;
     fan_out.abort();
     idle_polls.abort();
     tracing::info!("stopped");

@@ -36,6 +36,48 @@ pub struct Realtime {
     pub gateway: Arc<LocalGateway>,
     pub polls: Arc<crate::longpoll::LongPolls>,
     pub stopping: watch::Receiver<bool>,
+    pub sockets: Arc<OpenSockets>,
+}
+
+/// The WebSockets open now, so a stop can wait for each to send its close frame (hyper does not
+/// track upgraded connections in its graceful shutdown).
+#[derive(Default)]
+pub struct OpenSockets {
+    open: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+/// One open socket; dropping it counts the socket closed.
+pub struct SocketGuard(Arc<OpenSockets>);
+
+impl OpenSockets {
+    pub fn opened(self: &Arc<Self>) -> SocketGuard {
+        self.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        SocketGuard(self.clone())
+    }
+
+    /// Waits until no socket is open, or `limit` has passed.
+    pub async fn wait_closed(&self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.closed.notified();
+                if self.open.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.closed.notify_waiters();
+    }
 }
 
 pub fn routes(rt: Realtime) -> Router {
@@ -55,7 +97,11 @@ async fn connect_socket(
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_string);
-    ws.on_upgrade(move |socket| run(rt, query, host, socket))
+    let guard = rt.sockets.opened();
+    ws.on_upgrade(move |socket| async move {
+        run(rt, query, host, socket).await;
+        drop(guard);
+    })
 }
 
 async fn send_json(socket: &mut WebSocket, v: &serde_json::Value) -> bool {

@@ -210,7 +210,10 @@ impl AppSettings {
                                 serde_json::from_value(v.clone()).map_err(|e| {
                                     ApiError::field(
                                         "event_hooks",
-                                        format!("event_hooks must be a list of hooks: {e}"),
+                                        format!(
+                                            "event_hooks must be a list of hooks: {}",
+                                            crate::domain::error::describe_json_error(&e)
+                                        ),
                                     )
                                 })?;
                             validate_hooks(hooks, now)?
@@ -231,14 +234,27 @@ impl AppSettings {
                 }
             }
         }
-        let updated: AppSettings = serde_json::from_value(Value::Object(doc))
-            .map_err(|e| ApiError::input(format!("invalid app settings: {e}")))?;
+        let updated: AppSettings = serde_json::from_value(Value::Object(doc)).map_err(|e| {
+            ApiError::input(format!(
+                "invalid app settings: {}",
+                crate::domain::error::describe_json_error(&e)
+            ))
+        })?;
         updated.validate()?;
         *self = updated;
         Ok(())
     }
 
     fn validate(&self) -> Result<(), ApiError> {
+        if self.permission_version != "v2" {
+            return Err(ApiError::field(
+                "permission_version",
+                format!(
+                    "permission_version {:?} is not supported: only permissions v2 exist",
+                    self.permission_version
+                ),
+            ));
+        }
         if !UNIQUE_USERNAME_MODES.contains(&self.enforce_unique_usernames.as_str()) {
             return Err(ApiError::field(
                 "enforce_unique_usernames",
@@ -395,6 +411,8 @@ mod tests {
     fn validates_each_setting() {
         let mut s = AppSettings::default();
         assert!(update(&mut s, json!({"reminders_interval": 59})).is_err());
+        assert!(update(&mut s, json!({"permission_version": "v1"})).is_err());
+        assert!(update(&mut s, json!({"permission_version": "v2"})).is_ok());
         assert!(update(&mut s, json!({"reminders_interval": 86401})).is_err());
         assert!(update(&mut s, json!({"enforce_unique_usernames": "world"})).is_err());
         assert!(update(&mut s, json!({"not_a_setting": 1})).is_err());

@@ -128,10 +128,88 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+pub type ApiResult<T> = Result<T, ApiError>;
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        // Logged where it is answered; the caller only ever sees the generic internal message.
         ApiError::internal(format!("storage failure: {e}"))
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+/// What the caller is told of an internal error (the detail goes to the log, never the wire:
+/// it can name store keys and types).
+pub const INTERNAL_ERROR_MESSAGE: &str =
+    "internal error: the request could not be completed; try again";
+
+/// A JSON decoding error as a caller can act on it: the position of a syntax error, or what was
+/// wrong with a value, without the names of the types it was read into.
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            format!("not valid JSON (line {}, column {})", e.line(), e.column())
+        }
+        Category::Data => {
+            let full = e.to_string();
+            let what = full.split(" at line ").next().unwrap_or(&full);
+            scrub_type_names(what)
+        }
+    }
+}
+
+/// serde's messages name Rust types (`expected struct SendMessage`) and enumerate variants
+/// (`unknown variant `none`, expected one of ...`): keep what the caller sent, drop the rest.
+fn scrub_type_names(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("unknown variant ") {
+        let value = rest.split(", expected").next().unwrap_or(rest);
+        return format!("unsupported value {value}");
+    }
+    if let Some((head, expected)) = msg.split_once(", expected ") {
+        let expected = if expected.starts_with("struct ")
+            || expected.starts_with("a map")
+            || expected.starts_with("map")
+        {
+            "an object"
+        } else if expected.starts_with("enum ") {
+            "one of the supported values"
+        } else if expected.starts_with("tuple struct ") || expected.starts_with("a sequence") {
+            "an array"
+        } else {
+            expected
+        };
+        return format!("{head}, expected {expected}");
+    }
+    msg.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct SendMessage {
+        message: serde_json::Value,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    enum Alg {
+        HS256,
+    }
+
+    #[test]
+    fn json_errors_never_name_types() {
+        let null = serde_json::from_str::<SendMessage>("null").unwrap_err();
+        let m = describe_json_error(&null);
+        assert!(!m.contains("SendMessage") && m.contains("an object"), "{m}");
+        let variant = serde_json::from_str::<Alg>("\"none\"").unwrap_err();
+        let m = describe_json_error(&variant);
+        assert!(!m.contains("HS256") && m.contains("none"), "{m}");
+        let syntax = serde_json::from_str::<SendMessage>("{").unwrap_err();
+        assert!(describe_json_error(&syntax).starts_with("not valid JSON"));
+        let missing = serde_json::from_str::<SendMessage>("{}").unwrap_err();
+        assert!(describe_json_error(&missing).contains("message"));
+    }
+}

@@ -1,6 +1,7 @@
 //! Stream's query syntax: parsing and evaluating MongoDB-style filter objects, per-endpoint
 //! field/operator policies, and parsing/applying sort lists. Every query endpoint uses these rules.
 
+use crate::domain::limits::{MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH, MAX_FILTER_VALUES};
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -116,6 +117,8 @@ pub enum FilterError {
     MixedCondition { field: String, key: String },
     #[error("invalid sort: {0}")]
     InvalidSort(String),
+    #[error("the filter is too large: {0}")]
+    TooLarge(String),
 }
 
 /// What values a declared field accepts, checked at parse time so bad input fails with a clear
@@ -229,6 +232,7 @@ fn kind_name(v: &Value) -> &'static str {
 impl Filter {
     /// Parse Stream's filter JSON. `allowed`: per-field operator policy, `None` = any field, any operator.
     pub fn parse(value: &Value, allowed: Option<&FieldRules>) -> Result<Filter, FilterError> {
+        check_size(value, 0, &mut 0)?;
         match value {
             // SDKs send `filter: null` when the caller gave none.
             Value::Null => Ok(Filter::All),
@@ -360,13 +364,61 @@ impl Filter {
 }
 
 fn dedup(values: Vec<Value>) -> Vec<Value> {
-    let mut out: Vec<Value> = Vec::with_capacity(values.len());
-    for v in values {
-        if !out.contains(&v) {
-            out.push(v);
+    let mut seen = std::collections::HashSet::with_capacity(values.len());
+    values
+        .into_iter()
+        .filter(|v| seen.insert(v.to_string()))
+        .collect()
+}
+
+/// Bounds a filter before it is parsed, so its cost stays linear and small whoever sends it:
+/// at most `MAX_FILTER_VALUES` values in one list, `MAX_FILTER_DEPTH` nested logical
+/// operators and `MAX_FILTER_CONDITIONS` field conditions in all.
+fn check_size(value: &Value, depth: usize, conditions: &mut usize) -> Result<(), FilterError> {
+    let Value::Object(map) = value else {
+        return Ok(());
+    };
+    for (key, v) in map {
+        if key.starts_with('$') {
+            if depth + 1 > MAX_FILTER_DEPTH {
+                return Err(FilterError::TooLarge(format!(
+                    "logical operators may be nested at most {MAX_FILTER_DEPTH} deep"
+                )));
+            }
+            if let Value::Array(items) = v {
+                if items.len() > MAX_FILTER_CONDITIONS {
+                    return Err(FilterError::TooLarge(format!(
+                        "{key} takes at most {MAX_FILTER_CONDITIONS} clauses"
+                    )));
+                }
+                for item in items {
+                    check_size(item, depth + 1, conditions)?;
+                }
+            }
+            continue;
+        }
+        *conditions += 1;
+        if *conditions > MAX_FILTER_CONDITIONS {
+            return Err(FilterError::TooLarge(format!(
+                "at most {MAX_FILTER_CONDITIONS} field conditions per filter"
+            )));
+        }
+        let lists: Vec<&Value> = match v {
+            Value::Object(ops) => ops.values().collect(),
+            other => vec![other],
+        };
+        for list in lists {
+            if let Value::Array(items) = list {
+                if items.len() > MAX_FILTER_VALUES {
+                    return Err(FilterError::TooLarge(format!(
+                        "the condition on {key} lists {} values; at most {MAX_FILTER_VALUES}",
+                        items.len()
+                    )));
+                }
+            }
         }
     }
-    out
+    Ok(())
 }
 
 fn parse_object(
@@ -871,13 +923,15 @@ pub fn compare(
     for s in sort {
         let x = a(&s.field).filter(|v| !v.is_null());
         let y = b(&s.field).filter(|v| !v.is_null());
+        // Documents without the field come last in either direction, as Stream sorts (pinned
+        // channels first with `pinned_at: -1`, channels without messages after the rest).
         let o = match (&x, &y) {
             (None, None) => Ordering::Equal,
             (None, Some(_)) => Ordering::Greater,
             (Some(_), None) => Ordering::Less,
+            (Some(p), Some(q)) if s.direction < 0 => total_cmp(p, q).reverse(),
             (Some(p), Some(q)) => total_cmp(p, q),
         };
-        let o = if s.direction < 0 { o.reverse() } else { o };
         if o != Ordering::Equal {
             return o;
         }
@@ -1188,6 +1242,26 @@ mod tests {
     }
 
     #[test]
+    fn oversized_filters_are_refused() {
+        let many: Vec<String> = (0..=MAX_FILTER_VALUES).map(|i| format!("m:{i}")).collect();
+        assert!(matches!(
+            Filter::parse(&json!({"cid": {"$in": many}}), None),
+            Err(FilterError::TooLarge(_))
+        ));
+        let enough: Vec<String> = (0..MAX_FILTER_VALUES).map(|i| format!("m:{i}")).collect();
+        let f = Filter::parse(&json!({"cid": {"$in": enough}}), None).unwrap();
+        assert_eq!(f.key_values("cid").unwrap().len(), MAX_FILTER_VALUES);
+        let mut deep = json!({"id": "a"});
+        for _ in 0..=MAX_FILTER_DEPTH {
+            deep = json!({"$and": [deep]});
+        }
+        assert!(matches!(
+            Filter::parse(&deep, None),
+            Err(FilterError::TooLarge(_))
+        ));
+    }
+
+    #[test]
     fn parse_errors() {
         let err = |v: Value| Filter::parse(&v, None).unwrap_err();
         assert_eq!(
@@ -1476,9 +1550,10 @@ mod tests {
             ),
             ["b", "d", "a", "f", "c", "e"]
         );
+        // Missing values last in either direction (Stream: pinned channels first).
         assert_eq!(
             sorted(json!([{"age": -1}, {"name": 1}]), &docs),
-            ["c", "e", "f", "d", "a", "b"]
+            ["f", "d", "a", "b", "c", "e"]
         );
         assert_eq!(
             sorted(json!([{"age": 1}, {"name": -1}]), &docs),
@@ -1489,7 +1564,7 @@ mod tests {
             ["b", "d", "c", "e", "f", "a"]
         );
         // Numbers sort numerically, not as text: 100 > 30.
-        assert_eq!(sorted(json!({"age": -1, "id": 1}), &docs)[2], "f");
+        assert_eq!(sorted(json!({"age": -1, "id": 1}), &docs)[0], "f");
         assert_eq!(compare_json(&[], &docs[0], &docs[1]), Ordering::Equal);
     }
 

@@ -51,3 +51,18 @@ pub const MAX_MESSAGE_ID_LEN: usize = 255;
 /// Attachments per message and mentioned users per message (seed "Message Format").
 pub const MAX_ATTACHMENTS: usize = 30;
 pub const MAX_MENTIONED_USERS: usize = 25;
+/// Longest request URI (path and query) and largest block of request headers; above them the
+/// request is refused with 414 / 431 before routing.
+pub const MAX_REQUEST_URI_BYTES: usize = 8 * 1024;
+pub const MAX_REQUEST_HEADER_BYTES: usize = 32 * 1024;
+/// How long one request may run before it is answered with an error (above the long-poll's
+/// 20 s hold), so no request keeps a shutdown waiting.
+pub const REQUEST_DEADLINE_SECS: u64 = 30;
+/// Filters (query channels, users, members, messages): values in one `$in` / `$nin` / array
+/// condition, nesting of `$and` / `$or` / `$nor`, and field conditions in all. Above them the
+/// query is refused (400) before it is evaluated.
+pub const MAX_FILTER_VALUES: usize = 1000;
+pub const MAX_FILTER_DEPTH: usize = 8;
+pub const MAX_FILTER_CONDITIONS: usize = 100;
+/// Users muted or unmuted, and channels muted or unmuted, per call.
+pub const MAX_MUTE_TARGETS: usize = 100;

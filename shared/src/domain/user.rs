@@ -39,16 +39,26 @@ pub struct User {
     pub online: bool,
     #[serde(default)]
     pub invisible: bool,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub language: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy_settings: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke_tokens_issued_before: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub blocked_user_ids: Vec<String>,
+    /// Seconds the user takes on average to answer in a channel (`user_response_time_enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avg_response_time: Option<u64>,
+    /// How many answers `avg_response_time` averages (stored, not on the wire).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub response_time_count: u64,
     #[serde(flatten)]
     pub custom: Map<String, Value>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn default_role() -> String {
@@ -66,17 +76,65 @@ const SERVER_OWNED: &[&str] = &[
     "banned",
     "shadow_banned",
     "blocked_user_ids",
+    "avg_response_time",
+    "response_time_count",
 ];
-/// Fields only server-side (admin) requests may change.
-pub const SERVER_SIDE_ONLY: &[&str] = &["role", "teams", "teams_role"];
+/// Fields only server-side requests may change: a client-side request (upsert, partial update,
+/// connect `user_details`, guest creation) that would change one is refused, never ignored, so
+/// a user can neither raise their own role nor undo a ban or a token revocation.
+pub const SERVER_CONTROLLED: &[&str] = &[
+    "role",
+    "teams",
+    "teams_role",
+    "revoke_tokens_issued_before",
+    "banned",
+    "shadow_banned",
+    "deactivated_at",
+    "deleted_at",
+    "blocked_user_ids",
+];
 
 /// Whether a user may set this field about themselves (e.g. in `user_details` on connect).
 pub fn is_client_settable(field: &str) -> bool {
-    !SERVER_OWNED.contains(&field) && !SERVER_SIDE_ONLY.contains(&field) && field != "anon"
+    !SERVER_OWNED.contains(&field) && !SERVER_CONTROLLED.contains(&field) && field != "anon"
+}
+
+/// The first server-controlled field that a client-side request would change. `requested` are
+/// the top-level fields the request names, with their new value (`None`: unset); `current` is
+/// the user as stored (`None`: the request creates the user, whose fields start empty, role
+/// `user`). Sending a field's current value is not a change (clients echo the user back).
+pub fn refused_client_change<'a>(
+    current: Option<&User>,
+    requested: impl IntoIterator<Item = (&'a str, Option<&'a Value>)>,
+) -> Option<&'static str> {
+    let doc = current
+        .and_then(|u| serde_json::to_value(u).ok())
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_else(|| {
+            let mut m = Map::new();
+            m.insert("role".into(), Value::String(DEFAULT_ROLE.into()));
+            m
+        });
+    let is_empty = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => !b,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::Object(o)) => o.is_empty(),
+        Some(Value::Number(_)) => false,
+    };
+    requested.into_iter().find_map(|(field, value)| {
+        let field = SERVER_CONTROLLED.iter().find(|f| **f == field)?;
+        let was = doc.get(*field);
+        let same = (is_empty(was) && is_empty(value)) || was == value;
+        (!same).then_some(*field)
+    })
 }
 /// Top-level keys a partial update may not touch at all.
 const NOT_UPDATABLE: &[&str] = &[
     "id",
+    "avg_response_time",
+    "response_time_count",
     "created_at",
     "updated_at",
     "last_active",
@@ -139,13 +197,24 @@ impl User {
             None => return Err(ApiError::field("id", "user id is required")),
         };
         validate_user_id(&id)?;
+        // Stream's `custom` object holds custom data, as responses show it; fields given at the
+        // top level win.
+        if let Some(Value::Object(custom)) = obj.remove("custom") {
+            for (k, v) in custom {
+                obj.entry(k).or_insert(v);
+            }
+        }
         obj.insert("created_at".into(), Value::String(now.into()));
         obj.insert("updated_at".into(), Value::String(now.into()));
         if matches!(obj.get("role"), Some(Value::Null)) {
             obj.remove("role");
         }
-        let user: User = serde_json::from_value(Value::Object(obj))
-            .map_err(|e| ApiError::input(format!("invalid user {id:?}: {e}")))?;
+        let user: User = serde_json::from_value(Value::Object(obj)).map_err(|e| {
+            ApiError::input(format!(
+                "invalid user {id:?}: {}",
+                crate::domain::error::describe_json_error(&e)
+            ))
+        })?;
         user.validate()?;
         Ok(user)
     }
@@ -193,6 +262,8 @@ impl User {
         next.banned = self.banned;
         next.shadow_banned = self.shadow_banned;
         next.blocked_user_ids = self.blocked_user_ids.clone();
+        next.avg_response_time = self.avg_response_time;
+        next.response_time_count = self.response_time_count;
         if next.revoke_tokens_issued_before.is_none() {
             next.revoke_tokens_issued_before = self.revoke_tokens_issued_before.clone();
         }
@@ -231,26 +302,24 @@ impl User {
         }
         doc.insert("updated_at".into(), Value::String(now.into()));
         let user: User = serde_json::from_value(Value::Object(doc)).map_err(|e| {
-            ApiError::input(format!("invalid partial update of user {:?}: {e}", self.id))
+            ApiError::input(format!(
+                "invalid partial update of user {:?}: {}",
+                self.id,
+                crate::domain::error::describe_json_error(&e)
+            ))
         })?;
         user.validate()?;
         Ok(user)
     }
 
-    /// Which server-side-only fields differ between two versions.
-    pub fn server_only_changes(&self, next: &User) -> Option<&'static str> {
-        if self.role != next.role {
-            Some("role")
-        } else if self.teams != next.teams {
-            Some("teams")
-        } else if self.teams_role != next.teams_role {
-            Some("teams_role")
-        } else {
-            None
-        }
+    /// Counts an answer that took `seconds` into the running `avg_response_time`.
+    pub fn record_response_time(&mut self, seconds: u64) {
+        let n = self.response_time_count;
+        let avg = self.avg_response_time.unwrap_or(0);
+        self.avg_response_time = Some((avg * n + seconds) / (n + 1));
+        self.response_time_count = n + 1;
     }
 
-    /// The JSON a response carries.
     /// `privacy_settings.read_receipts.enabled` (on unless turned off).
     pub fn read_receipts_enabled(&self) -> bool {
         self.privacy_flag("read_receipts")
@@ -270,8 +339,17 @@ impl User {
             .unwrap_or(true)
     }
 
+    /// The user as responses carry it: custom data at the top level (what the SDKs read) and
+    /// also as Stream's `custom` object.
     pub fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(doc) = &mut v {
+            doc.remove("response_time_count");
+            if !self.custom.contains_key("custom") {
+                doc.insert("custom".into(), Value::Object(self.custom.clone()));
+            }
+        }
+        v
     }
 }
 
@@ -320,7 +398,22 @@ mod tests {
             .unwrap();
         assert_eq!(next.custom["field"], json!({"keep": 1}));
         assert_eq!(next.custom["field2"], json!({"subfield": "test"}));
-        assert_eq!(u.server_only_changes(&next), Some("role"));
+        assert_eq!(
+            refused_client_change(Some(&u), [("role", set.get("role"))]),
+            Some("role")
+        );
+        assert_eq!(
+            refused_client_change(Some(&u), [("role", Some(&json!("user")))]),
+            None
+        );
+        assert_eq!(
+            refused_client_change(Some(&next), [("revoke_tokens_issued_before", None)]),
+            None
+        );
+        assert_eq!(
+            refused_client_change(None, [("banned", Some(&json!(true)))]),
+            Some("banned")
+        );
         assert!(u
             .apply_partial(&obj(json!({"id": "other"})), &[], "t")
             .is_err());

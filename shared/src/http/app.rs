@@ -1,6 +1,6 @@
 //! Routes of the app function: app settings, channel types, roles, permissions and tasks.
 
-use super::reply::{Body, HttpResult, Reply};
+use super::reply::{Body, HttpResult, Params, Reply};
 use crate::domain::caller::Caller;
 use crate::domain::caller::Session;
 use crate::domain::channel_type::ChannelTypeConfig;
@@ -31,6 +31,7 @@ pub fn routes() -> Router<Chat> {
         .route("/permissions/{id}", get(get_permission))
         .route("/tasks/{id}", get(get_task))
         .route("/connect/endpoint", get(session_endpoint))
+        .route("/rate_limits", get(rate_limits))
 }
 
 /// Endpoint discovery (like Chime's GetMessagingSessionEndpoint): where to open the WebSocket.
@@ -56,28 +57,62 @@ async fn session_endpoint(_session: Session, headers: axum::http::HeaderMap) -> 
     ))
 }
 
-/// Settings a client-side caller must not read.
-const SECRET_SETTINGS: &[&str] = &[
-    "sqs_key",
-    "sqs_secret",
-    "sns_key",
-    "sns_secret",
-    "event_hooks",
-    "webhook_url",
-    "before_message_send_hook_url",
-    "custom_action_handler_url",
-];
+/// `GET /rate_limits` (server-side): the app's budgets per platform (`server_side`, `android`,
+/// `ios`, `web`, `unity` flags; none means the first four) and endpoint (`endpoints`, comma-separated).
+async fn rate_limits(session: Session, params: Params) -> HttpResult {
+    use super::rate_limit::{Platform, LIMITER};
+    session.caller.require_server("reading rate limits")?;
+    let mut asked = Vec::new();
+    for p in Platform::ALL {
+        if params.flag(p.name())? == Some(true) {
+            asked.push(p);
+        }
+    }
+    if asked.is_empty() {
+        asked = vec![
+            Platform::ServerSide,
+            Platform::Android,
+            Platform::Ios,
+            Platform::Web,
+        ];
+    }
+    let endpoints: Vec<&str> = params
+        .get("endpoints")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let mut out = Map::new();
+    for platform in asked {
+        let budgets: Map<String, Value> = LIMITER
+            .app_budgets(platform, &endpoints)
+            .into_iter()
+            .map(|(name, b)| {
+                (
+                    name.to_string(),
+                    json!({"limit": b.limit, "remaining": b.remaining, "reset": b.reset}),
+                )
+            })
+            .collect();
+        out.insert(platform.name().into(), Value::Object(budgets));
+    }
+    Ok(Reply(out))
+}
 
+/// `GET /app`. Server-side calls read every setting with the channel types' configs; a user or
+/// anonymous caller reads only what Stream's client-side API lists (its upload rules and a few
+/// flags), never grants, hooks or credentials.
 async fn get_app(State(chat): State<Chat>, session: Session) -> HttpResult {
+    if !session.caller.is_server() {
+        return Ok(Reply::json(
+            json!({ "app": client_app(&chat, &session.settings) }),
+        ));
+    }
     let mut app = match serde_json::to_value(&session.settings) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    if !session.caller.is_server() {
-        for k in SECRET_SETTINGS {
-            app.remove(*k);
-        }
-    }
     let configs: Map<String, Value> = chat
         .list_channel_types_raw()
         .await?
@@ -86,6 +121,25 @@ async fn get_app(State(chat): State<Chat>, session: Session) -> HttpResult {
         .collect();
     app.insert("channel_configs".into(), Value::Object(configs));
     Ok(Reply::json(json!({"app": app})))
+}
+
+/// The client-side app (Stream's client-side `AppResponseFields`). `id` is a stable number
+/// derived from the API key (one app per deployment); `placement` is the AWS region the API
+/// runs in (`local` on chat-local).
+fn client_app(chat: &Chat, settings: &crate::domain::app_settings::AppSettings) -> Value {
+    let id = chat.keys.api_key.bytes().fold(2_166_136_261u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(16_777_619)
+    }) & 0x7fff_ffff;
+    let placement = std::env::var("AWS_REGION").unwrap_or_else(|_| "local".into());
+    json!({
+        "id": id,
+        "name": settings.name,
+        "placement": placement,
+        "async_url_enrich_enabled": settings.async_url_enrich_enabled,
+        "auto_translation_enabled": settings.auto_translation_enabled,
+        "file_upload_config": settings.file_upload_config,
+        "image_upload_config": settings.image_upload_config,
+    })
 }
 
 async fn update_app(

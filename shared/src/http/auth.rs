@@ -1,6 +1,7 @@
 //! Authentication at the edge: the `api_key` parameter, `stream-auth-type`, and the JWT in
 //! `Authorization` (HS256 only), resolved into a `Caller`. Shared by REST and WebSocket connect.
 
+use super::rate_limit::{RequestOrigin, Requester, LIMITER};
 use super::reply::{parse_query, ErrorReply};
 use crate::domain::app_settings::AppSettings;
 use crate::domain::caller::{Caller, Session};
@@ -34,13 +35,48 @@ impl FromRequestParts<Chat> for Session {
             auth_type: header("stream-auth-type"),
             token: header("authorization"),
         };
-        let mut session = authenticate(chat, creds).await?;
+        let origin = parts.extensions.get::<RequestOrigin>().cloned();
+        let authenticated = authenticate(chat, creds).await;
+        if let Some(origin) = &origin {
+            charge(origin, &authenticated)?;
+        }
+        let mut session = authenticated?;
         session.connection_id = query
             .get("connection_id")
             .filter(|c| !c.is_empty())
             .cloned();
         Ok(session)
     }
+}
+
+/// Charge a request to its rate-limit budgets once its caller is known: the caller's budgets
+/// when authenticated, its source address's budget of failures when not (so failed attempts
+/// never spend anyone else's budget). Over a budget the request is refused with 429.
+fn charge(
+    origin: &RequestOrigin,
+    authenticated: &Result<Session, ApiError>,
+) -> Result<(), ApiError> {
+    let budget = match authenticated {
+        Ok(session) => LIMITER.charge(
+            origin,
+            match &session.caller {
+                Caller::Server => Requester::Server,
+                Caller::User { id, .. } => Requester::User(id),
+                Caller::Anonymous => Requester::Anonymous,
+            },
+        ),
+        Err(_) => LIMITER.charge_failure(origin),
+    };
+    if budget.exceeded {
+        return Err(ApiError::new(
+            ErrorCode::RateLimit,
+            format!(
+                "Too many requests, check response headers for more information: the {} budget is used up until the window resets",
+                origin.endpoint.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What a request presents: from headers and query on REST, from the query on WebSocket connect.
@@ -117,15 +153,13 @@ pub fn decode_token(
     if header.alg != Algorithm::HS256 {
         return Err(ApiError::new(
             ErrorCode::TokenSignatureInvalid,
-            format!(
-                "token algorithm {:?} is not accepted: use HS256",
-                header.alg
-            ),
+            "JWTAuth error: token algorithm is not accepted: use HS256",
         ));
     }
     let mut validation = Validation::new(Algorithm::HS256);
     validation.required_spec_claims.clear();
     validation.validate_exp = true;
+    validation.validate_nbf = true;
     validation.leeway = LEEWAY_SECS;
     validation.validate_aud = false;
     match jsonwebtoken::decode::<Map<String, Value>>(
@@ -136,19 +170,49 @@ pub fn decode_token(
         Ok(data) => Ok(data.claims),
         Err(e)
             if dev_tokens
-                && matches!(e.kind(), ErrorKind::InvalidSignature | ErrorKind::Base64(_)) =>
+                && matches!(
+                    e.kind(),
+                    ErrorKind::InvalidSignature
+                        | ErrorKind::Base64(_)
+                        | ErrorKind::Json(_)
+                        | ErrorKind::Utf8(_)
+                ) =>
         {
-            let claims = jsonwebtoken::dangerous::insecure_decode::<Map<String, Value>>(token)
-                .map_err(|e| token_error(e.kind()))?
-                .claims;
+            let claims = unverified_claims(token)?;
             let now = jsonwebtoken::get_current_timestamp() as i64;
-            if number_claim(&claims, "exp").is_some_and(|exp| exp + (LEEWAY_SECS as i64) < now) {
+            let leeway = LEEWAY_SECS as i64;
+            if number_claim(&claims, "exp").is_some_and(|exp| exp + leeway < now) {
                 return Err(token_error(&ErrorKind::ExpiredSignature));
+            }
+            if number_claim(&claims, "nbf").is_some_and(|nbf| nbf > now + leeway) {
+                return Err(token_error(&ErrorKind::ImmatureSignature));
             }
             Ok(claims)
         }
         Err(e) => Err(token_error(e.kind())),
     }
+}
+
+/// The claims of a token whose signature is not checked (developer tokens). The npm client's
+/// `devToken()` encodes its payload as padded standard base64, so both base64 alphabets are
+/// read, padded or not.
+fn unverified_claims(token: &str) -> Result<Map<String, Value>, ApiError> {
+    use base64::Engine;
+    let malformed = || token_error(&ErrorKind::InvalidToken);
+    let payload = token.split('.').nth(1).ok_or_else(malformed)?;
+    let url_safe: String = payload
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(url_safe)
+        .map_err(|_| malformed())?;
+    serde_json::from_slice(&bytes).map_err(|_| malformed())
 }
 
 fn token_error(kind: &ErrorKind) -> ApiError {
@@ -159,7 +223,10 @@ fn token_error(kind: &ErrorKind) -> ApiError {
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
             ApiError::new(ErrorCode::TokenSignatureInvalid, "JWTAuth error: token algorithm is not accepted: use HS256")
         }
-        other => ApiError::auth(format!("JWTAuth error: token is not valid ({other:?})")),
+        ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::Json(_) | ErrorKind::InvalidToken => {
+            ApiError::auth("JWTAuth error: the token is malformed: it must be a JWT (three base64url segments) signed with HS256")
+        }
+        _ => ApiError::auth("JWTAuth error: the token is not valid"),
     }
 }
 
@@ -174,6 +241,14 @@ pub(crate) async fn caller_from_claims(
     settings: &AppSettings,
     claims: &Map<String, Value>,
 ) -> Result<Caller, ApiError> {
+    let iat = number_claim(claims, "iat");
+    let now = chat.now().timestamp();
+    if iat.is_some_and(|iat| iat > now + LEEWAY_SECS as i64) {
+        return Err(ApiError::new(
+            ErrorCode::TokenNotValidYet,
+            "JWTAuth error: token used before issued at (iat)",
+        ));
+    }
     let user_id = match claims.get("user_id") {
         None | Some(Value::Null) => return Ok(Caller::Server),
         Some(Value::String(id)) => id.clone(),
@@ -185,14 +260,6 @@ pub(crate) async fn caller_from_claims(
     };
     validate_user_id(&user_id)
         .map_err(|e| ApiError::auth(format!("JWTAuth error: {}", e.message)))?;
-    let iat = number_claim(claims, "iat");
-    let now = chat.now().timestamp();
-    if iat.is_some_and(|iat| iat > now + LEEWAY_SECS as i64) {
-        return Err(ApiError::new(
-            ErrorCode::TokenNotValidYet,
-            "JWTAuth error: token used before issued at (iat)",
-        ));
-    }
     let user = chat.get_user(&user_id).await?.map(|(u, _)| u);
     if let Some(u) = &user {
         if u.is_deleted() {
@@ -301,5 +368,28 @@ mod tests {
         let dev = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyX2lkIjoiam9obiJ9.devtoken";
         assert!(decode_token(dev, "s", false).is_err());
         assert_eq!(decode_token(dev, "s", true).unwrap()["user_id"], "john");
+        // stream-chat-js devToken("ab"): padded standard base64 payload.
+        let padded = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ1c2VyX2lkIjoiYWIifQ==.devtoken";
+        assert_eq!(decode_token(padded, "s", true).unwrap()["user_id"], "ab");
+    }
+
+    #[test]
+    fn tokens_not_valid_yet_are_refused() {
+        let later = jsonwebtoken::get_current_timestamp() + 3600;
+        let nbf = sign(
+            serde_json::json!({"user_id": "u", "nbf": later}),
+            "s",
+            Algorithm::HS256,
+        );
+        assert_eq!(
+            decode_token(&nbf, "s", false).unwrap_err().code,
+            ErrorCode::TokenNotValidYet
+        );
+        let past = sign(
+            serde_json::json!({"user_id": "u", "nbf": later - 7200}),
+            "s",
+            Algorithm::HS256,
+        );
+        assert!(decode_token(&past, "s", false).is_ok());
     }
 }

@@ -142,7 +142,7 @@ async fn delete_channel(
 
 #[derive(Deserialize)]
 struct DeleteChannelsBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::ids::unique_ids")]
     cids: Vec<String>,
     #[serde(default)]
     hard_delete: bool,

@@ -304,6 +304,7 @@ async fn unread_counts(State(chat): State<Chat>, session: Session, params: Param
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct UnreadBatchBody {
+    #[serde(deserialize_with = "crate::domain::ids::unique_ids")]
     user_ids: Vec<String>,
 }
 

@@ -2,6 +2,7 @@
 //! `duration` by the edge middleware, plus the request-body and query extractors that turn bad
 //! input into Stream's input error.
 
+use crate::domain::error::{describe_json_error, INTERNAL_ERROR_MESSAGE};
 use crate::domain::{ApiError, ErrorCode};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -44,11 +45,22 @@ pub const MORE_INFO_URL: &str = "https://getstream.io/chat/docs/api_errors_respo
 
 /// Stream's error envelope (without `duration`, which the middleware adds).
 pub fn error_body(e: &ApiError) -> Map<String, Value> {
+    error_envelope(e, e.status())
+}
+
+/// Stream's error envelope answered with `status` (the edge's own refusals, such as 414 and 431,
+/// keep their HTTP status). Internal errors never show their detail.
+pub fn error_envelope(e: &ApiError, status: u16) -> Map<String, Value> {
+    let message = match e.code {
+        ErrorCode::InternalSystem => INTERNAL_ERROR_MESSAGE.to_string(),
+        _ => e.message.clone(),
+    };
     let mut m = Map::new();
     m.insert("code".into(), Value::from(e.code.number()));
-    m.insert("message".into(), Value::String(e.message.clone()));
-    m.insert("StatusCode".into(), Value::from(e.status()));
+    m.insert("message".into(), Value::String(message));
+    m.insert("StatusCode".into(), Value::from(status));
     m.insert("more_info".into(), Value::String(MORE_INFO_URL.into()));
+    m.insert("details".into(), Value::Array(Vec::new()));
     if !e.fields.is_empty() {
         let fields: Map<String, Value> = e
             .fields
@@ -99,14 +111,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 format!("request body could not be read: {e}"),
             )
         })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
+        let bytes: &[u8] = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => b"{}",
+            Some(b'{') => &bytes,
+            Some(_) => {
+                return Err(ErrorReply(ApiError::input(
+                    "invalid request body: it must be a JSON object",
+                )))
+            }
         };
-        serde_json::from_slice(bytes)
-            .map(Body)
-            .map_err(|e| ErrorReply(ApiError::input(format!("invalid request body: {e}"))))
+        serde_json::from_slice(bytes).map(Body).map_err(|e| {
+            ErrorReply(ApiError::input(format!(
+                "invalid request body: {}",
+                describe_json_error(&e)
+            )))
+        })
     }
 }
 
@@ -155,7 +174,10 @@ impl Params {
         serde_json::from_str(raw).map_err(|e| {
             ApiError::field(
                 "payload",
-                format!("payload is not valid JSON for this query: {e}"),
+                format!(
+                    "payload is not valid for this query: {}",
+                    describe_json_error(&e)
+                ),
             )
         })
     }

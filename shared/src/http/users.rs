@@ -178,7 +178,7 @@ struct ActivationBody {
     created_by_id: Option<String>,
     #[serde(default)]
     name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::ids::unique_ids")]
     user_ids: Vec<String>,
 }
 
@@ -263,7 +263,7 @@ async fn delete_users(
 
 #[derive(Deserialize)]
 struct RestoreBody {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::ids::unique_ids")]
     user_ids: Vec<String>,
 }
 

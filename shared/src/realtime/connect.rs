@@ -4,9 +4,11 @@
 //! `health.check` hello carrying `connection_id` and `me`.
 
 use crate::domain::caller::{Caller, Session};
+use crate::domain::user::ANONYMOUS_USER_ID;
 use crate::domain::ApiError;
 use crate::http::auth::{authenticate, Credentials};
 use crate::http::reply::error_body;
+use crate::service::users::{refuse_client_change, server_controlled_fields};
 use crate::service::Chat;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -41,8 +43,12 @@ pub async fn open(
     };
     let payload: Map<String, Value> = match query.get("json") {
         None => Map::new(),
-        Some(raw) => serde_json::from_str(raw)
-            .map_err(|e| ApiError::input(format!("the json parameter is not valid JSON: {e}")))?,
+        Some(raw) => serde_json::from_str(raw).map_err(|e| {
+            ApiError::input(format!(
+                "the json parameter is not valid: {}",
+                crate::domain::error::describe_json_error(&e)
+            ))
+        })?,
     };
     let session = authenticate(chat, creds).await?;
     let details = payload
@@ -51,15 +57,9 @@ pub async fn open(
         .cloned()
         .unwrap_or_default();
     let user_id = match &session.caller {
-        Caller::Anonymous => {
-            // Anonymous connections get a user of their own for the socket's lifetime.
-            payload
-                .get("user_id")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .unwrap_or_else(crate::domain::ids::random_id)
-        }
+        // An anonymous connection is a visitor of its own for the socket's lifetime, whatever
+        // its payload names: `!anon-…` can be no user's id, so it hears no user's events.
+        Caller::Anonymous => format!("{ANONYMOUS_USER_ID}-{}", crate::domain::ids::random_id()),
         Caller::Server => {
             return Err(ApiError::auth(
                 "server-side tokens cannot open a WebSocket; connect as a user",
@@ -75,12 +75,18 @@ pub async fn open(
         }
     }
     if !matches!(session.caller, Caller::Anonymous) {
+        let current = chat.get_user(&user_id).await?.map(|(u, _)| u);
+        refuse_client_change(
+            &session,
+            current.as_ref(),
+            &server_controlled_fields(&details),
+        )?;
         let mut user: Map<String, Value> = details
             .into_iter()
             .filter(|(k, _)| crate::domain::user::is_client_settable(k))
             .collect();
         user.insert("id".into(), Value::String(user_id.clone()));
-        if user.len() > 1 || chat.get_user(&user_id).await?.is_none() {
+        if user.len() > 1 || current.is_none() {
             // Upserted as the server would, merging (a partial update keeps other fields).
             chat.connect_user_details(&user_id, user).await?;
         }

@@ -8,7 +8,9 @@ use crate::domain::channel::{
     check_filter_values, query_members_rules, ChannelMute, ChannelView, Cid, Member,
 };
 use crate::domain::filter::{compare_json, Filter, SortField};
-use crate::domain::limits::{DEFAULT_QUERY_MEMBERS_LIMIT, MAX_QUERY_MEMBERS_LIMIT};
+use crate::domain::limits::{
+    DEFAULT_QUERY_MEMBERS_LIMIT, MAX_MUTE_TARGETS, MAX_QUERY_MEMBERS_LIMIT,
+};
 use crate::domain::ApiError;
 use crate::store::layout::{channel_mutes_pk, member_item, outbox_write};
 use crate::store::{Condition, Cursor, Query, TableName, Write};
@@ -20,6 +22,7 @@ use serde_json::{json, Map, Value};
 #[serde(default)]
 pub struct ChannelMuteRequest {
     pub channel_cid: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::ids::unique_ids_opt")]
     pub channel_cids: Option<Vec<String>>,
     /// Milliseconds until the mute lifts.
     pub expiration: Option<i64>,
@@ -31,6 +34,13 @@ impl ChannelMuteRequest {
     fn cids(&self) -> Result<Vec<String>, ApiError> {
         let mut cids: Vec<String> = self.channel_cids.clone().unwrap_or_default();
         cids.extend(self.channel_cid.clone());
+        let cids = crate::domain::ids::unique(cids);
+        if cids.len() > MAX_MUTE_TARGETS {
+            return Err(ApiError::field(
+                "channel_cids",
+                format!("at most {MAX_MUTE_TARGETS} channels at once"),
+            ));
+        }
         if cids.is_empty() {
             return Err(ApiError::field(
                 "channel_cid",

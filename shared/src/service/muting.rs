@@ -8,6 +8,7 @@ use super::{to_doc, Chat};
 use crate::domain::caller::Session;
 use crate::domain::clock::{format_time, parse_time};
 use crate::domain::event::Event;
+use crate::domain::limits::MAX_MUTE_TARGETS;
 use crate::domain::ApiError;
 use crate::store::layout::{
     blocked_by_pk, muted_by_pk, outbox_write, user_blocks_pk, user_mutes_pk,
@@ -18,7 +19,6 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
 /// Users one mute request may name.
-const MAX_MUTE_TARGETS: usize = 100;
 /// Longest mute timeout, in minutes (one year).
 const MAX_MUTE_MINUTES: i64 = 525_600;
 
@@ -55,6 +55,7 @@ pub struct UserBlock {
 #[serde(default)]
 pub struct MuteRequest {
     pub target_id: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::ids::unique_ids_opt")]
     pub target_ids: Option<Vec<String>>,
     /// Minutes.
     pub timeout: Option<i64>,
@@ -253,7 +254,9 @@ impl Chat {
         let mut all = self.active_user_mutes(&actor).await?;
         all.retain(|m| !targets.contains(&m.target_id));
         all.extend(changed.iter().cloned());
-        let mut me = user.to_json();
+        // The whole own user (unread counts, devices, channel mutes...) with its mutes as they
+        // are once this change commits.
+        let mut me = self.own_user(&user.id).await?;
         me["mutes"] = Value::Array(self.user_mutes_wire(&all).await?);
         let event = Event::new(
             "notification.mutes_updated",
@@ -265,8 +268,10 @@ impl Chat {
         for batch in writes.chunks(crate::store::MAX_TRANSACTION_WRITES) {
             self.store.transact(batch.to_vec()).await?;
         }
-        let mut out = json!({ "own_user": me });
+        // Stream answers a mute with the fresh own user, an unmute with nothing but `duration`.
+        let mut out = json!({});
         if mute {
+            out["own_user"] = me;
             let wire = self.user_mutes_wire(&changed).await?;
             match (&req.target_id, wire.as_slice()) {
                 (Some(_), [one]) => out["mute"] = one.clone(),

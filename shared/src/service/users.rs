@@ -11,8 +11,12 @@ use crate::domain::filter::{compare_json, SortField};
 use crate::domain::limits::{
     DEFAULT_QUERY_USERS_LIMIT, MAX_QUERY_USERS_LIMIT, MAX_USERS_PER_BATCH,
 };
+use crate::domain::patch::top_field;
 use crate::domain::permissions::{self, Resource};
-use crate::domain::user::{normalize_username, validate_user_id, User, GUEST_ROLE};
+use crate::domain::user::{
+    normalize_username, refused_client_change, validate_user_id, User, GUEST_ROLE,
+    SERVER_CONTROLLED,
+};
 use crate::domain::{ApiError, ErrorCode};
 use crate::store::layout::{outbox_write, user_item, user_key, username_key, USERS_INDEX_PK};
 use crate::store::{Condition, Cursor, Index, Item, Query, SkRange, StoreError, TableName, Write};
@@ -70,6 +74,7 @@ pub struct DeleteUserOptions {
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct DeleteUsers {
     #[serde(default)]
+    #[serde(deserialize_with = "crate::domain::ids::unique_ids")]
     pub user_ids: Vec<String>,
     /// soft | pruning | hard
     #[serde(default)]
@@ -169,29 +174,13 @@ impl Chat {
     }
 
     /// May a client-side caller change `target`, and the server-only fields it changes?
-    fn check_user_write(
-        &self,
-        session: &Session,
-        old: Option<&User>,
-        next: &User,
-    ) -> Result<(), ApiError> {
+    fn check_user_write(&self, session: &Session, next: &User) -> Result<(), ApiError> {
         let (caller, settings) = (&session.caller, &session.settings);
         if caller.is_server() {
             return Ok(());
         }
         if matches!(caller, Caller::Anonymous) {
             return Err(ApiError::not_allowed("anonymous users cannot change users"));
-        }
-        let changed_server_field = match old {
-            Some(old) => old.server_only_changes(next),
-            None if next.role != crate::domain::user::DEFAULT_ROLE => Some("role"),
-            None if !next.teams.is_empty() => Some("teams"),
-            None => None,
-        };
-        if let Some(field) = changed_server_field {
-            return Err(ApiError::not_allowed(format!(
-                "{field} can only be changed with server-side authentication"
-            )));
         }
         if settings.disable_permissions_checks {
             return Ok(());
@@ -212,7 +201,7 @@ impl Chat {
     }
 
     /// Write a user with its username claims and events, all in one transaction.
-    async fn save_user(
+    pub(crate) async fn save_user(
         &self,
         settings: &AppSettings,
         old: Option<(&User, u64)>,
@@ -342,7 +331,9 @@ impl Chat {
         let now = self.now_str();
         let mut seen = HashSet::new();
         let mut requested = Vec::with_capacity(users.len());
+        let mut controlled = Vec::with_capacity(users.len());
         for obj in users {
+            controlled.push(server_controlled_fields(&obj));
             let mut next = User::from_request(obj, &now)?;
             if !seen.insert(next.id.clone()) {
                 return Err(ApiError::field(
@@ -359,11 +350,11 @@ impl Chat {
         let mut existing = self.users_by_id(&ids).await?;
         let mut planned = Vec::with_capacity(requested.len());
         let mut batch_claims = BTreeSet::new();
-        for mut next in requested {
+        for (mut next, fields) in requested.into_iter().zip(controlled) {
             let old = existing.remove(&next.id);
+            refuse_client_change(session, old.as_ref().map(|(u, _)| u), &fields)?;
             if let (false, Some((old, _))) = (session.caller.is_server(), &old) {
-                // Role and teams a client sends for an existing user are ignored rather than
-                // refused: connectUser sends the whole user object back.
+                // What a client did not send keeps its stored value (it may not change it).
                 next.role = old.role.clone();
                 next.teams = old.teams.clone();
                 next.teams_role = old.teams_role.clone();
@@ -372,7 +363,7 @@ impl Chat {
                 Some((o, _)) => o.replaced_by(next),
                 None => next,
             };
-            self.check_user_write(session, old.as_ref().map(|(u, _)| u), &next)?;
+            self.check_user_write(session, &next)?;
             let events = match &old {
                 Some(_) => vec![self.user_event("user.updated", &next)],
                 None => Vec::new(),
@@ -423,6 +414,15 @@ impl Chat {
             };
             let mut set = patch.set.unwrap_or_default();
             let unset = patch.unset.unwrap_or_default();
+            let requested = set
+                .iter()
+                .map(|(k, v)| (top_field(k), Some(v)))
+                .chain(unset.iter().map(|k| (top_field(k), None)));
+            if !session.caller.is_server() {
+                if let Some(field) = refused_client_change(Some(&old), requested) {
+                    return Err(server_controlled_error(field));
+                }
+            }
             let revocation = set.remove("revoke_tokens_issued_before");
             let mut next = old.apply_partial(&set, &unset, &now)?;
             if let Some(r) = revocation {
@@ -431,7 +431,7 @@ impl Chat {
             if unset.iter().any(|f| f == "revoke_tokens_issued_before") {
                 next.revoke_tokens_issued_before = None;
             }
-            self.check_user_write(session, Some(&old), &next)?;
+            self.check_user_write(session, &next)?;
             let events = vec![self.user_event("user.updated", &next)];
             let writes = self
                 .plan_user_write(
@@ -800,8 +800,24 @@ impl Chat {
             ));
         }
         let settings = &session.settings;
+        // The whole batch is checked before anything changes: one unknown id deletes nobody.
+        let ids: Vec<&str> = req.user_ids.iter().map(String::as_str).collect();
+        let mut found = self.users_by_id(&ids).await?;
+        found.retain(|_, (u, _)| !u.is_deleted());
+        let missing: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !found.contains_key(*id))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "users {missing:?} do not exist; no user was deleted"
+            )));
+        }
         for id in &req.user_ids {
-            let (old, version) = self.require_user(id).await?;
+            let Some((old, version)) = found.remove(id) else {
+                continue;
+            };
             let mut deleted = old.clone();
             deleted.deleted_at = Some(self.now_str());
             deleted.updated_at = self.now_str();
@@ -888,9 +904,8 @@ impl Chat {
             None => crate::domain::ids::random_id(),
         };
         obj.insert("id".into(), Value::String(id.clone()));
+        refuse_client_change(session, None, &server_controlled_fields(&obj))?;
         obj.insert("role".into(), Value::String(GUEST_ROLE.into()));
-        obj.remove("teams");
-        obj.remove("teams_role");
         let settings = &session.settings;
         let now = self.now_str();
         let next = User::from_request(obj, &now)?;
@@ -915,6 +930,37 @@ impl Chat {
             }
         }
     }
+}
+
+/// The server-controlled fields a user object names, with their values.
+pub(crate) fn server_controlled_fields(obj: &Map<String, Value>) -> Map<String, Value> {
+    obj.iter()
+        .filter(|(k, _)| SERVER_CONTROLLED.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Refuse a client-side request whose user object (`fields`) would change a server-controlled
+/// field of `current`.
+pub(crate) fn refuse_client_change(
+    session: &Session,
+    current: Option<&User>,
+    fields: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    if session.caller.is_server() {
+        return Ok(());
+    }
+    let requested = fields.iter().map(|(k, v)| (k.as_str(), Some(v)));
+    match refused_client_change(current, requested) {
+        Some(field) => Err(server_controlled_error(field)),
+        None => Ok(()),
+    }
+}
+
+fn server_controlled_error(field: &str) -> ApiError {
+    ApiError::not_allowed(format!(
+        "{field} can only be changed with server-side authentication"
+    ))
 }
 
 fn check_user_ids(ids: &[String]) -> Result<(), ApiError> {
