@@ -1,0 +1,251 @@
+// End-to-end in a real browser: Stream's React UI kit (stream-chat-react, unmodified, bundled
+// with esbuild at test time) runs in headless Chromium (@sparticuz/chromium driven by
+// puppeteer-core) against chat-local. The page is served from a different loopback origin, so
+// every REST call is cross-origin (CORS preflights included) and the WebSocket carries the
+// events. Proves that a message typed into user A's MessageInput and sent with Enter appears in
+// user B's MessageList, and that B's reply appears in A's. On failure it prints the browser
+// console and failed requests and saves screenshots to a temp dir.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import esbuild from 'esbuild';
+import chromium from '@sparticuz/chromium';
+import puppeteer from 'puppeteer-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+const binary = process.env.CHAT_LOCAL_BIN ?? path.join(root, 'target', 'debug', 'chat-local');
+const rand = (p) => `${p}-${crypto.randomBytes(5).toString('hex')}`;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'chat-browser-'));
+const log = []; // browser console, page errors and failed requests, printed on failure
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// HS256 JWT signed with the app secret.
+function jwt(payload, secret) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(payload)}`;
+  return `${body}.${crypto.createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+const withTimeout = (promise, ms, what) =>
+  Promise.race([
+    promise,
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms).unref()),
+  ]);
+
+// The page: the UI kit as its docs show it, for the user, token and base URL in the query string.
+const app = `
+import React from 'react';
+import { createRoot } from 'react-dom/client';
+import { StreamChat } from 'stream-chat';
+import { Chat, Channel, Window, MessageList, MessageInput } from 'stream-chat-react';
+import 'stream-chat-react/dist/css/v2/index.css';
+const q = new URLSearchParams(location.search);
+const client = new StreamChat(q.get('key'), { baseURL: q.get('base') });
+client.connectUser({ id: q.get('user') }, q.get('token')).then(
+  () => {
+    const channel = client.channel('messaging', q.get('channel'));
+    createRoot(document.getElementById('root')).render(
+      <Chat client={client}>
+        <Channel channel={channel}>
+          <Window>
+            <MessageList />
+            <MessageInput focus />
+          </Window>
+        </Channel>
+      </Chat>,
+    );
+  },
+  (err) => console.error('connectUser failed: ' + (err && err.stack ? err.stack : err)),
+);
+`;
+
+const INPUT = '.str-chat__message-input textarea';
+let chat; // { url, key, secret, child }
+let pageServer;
+let pageOrigin;
+let browser;
+let failed = false; // keeps the temp dir (screenshots, bundle) for a look afterwards
+
+async function startChat() {
+  const port = await freePort();
+  const key = rand('key');
+  const secret = rand('secret');
+  const { CHAT_CORS_ORIGINS, ...env } = process.env; // the default (any origin) is under test
+  const child = spawn(binary, ['--port', String(port), '--in-memory'], {
+    env: { ...env, CHAT_API_KEY: key, CHAT_API_SECRET: secret, RUST_LOG: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`chat-local exited with ${child.exitCode}`);
+    const ok = await fetch(url + '/health').then((r) => r.ok, () => false);
+    if (ok) return { url, key, secret, child };
+    if (Date.now() > deadline) throw new Error('chat-local did not become healthy within 30 s');
+    await sleep(100);
+  }
+}
+
+// A REST call with a server token; throws with the body on a non-2xx answer.
+async function api(method, route, body) {
+  const res = await fetch(`${chat.url}${route}?api_key=${chat.key}`, {
+    method,
+    headers: { Authorization: jwt({ server: true }, chat.secret), 'stream-auth-type': 'jwt', 'Content-Type': 'application/json' },
+    body: body && JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await res.text();
+  assert.ok(res.ok, `${method} ${route} -> ${res.status} ${text}`);
+  return JSON.parse(text);
+}
+
+before(async () => {
+  chat = await startChat();
+
+  // The bundle and the page, served from another origin.
+  await esbuild.build({
+    stdin: { contents: app, resolveDir: here, loader: 'jsx', sourcefile: 'app.jsx' },
+    bundle: true,
+    outfile: path.join(tmp, 'app.js'),
+    format: 'esm',
+    jsx: 'automatic',
+    define: { 'process.env.NODE_ENV': '"production"' },
+    loader: Object.fromEntries(['.eot', '.svg', '.ttf', '.woff', '.woff2', '.png'].map((e) => [e, 'file'])),
+    logLevel: 'error',
+  });
+  fs.writeFileSync(
+    path.join(tmp, 'index.html'),
+    '<!doctype html><meta charset="utf-8"><link rel="stylesheet" href="/app.css">' +
+      '<body style="margin:0;height:100vh"><div id="root" style="height:100%"></div>' +
+      '<script type="module" src="/app.js"></script>',
+  );
+  const types = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css' };
+  pageServer = http.createServer((req, res) => {
+    const name = path.basename(new URL(req.url, 'http://x').pathname) || 'index.html';
+    const file = path.join(tmp, name);
+    if (!fs.existsSync(file) || !fs.statSync(file).isFile()) return res.writeHead(404).end();
+    res.writeHead(200, { 'Content-Type': types[path.extname(name)] ?? 'application/octet-stream' });
+    res.end(fs.readFileSync(file));
+  });
+  const pagePort = await freePort();
+  await new Promise((r) => pageServer.listen(pagePort, '127.0.0.1', r));
+  // localhost vs 127.0.0.1 and another port: a different origin from chat-local's in every way.
+  pageOrigin = `http://localhost:${pagePort}`;
+
+  // chromium.args minus the flags that switch off the same-origin policy (and with it the CORS
+  // checks this test exists for) and minus --single-process, which crashes Chromium as soon as
+  // a second browser context opens a page; puppeteer passes the headless flag itself.
+  const dropped = new Set(['--disable-web-security', '--allow-running-insecure-content', '--single-process']);
+  const args = chromium.args.filter((a) => !dropped.has(a) && !a.startsWith('--headless'));
+  browser = await puppeteer.launch({
+    executablePath: await chromium.executablePath(),
+    headless: 'shell',
+    timeout: 30_000,
+    protocolTimeout: 30_000,
+    args: [
+      ...args,
+      ...['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
+      ...['--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
+      `--user-data-dir=${fs.mkdtempSync(path.join(tmp, 'profile-'))}`,
+    ],
+  });
+}, { timeout: 90_000 });
+
+after(async () => {
+  await withTimeout(browser?.close() ?? Promise.resolve(), 10_000, 'browser.close').catch(() => {
+    browser?.process()?.kill('SIGKILL');
+  });
+  pageServer?.closeAllConnections();
+  await new Promise((r) => (pageServer ? pageServer.close(r) : r()));
+  if (chat && chat.child.exitCode === null) {
+    const exited = new Promise((r) => chat.child.once('exit', r));
+    chat.child.kill('SIGTERM');
+    await withTimeout(exited, 5_000, 'chat-local exit').catch(() => chat.child.kill('SIGKILL'));
+  }
+  if (!failed) fs.rmSync(tmp, { recursive: true, force: true });
+}, { timeout: 30_000 });
+
+// A page (own browser context) for `user` in `pages[label]`, its console and failures logged.
+async function open(pages, label, user, channelId) {
+  const context = await browser.createBrowserContext();
+  const page = (pages[label] = await context.newPage());
+  page.setDefaultTimeout(20_000);
+  page.on('console', (m) => log.push(`[${label} console.${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`[${label} pageerror] ${e.stack ?? e}`));
+  page.on('requestfailed', (r) => log.push(`[${label} failed] ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) log.push(`[${label} response] ${r.request().method()} ${r.url()} -> ${r.status()}`);
+  });
+  const token = jwt({ user_id: user }, chat.secret);
+  const query = new URLSearchParams({ key: chat.key, base: chat.url, user, token, channel: channelId });
+  await page.goto(`${pageOrigin}/index.html?${query}`, { waitUntil: 'load' });
+  await page.waitForSelector(INPUT);
+  return page;
+}
+
+async function send(page, text) {
+  const input = await page.waitForSelector(INPUT);
+  await input.type(text);
+  await page.keyboard.press('Enter');
+}
+
+// Waits (up to 20 s) for `text` in the page's MessageList.
+async function expectMessage(page, text) {
+  await page.waitForFunction(
+    (t) => [...document.querySelectorAll('.str-chat__list .str-chat__message-text')].some((e) => e.textContent.includes(t)),
+    { timeout: 20_000 },
+    text,
+  );
+}
+
+test('a message typed in one browser appears in the other, and the reply comes back', { timeout: 120_000 }, async () => {
+  const [a, b, channelId] = [rand('alice'), rand('bob'), rand('room')];
+  await api('POST', '/users', { users: { [a]: { id: a, name: 'Alice' }, [b]: { id: b, name: 'Bob' } } });
+  await api('POST', `/channels/messaging/${channelId}/query`, { data: { created_by_id: a, members: [a, b] } });
+
+  const pages = {};
+  try {
+    await open(pages, 'A', a, channelId);
+    await open(pages, 'B', b, channelId);
+
+    const hello = rand('hello from A');
+    await send(pages.A, hello);
+    await expectMessage(pages.A, hello);
+    await expectMessage(pages.B, hello);
+
+    const reply = rand('reply from B');
+    await send(pages.B, reply);
+    await expectMessage(pages.B, reply);
+    await expectMessage(pages.A, reply);
+  } catch (err) {
+    failed = true;
+    for (const [label, page] of Object.entries(pages)) {
+      const file = path.join(tmp, `failure-${label}.png`);
+      await withTimeout(page.screenshot({ path: file, fullPage: true }), 10_000, 'screenshot').then(
+        () => log.push(`[screenshot] ${file}`),
+        (e) => log.push(`[screenshot ${label} failed] ${e.message}`),
+      );
+    }
+    console.error(`--- browser log ---\n${log.join('\n')}\n--- end browser log ---`);
+    throw err;
+  }
+});
