@@ -50,6 +50,29 @@ pub const ALL_CAPABILITIES: &[&str] = &[
     "upload-file",
 ];
 
+/// Capabilities of features that are not built yet (uploads, flags, bans, calls): their rules
+/// stay below, but no payload advertises them until the feature lands and leaves this list.
+pub const NOT_BUILT_YET: &[&str] = &[
+    "ban-channel-members",
+    "create-call",
+    "flag-message",
+    "join-call",
+    "upload-file",
+];
+
+/// What a payload's `own_capabilities` shows: [`own_capabilities`] without the capabilities of
+/// features not built yet.
+pub fn advertised_capabilities(
+    channel: &Channel,
+    config: &ChannelTypeConfig,
+    subject: &Subject,
+    custom_permissions: &[Permission],
+) -> Vec<String> {
+    let mut caps = own_capabilities(channel, config, subject, custom_permissions);
+    caps.retain(|c| !NOT_BUILT_YET.contains(&c.as_str()));
+    caps
+}
+
 /// The capabilities of `subject` in `channel`, sorted and without duplicates.
 ///
 /// - `config`: the channel type's configuration as it applies to this channel

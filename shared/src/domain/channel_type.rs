@@ -406,12 +406,14 @@ impl ChannelTypeConfig {
             if i64::from(size) < MIN_PARTITION_SIZE {
                 return Err(ChannelTypeError::PartitionSize(i64::from(size)));
             }
+            return Err(ChannelTypeError::PartitioningUnsupported("partition_size"));
         }
         if let Some(ttl) = &self.partition_ttl {
             match parse_duration_secs(ttl) {
                 Some(secs) if secs >= MIN_PARTITION_TTL_SECS => {}
                 _ => return Err(ChannelTypeError::PartitionTtl(ttl.clone())),
             }
+            return Err(ChannelTypeError::PartitioningUnsupported("partition_ttl"));
         }
         validate_retention(&self.message_retention)?;
         if let Some(level) = &self.push_level {
@@ -899,6 +901,9 @@ pub enum ChannelTypeError {
     PartitionSize(i64),
     #[error("partition_ttl {0:?} must be a duration of at least 1m made of h, m and s parts (e.g. 24h, 2h30m), or null")]
     PartitionTtl(String),
+    /// Dynamic partitioning is not offered: every watcher receives every message.
+    #[error("{0}: dynamic partitioning is not supported (every watcher of a channel receives every message); leave it unset or null")]
+    PartitioningUnsupported(&'static str),
     #[error("automod must be one of disabled, simple, AI; got {0:?}")]
     Automod(String),
     #[error("{field} must be one of flag, block, shadow_block; got {value:?}")]
@@ -941,6 +946,7 @@ impl ChannelTypeError {
             ChannelTypeError::MaxMessageLength(_) => "max_message_length",
             ChannelTypeError::PartitionSize(_) => "partition_size",
             ChannelTypeError::PartitionTtl(_) => "partition_ttl",
+            ChannelTypeError::PartitioningUnsupported(field) => field,
             ChannelTypeError::Automod(_) => "automod",
             ChannelTypeError::MessageRetention(_) => "message_retention",
             ChannelTypeError::PushLevel(_) => "push_level",
@@ -1247,22 +1253,18 @@ mod tests {
     }
 
     #[test]
-    fn partitioning_is_switched_on_and_off() {
+    fn partitioning_is_refused_and_null_accepted() {
         let mut t = ChannelTypeConfig::with_defaults("example");
-        apply_update(
-            &mut t,
-            &body(json!({"partition_size": 100, "partition_ttl": "2h30m"})),
-        )
-        .unwrap();
+        let refused = apply_update(&mut t, &body(json!({"partition_size": 100})));
         assert_eq!(
-            (t.partition_size, t.partition_ttl_secs()),
-            (Some(100), Some(9000.0))
+            refused.map_err(|e| e.field().map(str::to_string)),
+            Err(Some("partition_size".to_string()))
         );
-        apply_update(
-            &mut t,
-            &body(json!({"partition_size": 10, "partition_ttl": "1m"})),
-        )
-        .unwrap();
+        let refused = apply_update(&mut t, &body(json!({"partition_ttl": "2h30m"})));
+        assert_eq!(
+            refused.map_err(|e| e.field().map(str::to_string)),
+            Err(Some("partition_ttl".to_string()))
+        );
         apply_update(
             &mut t,
             &body(json!({"partition_size": null, "partition_ttl": null})),

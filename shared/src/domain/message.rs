@@ -181,6 +181,8 @@ fn is_false(b: &bool) -> bool {
 pub struct Viewer<'a> {
     pub user_id: Option<&'a str>,
     pub reads_restricted: bool,
+    /// The channel type's `message_retention`: messages created before this are gone.
+    pub retained_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The parts of a message payload beyond text and custom data: attachments (≤ 30), mentions
@@ -446,6 +448,11 @@ impl Message {
     /// Can `viewer` see this message? Restricted messages: the sender, the listed users, or a
     /// viewer allowed to read restricted messages; pending ones: the sender only.
     pub fn visible_to(&self, viewer: &Viewer) -> bool {
+        if let Some(since) = viewer.retained_since {
+            if crate::domain::clock::parse_time(&self.created_at).is_some_and(|t| t < since) {
+                return false;
+            }
+        }
         let own = viewer.user_id.is_some() && viewer.user_id == self.user_id.as_deref();
         if self.pending && !own {
             return false;
@@ -934,5 +941,27 @@ mod tests {
             }
         );
         assert!(MessagePage::parse(Some(&obj(json!({"limit": 301})))).is_err());
+    }
+
+    #[test]
+    fn retention_hides_older_messages() {
+        let m = Message::from_payload(
+            &obj(json!({"text": "old"})),
+            "messaging:a",
+            Some("u".into()),
+            "m1".into(),
+            "2020-01-01T00:00:00Z",
+        )
+        .unwrap();
+        let mut viewer = Viewer {
+            user_id: Some("u"),
+            reads_restricted: false,
+            retained_since: None,
+        };
+        assert!(m.visible_to(&viewer));
+        viewer.retained_since = crate::domain::clock::parse_time("2021-01-01T00:00:00Z");
+        assert!(!m.visible_to(&viewer));
+        viewer.retained_since = crate::domain::clock::parse_time("2019-01-01T00:00:00Z");
+        assert!(m.visible_to(&viewer));
     }
 }

@@ -218,7 +218,8 @@ impl Personal {
 impl Chat {
     /// Delivers one outbox event (its scope and document) to the connections it concerns:
     /// channel events to the channel's watchers, user events (`user:<id>`) to that user's
-    /// connections (and presence changes to their subscribers); `message.new` also reaches
+    /// connections (presence changes and profile updates also to their subscribers, profile
+    /// updates to the watchers of the user's channels); `message.new` also reaches
     /// connected members who are not watching as `notification.message_new`. Returns the frames
     /// sent (queued batches count as their connections).
     pub async fn deliver(
@@ -241,9 +242,19 @@ impl Chat {
             for c in self.user_connections(uid).await? {
                 audience.insert(c.connection_id, c.user_id);
             }
-            if kind == "user.presence.changed" {
+            // Presence changes reach the user's presence subscribers; profile updates reach
+            // them too, and the watchers of every channel the user is a member of (whose
+            // member and message lists show the user).
+            if matches!(kind, "user.presence.changed" | "user.updated") {
                 for conn in self.presence_subscribers(uid).await? {
                     audience.entry(conn).or_default();
+                }
+            }
+            if kind == "user.updated" {
+                for cid in self.membership_cids(uid).await? {
+                    for w in self.channel_watches(&cid).await? {
+                        audience.insert(w.connection_id, w.user_id);
+                    }
                 }
             }
         } else {

@@ -5,7 +5,7 @@
 use super::tasks::TaskJob;
 use super::{to_doc, Chat, QueryParts};
 use crate::domain::caller::{Caller, Session};
-use crate::domain::capabilities::own_capabilities;
+use crate::domain::capabilities::advertised_capabilities;
 use crate::domain::channel::{
     check_filter_values, check_member_batch, distinct_channel_id, hide_history_cutoff,
     parse_user_ids, query_channels_rules, validate_channel_type, Channel, ChannelData, ChannelView,
@@ -26,7 +26,7 @@ use crate::domain::user::User;
 use crate::domain::ApiError;
 use crate::store::layout::{
     channel_item, channel_pk, channels_of_type_pk, member_item, member_sk, memberships_pk,
-    outbox_write, CHANNEL_SK, MEMBER_SK_PREFIX,
+    outbox_write, CHANNEL_SK, MEMBER_SK_PREFIX, READER_SK_PREFIX,
 };
 use crate::store::{
     Condition, Cursor, Index, Query, SkRange, StoreError, TableName, Write, MAX_TRANSACTION_WRITES,
@@ -142,6 +142,8 @@ pub(crate) struct Loaded {
     pub channel: Channel,
     pub version: u64,
     pub members: Vec<Member>,
+    /// Read states of users who are not members (see `reader_item`).
+    pub readers: Vec<Member>,
 }
 
 /// The user acting in a request: the caller, or for server-side requests the `user_id` / `user`
@@ -414,6 +416,7 @@ impl Chat {
     pub(crate) async fn load_channel(&self, cid: &str) -> Result<Option<Loaded>, ApiError> {
         let mut channel = None;
         let mut members = Vec::new();
+        let mut readers = Vec::new();
         let mut cursor: Option<Cursor> = None;
         loop {
             let page = self
@@ -434,6 +437,10 @@ impl Chat {
                     members.push(serde_json::from_value(item.data).map_err(|e| {
                         ApiError::internal(format!("stored member is unreadable: {e}"))
                     })?);
+                } else if item.sk.starts_with(READER_SK_PREFIX) {
+                    readers.push(serde_json::from_value(item.data).map_err(|e| {
+                        ApiError::internal(format!("stored read state is unreadable: {e}"))
+                    })?);
                 }
             }
             match page.last {
@@ -447,6 +454,7 @@ impl Chat {
                 channel,
                 version,
                 members,
+                readers,
             }))
     }
 
@@ -474,10 +482,30 @@ impl Chat {
     ) -> Result<(Value, Option<Value>), ApiError> {
         let message = self.post_change_message(cid, message, actor).await?;
         let next = self.require_channel(cid).await?;
-        let state = self
-            .channel_state(session, config, &next, actor, StatePage::default())
-            .await?;
+        let state = self.updated_channel(session, config, &next, actor).await?;
         Ok((state, message))
+    }
+
+    /// What the channel update calls answer (Stream's `UpdateChannelResponse`): the channel as
+    /// the actor sees it and its members, not a whole channel state.
+    async fn updated_channel(
+        &self,
+        session: &Session,
+        config: &ChannelTypeConfig,
+        loaded: &Loaded,
+        actor: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let page = StatePage {
+            messages: MessagePage {
+                anchor: MessageAnchor::Latest,
+                limit: 0,
+            },
+            ..StatePage::default()
+        };
+        let state = self
+            .channel_state(session, config, loaded, actor, page)
+            .await?;
+        Ok(json!({ "channel": state["channel"], "members": state["members"] }))
     }
 
     /// Does any channel of this type exist (a type in use cannot be deleted)?
@@ -596,9 +624,16 @@ impl Chat {
         loaded: &Loaded,
         reader: Option<&'a str>,
     ) -> Result<Viewer<'a>, ApiError> {
+        // `message_retention` (days) applies when messages are read; older ones are gone.
+        let retention = loaded
+            .channel
+            .effective_config(config, &[])?
+            .retention_days();
         Ok(Viewer {
             user_id: reader,
             reads_restricted: self.viewer_grants(session, config, loaded, reader).await?,
+            retained_since: retention
+                .map(|days| self.now() - chrono::Duration::days(i64::from(days))),
         })
     }
 
@@ -823,6 +858,7 @@ impl Chat {
                 channel: channel.clone(),
                 version: 0,
                 members: members.clone(),
+                readers: Vec::new(),
             };
             self.check_channel_action(session, config, Some(&creating), &channel, "CreateChannel")?;
         }
@@ -851,6 +887,7 @@ impl Chat {
             channel: channel.clone(),
             version,
             members: members.clone(),
+            readers: Vec::new(),
         };
         let changes = MemberChanges {
             added: members,
@@ -948,7 +985,7 @@ impl Chat {
                     channel_role: membership.map(|m| m.channel_role.as_str()),
                     teams: &teams,
                 };
-                own_capabilities(&loaded.channel, &effective, &subject, &[])
+                advertised_capabilities(&loaded.channel, &effective, &subject, &[])
             }
         };
         let created_by = loaded.channel.created_by_id.as_deref().map(user_json);
@@ -967,6 +1004,8 @@ impl Chat {
         // (the reader always sees their own).
         let read: Vec<Value> = shown
             .iter()
+            .copied()
+            .chain(loaded.readers.iter())
             .filter(|m| {
                 Some(m.user_id.as_str()) == reader
                     || users
@@ -986,10 +1025,10 @@ impl Chat {
             )
             .await?;
         pinned.reverse();
-        let mut pinned_wires = self.messages_wire(&pinned).await?;
+        let mut pinned_wires = self.messages_wire(&pinned, reader).await?;
         self.as_seen_by(&loaded.channel.cid, reader, &mut pinned_wires)
             .await?;
-        let mut message_wires = self.messages_wire(&messages).await?;
+        let mut message_wires = self.messages_wire(&messages, reader).await?;
         self.as_seen_by(&loaded.channel.cid, reader, &mut message_wires)
             .await?;
         let member_list: Vec<Value> = shown
@@ -1001,7 +1040,7 @@ impl Chat {
             "members": member_list,
             "messages": message_wires,
             "pinned_messages": pinned_wires,
-            "pending_messages": self.messages_wire(&pending).await?,
+            "pending_messages": self.messages_wire(&pending, reader).await?,
             "read": read,
             "watcher_count": watchers.len(),
             "watchers": watchers.iter().map(|id| user_json(id)).collect::<Vec<_>>(),
@@ -1334,15 +1373,10 @@ impl Chat {
             channel: next,
             version: loaded.version + 1,
             members: loaded.members,
+            readers: loaded.readers,
         };
-        self.channel_state(
-            session,
-            &config,
-            &loaded,
-            actor.as_deref(),
-            StatePage::default(),
-        )
-        .await
+        self.updated_channel(session, &config, &loaded, actor.as_deref())
+            .await
     }
 
     /// `DELETE /channels/{type}/{id}`: soft delete (`hard_delete` removes the channel item too);
@@ -1626,9 +1660,14 @@ impl Chat {
             .await?;
         matched.sort_by(|(_, a), (_, b)| compare_json(&sort, a, b));
         let mut channels = Vec::new();
+        // `presence: true`: the connection hears the returned channels' members come and go.
+        let mut presence_of: Vec<String> = Vec::new();
         for (loaded, _) in matched.into_iter().skip(offset).take(limit) {
             let config = &configs[&loaded.channel.channel_type];
             self.watch_if_asked(session, q.watch, &loaded).await?;
+            if q.presence == Some(true) {
+                presence_of.extend(loaded.members.iter().map(|m| m.user_id.clone()));
+            }
             let page = StatePage {
                 member_limit: Some(member_limit),
                 member_offset: None,
@@ -1641,6 +1680,15 @@ impl Chat {
                 self.channel_state(session, config, &loaded, actor.as_deref(), page)
                     .await?,
             );
+        }
+        if let (false, Some(conn)) = (presence_of.is_empty(), &session.connection_id) {
+            let others = crate::domain::ids::unique(presence_of);
+            let ids: Vec<&str> = others
+                .iter()
+                .map(String::as_str)
+                .filter(|id| Some(*id) != actor.as_deref())
+                .collect();
+            self.subscribe_presence(conn, &ids).await?;
         }
         Ok(json!({ "channels": channels }))
     }

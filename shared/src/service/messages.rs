@@ -45,6 +45,12 @@ impl Chat {
         id: &str,
         req: SendMessage,
     ) -> Result<Value, ApiError> {
+        if req.message.is_empty() {
+            return Err(ApiError::field(
+                "message",
+                "message is required: send {\"message\": {\"text\": ...}}",
+            ));
+        }
         let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         let payload_user = req
             .message
@@ -166,6 +172,14 @@ impl Chat {
             .slow_mode_write(session, &config, &loaded, &author, &message.created_at)
             .await?;
         self.auto_translate(session, &loaded, &mut message).await;
+        let answered = match (
+            session.settings.user_response_time_enabled,
+            &loaded.channel.last_message_id,
+        ) {
+            (true, Some(last)) if message.in_channel_list() => self.find_message(last).await?,
+            _ => None,
+        };
+        let answered_at = message.created_at.clone();
         let wire = self
             .post_message(
                 loaded,
@@ -175,7 +189,48 @@ impl Chat {
                 None,
             )
             .await?;
+        if let Some(previous) = answered {
+            self.record_response_time(&session.settings, &author, &previous.message, &answered_at)
+                .await?;
+        }
         Ok(json!({ "message": wire }))
+    }
+
+    /// `user_response_time_enabled`: a message that answers someone else's (the channel's
+    /// previous message) counts its delay into the author's `avg_response_time` (seconds). The
+    /// user is rewritten under its version, retried when a concurrent change wins.
+    async fn record_response_time(
+        &self,
+        settings: &crate::domain::app_settings::AppSettings,
+        author: &str,
+        previous: &Message,
+        answered_at: &str,
+    ) -> Result<(), ApiError> {
+        if previous.user_id.as_deref() == Some(author) {
+            return Ok(());
+        }
+        let (Some(asked), Some(answered)) =
+            (parse_time(&previous.created_at), parse_time(answered_at))
+        else {
+            return Ok(());
+        };
+        let seconds = (answered - asked).num_seconds().max(0) as u64;
+        for _ in 0..SEND_ATTEMPTS {
+            let Some((old, version)) = self.get_user(author).await? else {
+                return Ok(());
+            };
+            let mut next = old.clone();
+            next.record_response_time(seconds);
+            match self
+                .save_user(settings, Some((&old, version)), &next, Vec::new())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if e.code == crate::domain::ErrorCode::Input => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Stores a message with `message.new` and the channel's `last_message_at` / `message_count`
@@ -193,7 +248,7 @@ impl Chat {
         let created = parse_time(&message.created_at).unwrap_or_else(|| self.now());
         let sk = message_sk(created, &message.id);
         let mut wire = self
-            .messages_wire(std::slice::from_ref(&message))
+            .messages_wire(std::slice::from_ref(&message), None)
             .await?
             .remove(0);
         wire["user"] = user.clone();
@@ -231,10 +286,22 @@ impl Chat {
                 Err(e) => Err(e.into()),
             };
         }
+        // `skip_last_msg_update_for_system_msgs`: system messages leave `last_message_at` alone.
+        let keeps_last_message_at = message.kind == "system" && {
+            match self.channel_type(&loaded.channel.channel_type).await? {
+                Some((config, _)) => {
+                    loaded
+                        .channel
+                        .effective_config(&config, &[])?
+                        .skip_last_msg_update_for_system_msgs
+                }
+                None => false,
+            }
+        };
         for _ in 0..SEND_ATTEMPTS {
             let mut channel = loaded.channel.clone();
             let mut message = message.clone();
-            if !message.silent || channel.last_message_at.is_none() {
+            if !keeps_last_message_at && (!message.silent || channel.last_message_at.is_none()) {
                 channel.last_message_at = Some(message.created_at.clone());
             }
             if message.in_channel_list() {
@@ -279,13 +346,22 @@ impl Chat {
                 },
                 outbox_write(&new_message_event(&channel, created, &wire, user)),
             ];
-            // A reply counts on its parent (committed with it, so the count never drifts).
+            // A reply counts on its parent (committed with it, so the count never drifts), and
+            // the parent's `message.updated` (new `reply_count`, `thread_participants`) is what
+            // clients update "N replies" from.
             if let Some(parent_id) = &message.parent_id {
                 let parent = self.require_message(parent_id).await?;
                 let mut counted = parent.message.clone();
                 counted.reply_count += 1;
                 writes.push(message_write(&parent, &counted)?);
-                writes.extend(self.thread_reply_writes(&counted, &message).await?);
+                let (thread_writes, participants) =
+                    self.thread_reply_writes(&counted, &message).await?;
+                writes.extend(thread_writes);
+                writes.push(outbox_write(
+                    &self
+                        .parent_updated_event(&channel, &counted, &participants, created)
+                        .await?,
+                ));
             }
             writes.extend(extra.iter().cloned());
             if let Some(old) = commit_of {
@@ -296,7 +372,8 @@ impl Chat {
                     condition: Condition::Version(old.version),
                 });
             }
-            // The sender has read their own message; members who hid the channel see it again.
+            // The sender has read their own message; members who hid the channel see it again
+            // (`channel.visible` to each).
             let mut member_writes = Vec::new();
             for m in &loaded.members {
                 let is_sender = message.user_id.as_deref() == Some(m.user_id.as_str())
@@ -316,6 +393,11 @@ impl Chat {
                     item: member_item(&cid, &m.user_id, to_doc(&next)?),
                     condition: Condition::None,
                 });
+                if m.hidden {
+                    member_writes.push(outbox_write(&channel_visible_event(
+                        &channel, &m.user_id, created,
+                    )));
+                }
             }
             let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
             let later: Vec<Write> = member_writes.split_off(member_writes.len().min(room));
@@ -592,7 +674,7 @@ impl Chat {
                 &viewer,
             )
             .await?;
-        let mut wires = self.messages_wire(&replies).await?;
+        let mut wires = self.messages_wire(&replies, reader).await?;
         self.as_seen_by(&parent.message.cid, session.caller.user_id(), &mut wires)
             .await?;
         Ok(json!({ "messages": wires }))
@@ -691,7 +773,9 @@ impl Chat {
         let pinned = self
             .pinned_messages(&loaded.channel, &page, &viewer)
             .await?;
-        let mut wires = self.messages_wire(&pinned).await?;
+        let mut wires = self
+            .messages_wire(&pinned, session.caller.user_id())
+            .await?;
         self.as_seen_by(&cid, session.caller.user_id(), &mut wires)
             .await?;
         Ok(json!({ "messages": wires }))
@@ -804,8 +888,16 @@ impl Chat {
         Ok((config, loaded))
     }
 
-    async fn message_wire(&self, m: &Message, show_deleted_text: bool) -> Result<Value, ApiError> {
-        let mut wire = self.messages_wire(std::slice::from_ref(m)).await?.remove(0);
+    async fn message_wire(
+        &self,
+        m: &Message,
+        show_deleted_text: bool,
+        reader: Option<&str>,
+    ) -> Result<Value, ApiError> {
+        let mut wire = self
+            .messages_wire(std::slice::from_ref(m), reader)
+            .await?
+            .remove(0);
         if show_deleted_text {
             wire["text"] = Value::String(m.text.clone());
         }
@@ -830,7 +922,7 @@ impl Chat {
             )));
         }
         let show = show_deleted_message && session.caller.is_server();
-        let mut wire = [self.message_wire(&stored.message, show).await?];
+        let mut wire = [self.message_wire(&stored.message, show, reader).await?];
         self.as_seen_by(&stored.message.cid, session.caller.user_id(), &mut wire)
             .await?;
         let [wire] = wire;
@@ -853,7 +945,7 @@ impl Chat {
         for mid in ids {
             if let Some(stored) = self.find_message(mid).await? {
                 if stored.message.cid == cid && stored.message.visible_to(&viewer) {
-                    out.push(self.message_wire(&stored.message, false).await?);
+                    out.push(self.message_wire(&stored.message, false, reader).await?);
                 }
             }
         }
@@ -869,7 +961,7 @@ impl Chat {
         event_kind: &str,
         extra: &[(&str, Value)],
     ) -> Result<Value, ApiError> {
-        let wire = self.message_wire(next, false).await?;
+        let wire = self.message_wire(next, false, None).await?;
         let mut event =
             channel_event(event_kind, channel, self.now()).with("message", wire.clone());
         if let Some(u) = wire.get("user") {
@@ -887,6 +979,35 @@ impl Chat {
             ))),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// `message.updated` for a thread's parent after a reply: its new `reply_count` and the
+    /// thread's participants as users.
+    async fn parent_updated_event(
+        &self,
+        channel: &Channel,
+        parent: &Message,
+        participants: &[String],
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::domain::event::Event, ApiError> {
+        let mut wire = self.message_wire(parent, false, None).await?;
+        let ids: Vec<&str> = participants.iter().map(String::as_str).collect();
+        let users = self.users_by_id(&ids).await?;
+        wire["thread_participants"] = ids
+            .iter()
+            .map(|id| {
+                users
+                    .get(*id)
+                    .map(|(u, _)| u.to_json())
+                    .unwrap_or_else(|| json!({ "id": id }))
+            })
+            .collect::<Vec<_>>()
+            .into();
+        let mut event = channel_event("message.updated", channel, at).with("message", wire.clone());
+        if let Some(u) = wire.get("user") {
+            event = event.with("user", u.clone());
+        }
+        Ok(event)
     }
 
     /// Update permission: the author with `UpdateMessage` on their own message, or a role that
@@ -1023,61 +1144,110 @@ impl Chat {
         if stored.message.pending && !opts.hard {
             return Err(ApiError::input("pending messages can only be hard deleted"));
         }
-        let deleted = stored.message.soft_deleted(&self.now_str());
-        let mut extra = vec![("hard_delete", Value::Bool(opts.hard))];
         let by = opts
             .deleted_by
             .clone()
             .filter(|_| session.caller.is_server())
             .or_else(|| session.caller.user_id().map(str::to_string));
-        if let Some(by) = &by {
-            extra.push(("deleted_by", json!({ "id": by })));
+        let (mut stored, mut loaded) = (stored, loaded);
+        for _ in 0..SEND_ATTEMPTS {
+            match self
+                .delete_once(&stored, &loaded, opts.hard, by.as_deref())
+                .await?
+            {
+                Some(wire) => {
+                    if opts.hard {
+                        self.remove_message_dependents(&stored.message).await?;
+                    }
+                    return Ok(json!({ "message": wire }));
+                }
+                // The message or its channel changed meanwhile (a send counted a message): read
+                // both again and retry.
+                None => {
+                    stored = self.require_message(id).await?;
+                    loaded = self.message_channel(session, &stored.message).await?.1;
+                }
+            }
         }
-        if !opts.hard {
-            let wire = self
-                .save_message(
-                    &stored,
-                    &deleted,
-                    &loaded.channel,
-                    "message.deleted",
-                    &extra,
-                )
-                .await?;
-            return Ok(json!({ "message": wire }));
-        }
-        let wire = self.message_wire(&deleted, false).await?;
+        Err(ApiError::input(format!(
+            "message {id} is changing too often to delete now; try again"
+        )))
+    }
+
+    /// One attempt at a delete, conditioned on the message's and (where the type counts
+    /// messages) the channel's versions: the message soft-deleted or removed, the channel's
+    /// `message_count` lowered once for a message that counted, and `message.deleted` with
+    /// `channel_message_count`, in one transaction. `None` when a condition failed.
+    async fn delete_once(
+        &self,
+        stored: &StoredMessage,
+        loaded: &Loaded,
+        hard: bool,
+        by: Option<&str>,
+    ) -> Result<Option<Value>, ApiError> {
+        let deleted = stored.message.soft_deleted(&self.now_str());
+        let wire = self.message_wire(&deleted, false, None).await?;
         let mut event = channel_event("message.deleted", &loaded.channel, self.now())
-            .with("message", wire.clone());
-        for (k, v) in extra {
-            event = event.with(k, v);
+            .with("message", wire.clone())
+            .with("hard_delete", Value::Bool(hard));
+        if let Some(u) = wire.get("user") {
+            event = event.with("user", u.clone());
         }
-        let (ipk, isk) = message_id_key(id);
-        let mut writes = vec![
-            Write::Delete {
+        if let Some(by) = by {
+            event = event.with("deleted_by", json!({ "id": by }));
+        }
+        let mut writes = Vec::new();
+        // A message counts once: not while pending, not again when a soft-deleted one goes.
+        let counted = !stored.message.pending && stored.message.kind != "deleted";
+        if let Some(n) = loaded.channel.message_count {
+            let n = if counted { n.saturating_sub(1) } else { n };
+            event = event.with("channel_message_count", n.into());
+            if counted {
+                let mut channel = loaded.channel.clone();
+                channel.message_count = Some(n);
+                writes.push(Write::Put {
+                    table: TableName::Channels,
+                    item: channel_item(
+                        &channel.cid,
+                        &channel.channel_type,
+                        to_doc(&channel)?,
+                        loaded.version + 1,
+                    ),
+                    condition: Condition::Version(loaded.version),
+                });
+            }
+        }
+        if hard {
+            let (ipk, isk) = message_id_key(&stored.message.id);
+            writes.push(Write::Delete {
                 table: TableName::Messages,
                 pk: stored.pk.clone(),
                 sk: stored.sk.clone(),
                 condition: Condition::Version(stored.version),
-            },
-            Write::Delete {
+            });
+            writes.push(Write::Delete {
                 table: TableName::Messages,
                 pk: ipk,
                 sk: isk,
                 condition: Condition::None,
-            },
-            outbox_write(&event),
-        ];
-        // A hard-deleted reply leaves its parent's count.
-        if let Some(parent_id) = &stored.message.parent_id {
-            if let Some(parent) = self.find_message(parent_id).await? {
-                let mut counted = parent.message.clone();
-                counted.reply_count = counted.reply_count.saturating_sub(1);
-                writes.push(message_write(&parent, &counted)?);
+            });
+            // A hard-deleted reply leaves its parent's count.
+            if let Some(parent_id) = &stored.message.parent_id {
+                if let Some(parent) = self.find_message(parent_id).await? {
+                    let mut counted = parent.message.clone();
+                    counted.reply_count = counted.reply_count.saturating_sub(1);
+                    writes.push(message_write(&parent, &counted)?);
+                }
             }
+        } else {
+            writes.push(message_write(stored, &deleted)?);
         }
-        self.store.transact(writes).await?;
-        self.remove_message_dependents(&stored.message).await?;
-        Ok(json!({ "message": wire }))
+        writes.push(outbox_write(&event));
+        match self.store.transact(writes).await {
+            Ok(()) => Ok(Some(wire)),
+            Err(StoreError::TransactionCanceled { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// After a hard delete: the message's reactions, and its replies with theirs.
@@ -1187,7 +1357,7 @@ impl Chat {
                 "at most {MAX_DELETED_FOR_ME} messages can be deleted for one user in a channel"
             )));
         }
-        let mut wire = self.message_wire(&stored.message, false).await?;
+        let mut wire = self.message_wire(&stored.message, false, None).await?;
         mark_deleted_for_me(&mut wire);
         let event = Event::new("message.deleted", format!("user:{actor}"), self.now())
             .with("cid", Value::String(loaded.channel.cid.clone()))
@@ -1542,6 +1712,23 @@ fn new_message_event(
     e
 }
 
+/// `channel.visible` for a member whose hidden channel a new message brought back, to that
+/// member's connections.
+fn channel_visible_event(
+    channel: &Channel,
+    user_id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> crate::domain::event::Event {
+    let mut e = channel_event("channel.visible", channel, at)
+        .with(
+            "channel",
+            Value::Object(channel.to_wire(&crate::domain::channel::ChannelView::default())),
+        )
+        .with("user", json!({ "id": user_id }));
+    e.scope = format!("user:{user_id}");
+    e
+}
+
 /// Does the text carry a link (`AddLinks`)?
 fn has_link(text: &str) -> bool {
     crate::domain::message::first_url(text).is_some()
@@ -1679,8 +1866,35 @@ impl Chat {
     }
 
     /// Response shapes of messages: authors, pinners and mentioned users as user objects (one
-    /// batch read), and `quoted_message` one level deep.
-    pub(crate) async fn messages_wire(&self, messages: &[Message]) -> Result<Vec<Value>, ApiError> {
+    /// batch read), `quoted_message` one level deep, and the reader's `own_reactions` (from the
+    /// latest reactions kept with the message when they are all of them, else one key query per
+    /// message the reader may have reacted to).
+    pub(crate) async fn messages_wire(
+        &self,
+        messages: &[Message],
+        reader: Option<&str>,
+    ) -> Result<Vec<Value>, ApiError> {
+        let mut own: std::collections::HashMap<&str, Vec<crate::domain::reaction::Reaction>> =
+            std::collections::HashMap::new();
+        if let Some(reader) = reader {
+            for m in messages {
+                let total: u64 = m.reactions.counts.values().filter_map(Value::as_u64).sum();
+                if total == 0 {
+                    continue;
+                }
+                let mine = if total as usize <= m.reactions.latest.len() {
+                    m.reactions
+                        .latest
+                        .iter()
+                        .filter(|r| r.user_id == reader)
+                        .cloned()
+                        .collect()
+                } else {
+                    self.user_reactions(&m.id, reader).await?
+                };
+                own.insert(m.id.as_str(), mine);
+            }
+        }
         let mut quoted: std::collections::HashMap<String, Message> =
             std::collections::HashMap::new();
         for id in messages.iter().filter_map(|m| m.quoted_message_id.as_ref()) {
@@ -1726,6 +1940,13 @@ impl Chat {
                 .map(|id| user(id))
                 .collect::<Vec<_>>()
                 .into();
+            if let (Some(mine), Some(reader)) = (own.get(m.id.as_str()), reader) {
+                wire["own_reactions"] = mine
+                    .iter()
+                    .map(|r| r.to_wire(Some(&user(reader))))
+                    .collect::<Vec<_>>()
+                    .into();
+            }
             if !m.reactions.latest.is_empty() {
                 wire["latest_reactions"] = m
                     .reactions

@@ -154,7 +154,7 @@ impl Chat {
             });
             writes.push(message_write(&stored, &next)?);
             let message_wire = self
-                .messages_wire(std::slice::from_ref(&next))
+                .messages_wire(std::slice::from_ref(&next), None)
                 .await?
                 .remove(0);
             let reaction_wire = r.to_wire(Some(&user_json));
@@ -243,7 +243,7 @@ impl Chat {
             let mut next = stored.message.clone();
             next.reactions.remove(&reaction, newest);
             let message_wire = self
-                .messages_wire(std::slice::from_ref(&next))
+                .messages_wire(std::slice::from_ref(&next), None)
                 .await?
                 .remove(0);
             let reaction_wire = reaction.to_wire(Some(&user_json));
@@ -427,7 +427,7 @@ impl Chat {
     }
 
     /// One user's reactions on a message.
-    async fn user_reactions(
+    pub(crate) async fn user_reactions(
         &self,
         message_id: &str,
         user_id: &str,

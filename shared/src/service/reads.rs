@@ -4,12 +4,14 @@
 use super::channels::{acting_user, channel_event, Loaded};
 use super::{to_doc, Chat};
 use crate::domain::caller::Session;
-use crate::domain::channel::{Cid, Member};
+use crate::domain::channel::{Cid, Member, NewMember};
 use crate::domain::clock::{format_time, parse_time};
 use crate::domain::event::Event;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
-use crate::store::layout::{channel_messages_pk, member_item, memberships_pk, outbox_write};
+use crate::store::layout::{
+    channel_messages_pk, member_item, memberships_pk, outbox_write, reader_item,
+};
 use crate::store::{Condition, Index, Query, SkRange, TableName, Write};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -88,6 +90,52 @@ impl Chat {
         })
     }
 
+    /// The read position a mark read / unread moves, and the record that keeps it: the user's
+    /// membership, or for a server-side call about a user who is not a member (a channel's
+    /// creator, say), a read state of their own, created on first use as Stream does.
+    fn read_position(
+        session: &Session,
+        loaded: &Loaded,
+        user_id: &str,
+        now: &str,
+    ) -> Result<(Member, bool), ApiError> {
+        match Self::membership(loaded, user_id) {
+            Ok(m) => Ok((m.clone(), true)),
+            Err(_) if session.caller.is_server() => {
+                let known = loaded.readers.iter().find(|r| r.user_id == user_id);
+                let reader = known.cloned().unwrap_or_else(|| {
+                    let new = NewMember {
+                        user_id: user_id.to_string(),
+                        channel_role: None,
+                        custom: Map::new(),
+                    };
+                    Member::new(new, false, None, now)
+                });
+                Ok((reader, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The write that stores a read position from [`Self::read_position`].
+    fn read_position_write(
+        cid: &str,
+        position: &Member,
+        is_member: bool,
+    ) -> Result<Write, ApiError> {
+        let doc = to_doc(position)?;
+        let item = if is_member {
+            member_item(cid, &position.user_id, doc)
+        } else {
+            reader_item(cid, &position.user_id, doc)
+        };
+        Ok(Write::Put {
+            table: TableName::Channels,
+            item,
+            condition: Condition::None,
+        })
+    }
+
     fn membership<'a>(loaded: &'a Loaded, user_id: &str) -> Result<&'a Member, ApiError> {
         loaded
             .members
@@ -153,8 +201,8 @@ impl Chat {
             self.store.write(outbox_write(&event)).await?;
             return Ok(json!({ "event": event.to_json() }));
         }
-        let member = Self::membership(&loaded, &reader)?;
-        let mut next = member.clone();
+        let (mut next, is_member) =
+            Self::read_position(session, &loaded, &reader, &self.now_str())?;
         match &req.message_id {
             Some(mid) => {
                 let stored = self
@@ -188,11 +236,7 @@ impl Chat {
         if let Some(id) = &next.read.last_read_message_id {
             event = event.with("last_read_message_id", Value::String(id.clone()));
         }
-        let mut writes = vec![Write::Put {
-            table: TableName::Channels,
-            item: member_item(&cid, &reader, to_doc(&next)?),
-            condition: Condition::None,
-        }];
+        let mut writes = vec![Self::read_position_write(&cid, &next, is_member)?];
         let effective = loaded.channel.effective_config(&config, &[])?;
         if effective.read_events && user.read_receipts_enabled() {
             writes.push(outbox_write(&event));
@@ -309,7 +353,7 @@ impl Chat {
             self.store.write(outbox_write(&notice)).await?;
             return Ok(json!({}));
         }
-        let member = Self::membership(&loaded, &reader)?;
+        let (member, is_member) = Self::read_position(session, &loaded, &reader, &self.now_str())?;
         let first_unread = match (&req.message_id, &req.message_timestamp) {
             (Some(mid), _) => self
                 .find_message(mid)
@@ -433,11 +477,7 @@ impl Chat {
         }
         self.store
             .transact(vec![
-                Write::Put {
-                    table: TableName::Channels,
-                    item: member_item(&cid, &reader, to_doc(&next)?),
-                    condition: Condition::None,
-                },
+                Self::read_position_write(&cid, &next, is_member)?,
                 outbox_write(&notice),
             ])
             .await?;

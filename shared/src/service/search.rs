@@ -248,7 +248,7 @@ impl Chat {
         let page: Vec<(Value, Message, Value)> =
             found.into_iter().skip(position).take(limit).collect();
         let messages: Vec<Message> = page.iter().map(|(_, m, _)| m.clone()).collect();
-        let wires = self.messages_wire(&messages).await?;
+        let wires = self.messages_wire(&messages, actor.as_deref()).await?;
         let results: Vec<Value> = wires
             .into_iter()
             .zip(page.iter())

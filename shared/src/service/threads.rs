@@ -129,12 +129,12 @@ impl Chat {
 
     /// The thread writes of a new reply (`parent` already counts it): the thread item (created
     /// with the first reply), the sender as a participant who has read it all, and on creation
-    /// the parent's author.
+    /// the parent's author; with the thread's participants after the reply.
     pub(crate) async fn thread_reply_writes(
         &self,
         parent: &Message,
         reply: &Message,
-    ) -> Result<Vec<Write>, ApiError> {
+    ) -> Result<(Vec<Write>, Vec<String>), ApiError> {
         let stored = self.load_thread(&parent.id).await?;
         let now = &reply.created_at;
         let (mut thread, condition, version, mut participants) = match stored {
@@ -212,7 +212,8 @@ impl Chat {
                 condition,
             },
         );
-        Ok(writes)
+        let ids = participants.into_iter().map(|p| p.user_id).collect();
+        Ok((writes, ids))
     }
 
     /// A thread as responses carry it, for `reader`.
@@ -238,10 +239,10 @@ impl Chat {
             self.thread_replies(&t.parent_message_id, &page, source_floor, &viewer)
                 .await?
         };
-        let mut latest = self.messages_wire(&replies).await?;
+        let mut latest = self.messages_wire(&replies, reader).await?;
         self.as_seen_by(&t.channel_cid, reader, &mut latest).await?;
         let mut parent_wire = [self
-            .messages_wire(std::slice::from_ref(&parent.message))
+            .messages_wire(std::slice::from_ref(&parent.message), reader)
             .await?
             .remove(0)];
         self.as_seen_by(&t.channel_cid, reader, &mut parent_wire)

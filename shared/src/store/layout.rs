@@ -113,6 +113,19 @@ pub fn member_item(cid: &str, user_id: &str, data: serde_json::Value) -> Item {
     Item::new(channel_pk(cid), member_sk(user_id), data).with_gsi1(memberships_pk(user_id), cid)
 }
 
+/// The read state of a user who is not a member (server-side mark read / unread of, say, a
+/// channel's creator): a member-shaped record in the channel's partition, in no user's list of
+/// memberships.
+pub const READER_SK_PREFIX: &str = "reader#";
+
+pub fn reader_item(cid: &str, user_id: &str, data: serde_json::Value) -> Item {
+    Item::new(
+        channel_pk(cid),
+        format!("{READER_SK_PREFIX}{user_id}"),
+        data,
+    )
+}
+
 /// A user's mutes of other users (app table; sort key: the muted user), also listed under the
 /// muted user on `gsi1` (`muted_by_pk`), so delivery finds who muted a sender with one query.
 pub fn user_mutes_pk(user_id: &str) -> String {
