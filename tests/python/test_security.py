@@ -472,6 +472,20 @@ def test_rate_limit_get_rate_limits(client):
     assert set(only["server_side"]) == {"QueryChannels", "SendMessage"}, only
 
 
+def test_get_rate_limits_is_server_side_only(server, client):
+    member, guest_id = uid("rl-user"), uid("rl-guest")
+    client.upsert_users([{"id": member}])
+    guest = server.request("POST", "/guest", auth_type="anonymous", json={"user": {"id": guest_id}})
+    assert guest.status_code in (200, 201), guest.text
+    for kwargs in (
+        {"token": server.user_token(member)},
+        {"token": guest.json()["access_token"]},
+        {"auth_type": "anonymous"},
+    ):
+        assert_error(server.request("GET", "/rate_limits", **kwargs), 403, 17)
+    assert server.request("GET", "/rate_limits", token=server_token(server)).status_code == 200
+
+
 def rss_kb(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
