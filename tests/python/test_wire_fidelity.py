@@ -166,6 +166,43 @@ def test_17_message_count_goes_down_when_messages_are_deleted(client):
     assert ch.query()["channel"]["message_count"] == 1, "a hard delete lowers the count"
 
 
+def test_17_message_count_stays_exact_under_concurrent_sends_and_deletes(client):
+    """Sends and deletes racing on one channel: every acknowledged send and delete counts once."""
+    import threading
+
+    ctype = uid("counted")
+    client.create_channel_type({"name": ctype, "count_messages": True})
+    (a,) = make_users(client, "racer")
+    ch = client.channel(ctype, uid("race"), {"members": [a]})
+    ch.create(a)
+    first = [send(ch, a, f"seed {i}")["id"] for i in range(12)]
+    errors = []
+
+    def sender(n):
+        try:
+            for i in range(6):
+                send(ch, a, f"t{n} m{i}")
+        except Exception as e:  # noqa: BLE001 - any refusal fails the test below
+            errors.append(e)
+
+    def deleter(ids, hard):
+        try:
+            for mid in ids:
+                client.delete_message(mid, hard=hard)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+    threads += [threading.Thread(target=deleter, args=(first[:6], False))]
+    threads += [threading.Thread(target=deleter, args=(first[6:], True))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert ch.query()["channel"]["message_count"] == 12 + 4 * 6 - 12
+
+
 # --- 19. server-side mark read / unread for a user who is not a member -----------------------
 
 

@@ -3,6 +3,7 @@
 //! truncating and deleting a channel on them.
 
 use super::channels::{acting_user, channel_event, Loaded};
+use super::{contention_pause, CONTENDED_ATTEMPTS};
 use super::{to_doc, Chat};
 use crate::domain::caller::Session;
 use crate::domain::channel::{Channel, Cid};
@@ -32,9 +33,6 @@ pub struct SendMessage {
     pub pending: Option<bool>,
     pub pending_message_metadata: Map<String, Value>,
 }
-
-/// Attempts at committing a message when concurrent writes to the channel keep winning.
-const SEND_ATTEMPTS: usize = 5;
 
 impl Chat {
     /// `POST /channels/{type}/{id}/message`.
@@ -215,7 +213,7 @@ impl Chat {
             return Ok(());
         };
         let seconds = (answered - asked).num_seconds().max(0) as u64;
-        for _ in 0..SEND_ATTEMPTS {
+        for attempt in 1..=CONTENDED_ATTEMPTS {
             let Some((old, version)) = self.get_user(author).await? else {
                 return Ok(());
             };
@@ -226,7 +224,9 @@ impl Chat {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(e) if e.code == crate::domain::ErrorCode::Input => continue,
+                Err(e) if e.code == crate::domain::ErrorCode::Input => {
+                    contention_pause(attempt).await
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -298,7 +298,7 @@ impl Chat {
                 None => false,
             }
         };
-        for _ in 0..SEND_ATTEMPTS {
+        for attempt in 1..=CONTENDED_ATTEMPTS {
             let mut channel = loaded.channel.clone();
             let mut message = message.clone();
             if !keeps_last_message_at && (!message.silent || channel.last_message_at.is_none()) {
@@ -429,6 +429,7 @@ impl Chat {
                         )));
                     }
                     loaded = self.require_channel(&cid).await?;
+                    contention_pause(attempt).await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -1150,7 +1151,7 @@ impl Chat {
             .filter(|_| session.caller.is_server())
             .or_else(|| session.caller.user_id().map(str::to_string));
         let (mut stored, mut loaded) = (stored, loaded);
-        for _ in 0..SEND_ATTEMPTS {
+        for attempt in 1..=CONTENDED_ATTEMPTS {
             match self
                 .delete_once(&stored, &loaded, opts.hard, by.as_deref())
                 .await?
@@ -1164,6 +1165,7 @@ impl Chat {
                 // The message or its channel changed meanwhile (a send counted a message): read
                 // both again and retry.
                 None => {
+                    contention_pause(attempt).await;
                     stored = self.require_message(id).await?;
                     loaded = self.message_channel(session, &stored.message).await?.1;
                 }

@@ -159,3 +159,14 @@ impl QueryParts {
         })
     }
 }
+
+/// Attempts at a conditioned write that concurrent writers keep winning (a hot channel).
+pub(crate) const CONTENDED_ATTEMPTS: usize = 25;
+
+/// The pause before attempt `attempt` (from 1) of a contended write: exponential up to 32 ms,
+/// with jitter so racing writers spread out.
+pub(crate) async fn contention_pause(attempt: usize) {
+    let base = 1u64 << attempt.min(5);
+    let jitter: u64 = rand::random::<u64>() % (base + 1);
+    tokio::time::sleep(std::time::Duration::from_millis(base / 2 + jitter)).await;
+}
