@@ -86,7 +86,15 @@ pub async fn open(
             .filter(|(k, _)| crate::domain::user::is_client_settable(k))
             .collect();
         user.insert("id".into(), Value::String(user_id.clone()));
-        if user.len() > 1 || current.is_none() {
+        // Only a change is written: reconnecting with the same details is no `user.updated` for
+        // every watcher of the user's channels.
+        let changes = match current.as_ref().map(|u| u.to_json()) {
+            None => true,
+            Some(stored) => user
+                .iter()
+                .any(|(k, v)| k != "id" && stored.get(k) != Some(v)),
+        };
+        if changes {
             // Upserted as the server would, merging (a partial update keeps other fields).
             chat.connect_user_details(&user_id, user).await?;
         }
