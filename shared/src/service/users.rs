@@ -1015,9 +1015,10 @@ fn id_in_range(id: &str, q: &QueryUsers) -> bool {
         && q.id_lte.as_deref().is_none_or(|b| id <= b)
 }
 
-/// The document filters and sorts see: the user as returned, with `username` defaulting to `name`.
+/// The document filters and sorts see: the user's fields with custom data at the top level (as
+/// returned, without the `custom` copy), with `username` defaulting to `name`.
 fn user_doc_for_filter(u: &User) -> Value {
-    let mut doc = u.to_json();
+    let mut doc = serde_json::to_value(u).unwrap_or(Value::Null);
     if doc.get("username").is_none() {
         if let Some(name) = u.name() {
             doc["username"] = Value::String(name.to_string());
