@@ -1005,7 +1005,13 @@ impl Chat {
         let read: Vec<Value> = shown
             .iter()
             .copied()
-            .chain(loaded.readers.iter())
+            // Read states kept for non-members (a user who joined since reads as a member).
+            .chain(
+                loaded
+                    .readers
+                    .iter()
+                    .filter(|r| !loaded.members.iter().any(|m| m.user_id == r.user_id)),
+            )
             .filter(|m| {
                 Some(m.user_id.as_str()) == reader
                     || users

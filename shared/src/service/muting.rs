@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
-/// Users one mute request may name.
 /// Longest mute timeout, in minutes (one year).
 const MAX_MUTE_MINUTES: i64 = 525_600;
 
