@@ -1093,6 +1093,10 @@ pub struct Member {
     pub updated_at: String,
     #[serde(flatten)]
     pub custom: Map<String, Value>,
+    /// The stored item's version when read (0: not stored yet); a write of this member is
+    /// conditioned on it, so no concurrent change is lost and a removed member is not recreated.
+    #[serde(skip)]
+    pub version: u64,
 }
 
 impl Member {
@@ -1124,6 +1128,7 @@ impl Member {
             created_at: now.to_string(),
             updated_at: now.to_string(),
             custom: new.custom,
+            version: 0,
         }
     }
 

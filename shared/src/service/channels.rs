@@ -434,13 +434,17 @@ impl Chat {
                     })?;
                     channel = Some((c, item.version));
                 } else if item.sk.starts_with(MEMBER_SK_PREFIX) {
-                    members.push(serde_json::from_value(item.data).map_err(|e| {
+                    let mut member: Member = serde_json::from_value(item.data).map_err(|e| {
                         ApiError::internal(format!("stored member is unreadable: {e}"))
-                    })?);
+                    })?;
+                    member.version = item.version;
+                    members.push(member);
                 } else if item.sk.starts_with(READER_SK_PREFIX) {
-                    readers.push(serde_json::from_value(item.data).map_err(|e| {
+                    let mut reader: Member = serde_json::from_value(item.data).map_err(|e| {
                         ApiError::internal(format!("stored read state is unreadable: {e}"))
-                    })?);
+                    })?;
+                    reader.version = item.version;
+                    readers.push(reader);
                 }
             }
             match page.last {

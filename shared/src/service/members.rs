@@ -2,7 +2,7 @@
 //! show, channel mutes, and query members.
 
 use super::channels::{acting_user, channel_event, Loaded};
-use super::{to_doc, Chat, QueryParts};
+use super::{contention_pause, to_doc, Chat, QueryParts, CONTENDED_ATTEMPTS};
 use crate::domain::caller::Session;
 use crate::domain::channel::{
     check_filter_values, query_members_rules, ChannelMute, ChannelView, Cid, Member,
@@ -13,7 +13,7 @@ use crate::domain::limits::{
 };
 use crate::domain::ApiError;
 use crate::store::layout::{channel_mutes_pk, member_item, outbox_write};
-use crate::store::{Condition, Cursor, Query, TableName, Write};
+use crate::store::{Condition, Cursor, Query, StoreError, TableName, Write};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -149,30 +149,35 @@ impl Chat {
                 ));
             }
         }
-        let member = member_of(&loaded, user_id)?;
-        let next = member.apply_partial(&set, &unset, &self.now_str())?;
         let users = self.users_by_id(&[user_id]).await?;
         let user = users
             .get(user_id)
             .map(|(u, _)| u.to_json())
             .unwrap_or_else(|| json!({"id": user_id}));
-        let wire =
-            Value::Object(next.to_wire(Some(&user), loaded.channel.created_by_id.as_deref()));
-        self.store
-            .transact(vec![
-                Write::Put {
-                    table: TableName::Channels,
-                    item: member_item(&cid, user_id, to_doc(&next)?),
-                    condition: Condition::None,
-                },
-                outbox_write(
-                    &channel_event("member.updated", &loaded.channel, self.now())
-                        .with("member", wire.clone())
-                        .with("user", user),
-                ),
-            ])
-            .await?;
-        Ok(json!({ "channel_member": wire }))
+        let mut loaded = loaded;
+        for attempt in 1..=CONTENDED_ATTEMPTS {
+            let member = member_of(&loaded, user_id)?;
+            let next = member.apply_partial(&set, &unset, &self.now_str())?;
+            let wire =
+                Value::Object(next.to_wire(Some(&user), loaded.channel.created_by_id.as_deref()));
+            let event = channel_event("member.updated", &loaded.channel, self.now())
+                .with("member", wire.clone())
+                .with("user", user.clone());
+            match self
+                .store
+                .transact(vec![member_put(&cid, &next)?, outbox_write(&event)])
+                .await
+            {
+                Ok(()) => return Ok(json!({ "channel_member": wire })),
+                // The member changed (or went) meanwhile: apply the patch to what is there now.
+                Err(StoreError::TransactionCanceled { .. }) => {
+                    contention_pause(attempt).await;
+                    loaded = self.require_channel(&cid).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(contended(&cid))
     }
 
     /// `POST /channels/{type}/{id}/hide` and `/show`: the channel leaves (or rejoins) the
@@ -193,47 +198,48 @@ impl Chat {
                 "user_id is required with server-side authentication",
             )
         })?;
-        let loaded = self.require_channel(&cid).await?;
-        let mut member = member_of(&loaded, &actor)?.clone();
-        let now = self.now_str();
-        member.hidden = hidden;
-        if hidden && clear_history {
-            member.hide_history_before = Some(now.clone());
-        }
-        member.updated_at = now;
         let users = self.users_by_id(&[actor.as_str()]).await?;
         let user = users
             .get(&actor)
             .map(|(u, _)| u.to_json())
             .unwrap_or_else(|| json!({"id": actor}));
-        let mut event = channel_event(
-            if hidden {
-                "channel.hidden"
-            } else {
-                "channel.visible"
-            },
-            &loaded.channel,
-            self.now(),
-        )
-        .with("user", user)
-        .with(
-            "channel",
-            Value::Object(loaded.channel.to_wire(&ChannelView::default())),
-        );
-        if hidden {
-            event = event.with("clear_history", Value::Bool(clear_history));
-        }
-        self.store
-            .transact(vec![
-                Write::Put {
-                    table: TableName::Channels,
-                    item: member_item(&cid, &actor, to_doc(&member)?),
-                    condition: Condition::None,
+        for attempt in 1..=CONTENDED_ATTEMPTS {
+            let loaded = self.require_channel(&cid).await?;
+            let mut member = member_of(&loaded, &actor)?.clone();
+            let now = self.now_str();
+            member.hidden = hidden;
+            if hidden && clear_history {
+                member.hide_history_before = Some(now.clone());
+            }
+            member.updated_at = now;
+            let mut event = channel_event(
+                if hidden {
+                    "channel.hidden"
+                } else {
+                    "channel.visible"
                 },
-                outbox_write(&event),
-            ])
-            .await?;
-        Ok(json!({}))
+                &loaded.channel,
+                self.now(),
+            )
+            .with("user", user.clone())
+            .with(
+                "channel",
+                Value::Object(loaded.channel.to_wire(&ChannelView::default())),
+            );
+            if hidden {
+                event = event.with("clear_history", Value::Bool(clear_history));
+            }
+            match self
+                .store
+                .transact(vec![member_put(&cid, &member)?, outbox_write(&event)])
+                .await
+            {
+                Ok(()) => return Ok(json!({})),
+                Err(StoreError::TransactionCanceled { .. }) => contention_pause(attempt).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(contended(&cid))
     }
 
     /// A user's channel mutes still in force.
@@ -499,4 +505,28 @@ fn member_filter_doc(m: &Member, wire: &Map<String, Value>, user: &Value, cid: &
         doc.insert("banned".into(), Value::Bool(true));
     }
     Value::Object(doc)
+}
+
+/// The write that stores a member read from its channel (or new, version 0), conditioned on the
+/// version it was read at: a concurrent change to the member, or its removal, cancels the write
+/// (the caller reads again and retries) instead of being overwritten or undone.
+pub(crate) fn member_put(cid: &str, m: &Member) -> Result<Write, ApiError> {
+    let mut item = member_item(cid, &m.user_id, to_doc(m)?);
+    item.version = m.version + 1;
+    let condition = match m.version {
+        0 => Condition::NotExists,
+        v => Condition::Version(v),
+    };
+    Ok(Write::Put {
+        table: TableName::Channels,
+        item,
+        condition,
+    })
+}
+
+/// The answer when a member record keeps changing under every attempt.
+pub(crate) fn contended(cid: &str) -> ApiError {
+    ApiError::input(format!(
+        "channel {cid} membership is changing too fast; try again"
+    ))
 }

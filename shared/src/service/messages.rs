@@ -3,6 +3,7 @@
 //! truncating and deleting a channel on them.
 
 use super::channels::{acting_user, channel_event, Loaded};
+use super::members::member_put;
 use super::{contention_pause, CONTENDED_ATTEMPTS};
 use super::{to_doc, Chat};
 use crate::domain::caller::Session;
@@ -13,7 +14,7 @@ use crate::domain::ids::random_id;
 use crate::domain::message::{Message, MessageAnchor, MessagePage, Viewer};
 use crate::domain::ApiError;
 use crate::store::layout::{
-    channel_item, channel_messages_pk, cooldown_pk, deleted_for_me_pk, deleted_for_pk, member_item,
+    channel_item, channel_messages_pk, cooldown_pk, deleted_for_me_pk, deleted_for_pk,
     message_id_key, message_sk, outbox_write, pending_pk, pinned_pk, pinned_sk, reactions_pk,
     replies_pk,
 };
@@ -388,11 +389,7 @@ impl Chat {
                     next.read.last_read = Some(message.created_at.clone());
                     next.read.last_read_message_id = Some(message.id.clone());
                 }
-                member_writes.push(Write::Put {
-                    table: TableName::Channels,
-                    item: member_item(&cid, &m.user_id, to_doc(&next)?),
-                    condition: Condition::None,
-                });
+                member_writes.push(member_put(&cid, &next)?);
                 if m.hidden {
                     member_writes.push(outbox_write(&channel_visible_event(
                         &channel, &m.user_id, created,
@@ -400,12 +397,32 @@ impl Chat {
                 }
             }
             let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
-            let later: Vec<Write> = member_writes.split_off(member_writes.len().min(room));
+            // Members beyond one transaction follow it: they still never recreate a member
+            // removed meanwhile (`Exists`), though a concurrent change to them may be overwritten.
+            let later: Vec<Write> = member_writes
+                .split_off(member_writes.len().min(room))
+                .into_iter()
+                .map(|w| match w {
+                    Write::Put {
+                        table,
+                        item,
+                        condition: Condition::Version(_),
+                    } => Write::Put {
+                        table,
+                        item,
+                        condition: Condition::Exists,
+                    },
+                    other => other,
+                })
+                .collect();
             writes.extend(member_writes);
             match self.store.transact(writes).await {
                 Ok(()) => {
                     for batch in later.chunks(MAX_TRANSACTION_WRITES) {
-                        self.store.transact(batch.to_vec()).await?;
+                        match self.store.transact(batch.to_vec()).await {
+                            Ok(()) | Err(StoreError::TransactionCanceled { .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        }
                     }
                     return Ok(wire);
                 }

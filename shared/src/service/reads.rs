@@ -2,17 +2,16 @@
 //! user-level unread counts; each change written with its events.
 
 use super::channels::{acting_user, channel_event, Loaded};
-use super::{to_doc, Chat};
+use super::members::{contended, member_put};
+use super::{contention_pause, to_doc, Chat, CONTENDED_ATTEMPTS};
 use crate::domain::caller::Session;
 use crate::domain::channel::{Cid, Member, NewMember};
 use crate::domain::clock::{format_time, parse_time};
 use crate::domain::event::Event;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
-use crate::store::layout::{
-    channel_messages_pk, member_item, memberships_pk, outbox_write, reader_item,
-};
-use crate::store::{Condition, Index, Query, SkRange, TableName, Write};
+use crate::store::layout::{channel_messages_pk, memberships_pk, outbox_write, reader_item};
+use crate::store::{Condition, Index, Query, SkRange, StoreError, TableName, Write};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -117,22 +116,26 @@ impl Chat {
         }
     }
 
-    /// The write that stores a read position from [`Self::read_position`].
+    /// The write that stores a read position from [`Self::read_position`], conditioned on the
+    /// version it was read at (a removed member is never recreated by a late read).
     fn read_position_write(
         cid: &str,
         position: &Member,
         is_member: bool,
     ) -> Result<Write, ApiError> {
-        let doc = to_doc(position)?;
-        let item = if is_member {
-            member_item(cid, &position.user_id, doc)
-        } else {
-            reader_item(cid, &position.user_id, doc)
+        if is_member {
+            return member_put(cid, position);
+        }
+        let mut item = reader_item(cid, &position.user_id, to_doc(position)?);
+        item.version = position.version + 1;
+        let condition = match position.version {
+            0 => Condition::NotExists,
+            v => Condition::Version(v),
         };
         Ok(Write::Put {
             table: TableName::Channels,
             item,
-            condition: Condition::None,
+            condition,
         })
     }
 
@@ -190,6 +193,24 @@ impl Chat {
         id: &str,
         req: ReadRequest,
     ) -> Result<Value, ApiError> {
+        for attempt in 1..=CONTENDED_ATTEMPTS {
+            if let Some(done) = self.mark_read_once(session, channel_type, id, &req).await? {
+                return Ok(done);
+            }
+            contention_pause(attempt).await;
+        }
+        Err(contended(&format!("{channel_type}:{id}")))
+    }
+
+    /// One attempt at a mark read, conditioned on the read position's version (`None`: it
+    /// changed or went meanwhile).
+    async fn mark_read_once(
+        &self,
+        session: &Session,
+        channel_type: &str,
+        id: &str,
+        req: &ReadRequest,
+    ) -> Result<Option<Value>, ApiError> {
         let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         let reader = self.reader(session, &req.user_id, &req.user)?;
         if let Some(thread_id) = &req.thread_id {
@@ -199,7 +220,7 @@ impl Chat {
                 .with("user", json!({ "id": reader }))
                 .with("thread", json!({ "parent_message_id": thread_id }));
             self.store.write(outbox_write(&event)).await?;
-            return Ok(json!({ "event": event.to_json() }));
+            return Ok(Some(json!({ "event": event.to_json() })));
         }
         let (mut next, is_member) =
             Self::read_position(session, &loaded, &reader, &self.now_str())?;
@@ -251,8 +272,11 @@ impl Chat {
             &counts,
             next.read.last_read_message_id.as_deref(),
         )));
-        self.store.transact(writes).await?;
-        Ok(json!({ "event": event.to_json() }))
+        match self.store.transact(writes).await {
+            Ok(()) => Ok(Some(json!({ "event": event.to_json() }))),
+            Err(StoreError::TransactionCanceled { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn mark_read_notice(
@@ -300,28 +324,32 @@ impl Chat {
             .ok_or_else(|| ApiError::input(format!("user {reader:?} does not exist")))?;
         let now = self.now_str();
         for cid in self.membership_cids(&reader).await? {
-            let Some(loaded) = self.load_channel(&cid).await? else {
-                continue;
-            };
-            let Ok(member) = Self::membership(&loaded, &reader) else {
-                continue;
-            };
-            if member.read.unread(loaded.channel.counted_messages) == 0 {
-                continue;
+            // Each channel's read position moves under its version; a concurrent change to the
+            // membership is read again (a removed member stays removed).
+            for attempt in 1..=CONTENDED_ATTEMPTS {
+                let Some(loaded) = self.load_channel(&cid).await? else {
+                    break;
+                };
+                let Ok(member) = Self::membership(&loaded, &reader) else {
+                    break;
+                };
+                if member.read.unread(loaded.channel.counted_messages) == 0 {
+                    break;
+                }
+                let mut next = member.clone();
+                next.read.read_seq = loaded.channel.counted_messages;
+                next.read.last_read = Some(now.clone());
+                next.read
+                    .last_read_message_id
+                    .clone_from(&loaded.channel.last_message_id);
+                match self.store.write(member_put(&cid, &next)?).await {
+                    Ok(()) => break,
+                    Err(StoreError::ConditionFailed | StoreError::TransactionCanceled { .. }) => {
+                        contention_pause(attempt).await
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            let mut next = member.clone();
-            next.read.read_seq = loaded.channel.counted_messages;
-            next.read.last_read = Some(now.clone());
-            next.read
-                .last_read_message_id
-                .clone_from(&loaded.channel.last_message_id);
-            self.store
-                .write(Write::Put {
-                    table: TableName::Channels,
-                    item: member_item(&cid, &reader, to_doc(&next)?),
-                    condition: Condition::None,
-                })
-                .await?;
         }
         let counts = self.unread_counts_with(&reader, None).await?;
         let notice = self.mark_read_notice(&reader, &user.to_json(), None, &counts, None);
@@ -338,6 +366,26 @@ impl Chat {
         id: &str,
         req: ReadRequest,
     ) -> Result<Value, ApiError> {
+        for attempt in 1..=CONTENDED_ATTEMPTS {
+            if let Some(done) = self
+                .mark_unread_once(session, channel_type, id, &req)
+                .await?
+            {
+                return Ok(done);
+            }
+            contention_pause(attempt).await;
+        }
+        Err(contended(&format!("{channel_type}:{id}")))
+    }
+
+    /// One attempt at a mark unread, conditioned like [`Self::mark_read_once`].
+    async fn mark_unread_once(
+        &self,
+        session: &Session,
+        channel_type: &str,
+        id: &str,
+        req: &ReadRequest,
+    ) -> Result<Option<Value>, ApiError> {
         let (cid, _, loaded) = self.readable_channel(session, channel_type, id).await?;
         let reader = self.reader(session, &req.user_id, &req.user)?;
         if let Some(thread_id) = &req.thread_id {
@@ -351,7 +399,7 @@ impl Chat {
             .with("user", json!({ "id": reader }))
             .with("thread_id", Value::String(thread_id.clone()));
             self.store.write(outbox_write(&notice)).await?;
-            return Ok(json!({}));
+            return Ok(Some(json!({})));
         }
         let (member, is_member) = Self::read_position(session, &loaded, &reader, &self.now_str())?;
         let first_unread = match (&req.message_id, &req.message_timestamp) {
@@ -475,13 +523,18 @@ impl Chat {
         if let Some(id) = &next.read.last_read_message_id {
             notice = notice.with("last_read_message_id", Value::String(id.clone()));
         }
-        self.store
+        match self
+            .store
             .transact(vec![
                 Self::read_position_write(&cid, &next, is_member)?,
                 outbox_write(&notice),
             ])
-            .await?;
-        Ok(json!({}))
+            .await
+        {
+            Ok(()) => Ok(Some(json!({}))),
+            Err(StoreError::TransactionCanceled { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `POST /channels/delivered`: the user's newest delivered message per channel, where the type
@@ -508,37 +561,38 @@ impl Chat {
         for d in &req.latest_delivered_messages {
             let cid = Cid::parse(&d.cid)?;
             let config = self.channel_config(&cid.channel_type).await?;
-            let Some(loaded) = self.load_channel(&d.cid).await? else {
-                continue;
-            };
-            if !loaded
-                .channel
-                .effective_config(&config, &[])?
-                .delivery_events
-            {
-                continue;
+            for attempt in 1..=CONTENDED_ATTEMPTS {
+                let Some(loaded) = self.load_channel(&d.cid).await? else {
+                    break;
+                };
+                if !loaded
+                    .channel
+                    .effective_config(&config, &[])?
+                    .delivery_events
+                {
+                    break;
+                }
+                let Ok(member) = Self::membership(&loaded, &reader) else {
+                    break;
+                };
+                // Ids of messages that do not exist are taken as given (the SDK tests send such).
+                let mut next = member.clone();
+                next.read.last_delivered_at = Some(self.now_str());
+                next.read.last_delivered_message_id = Some(d.id.clone());
+                let event = channel_event("message.delivered", &loaded.channel, self.now())
+                    .with("user", user.to_json())
+                    .with("last_delivered_message_id", Value::String(d.id.clone()))
+                    .with("last_delivered_at", Value::String(self.now_str()));
+                match self
+                    .store
+                    .transact(vec![member_put(&d.cid, &next)?, outbox_write(&event)])
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(StoreError::TransactionCanceled { .. }) => contention_pause(attempt).await,
+                    Err(e) => return Err(e.into()),
+                }
             }
-            let Ok(member) = Self::membership(&loaded, &reader) else {
-                continue;
-            };
-            // Ids of messages that do not exist are taken as given (the SDK tests send such).
-            let mut next = member.clone();
-            next.read.last_delivered_at = Some(self.now_str());
-            next.read.last_delivered_message_id = Some(d.id.clone());
-            let event = channel_event("message.delivered", &loaded.channel, self.now())
-                .with("user", user.to_json())
-                .with("last_delivered_message_id", Value::String(d.id.clone()))
-                .with("last_delivered_at", Value::String(self.now_str()));
-            self.store
-                .transact(vec![
-                    Write::Put {
-                        table: TableName::Channels,
-                        item: member_item(&d.cid, &reader, to_doc(&next)?),
-                        condition: Condition::None,
-                    },
-                    outbox_write(&event),
-                ])
-                .await?;
         }
         Ok(json!({}))
     }
