@@ -69,3 +69,69 @@ def test_a_member_removed_while_reading_stays_removed(client):
         listed = {m["user_id"] for m in state["members"]}
         assert reader not in listed, f"trial {trial}: the removed member is back"
         assert state["channel"]["member_count"] == len(listed), state["channel"]
+
+
+def test_a_reader_catching_up_by_id_gt_sees_every_acknowledged_message(client):
+    import time
+
+    author = uid("writer")
+    client.upsert_users([{"id": author}])
+    ch = client.channel("messaging", uid("catchup"), {"members": [author]})
+    ch.create(author)
+    last = ch.send_message({"text": "start"}, author)["message"]["id"]
+    acked, lock, writing = set(), threading.Lock(), [16]
+    seen = []
+
+    def writer(n):
+        try:
+            for i in range(12):
+                mid = ch.send_message({"text": f"w{n} m{i}"}, author)["message"]["id"]
+                with lock:
+                    acked.add(mid)
+        finally:
+            with lock:
+                writing[0] -= 1
+
+    def page_after(anchor):
+        return ch.query(messages={"limit": 100, "id_gt": anchor})["messages"]
+
+    def reader():
+        anchor = last
+        while True:
+            with lock:
+                done = writing[0] == 0
+            page = page_after(anchor)
+            for m in page:
+                seen.append(m["id"])
+                anchor = m["id"]
+            if done and not page:
+                return
+            time.sleep(0.002)
+
+    errors = run_all([lambda n=n: writer(n) for n in range(16)] + [reader])
+    assert not errors, errors
+    missed = acked - set(seen)
+    assert not missed, f"a reader paging forward missed {len(missed)} of {len(acked)} acknowledged messages"
+    assert len(seen) == len(set(seen)) == len(acked)
+
+
+def test_a_hot_channel_takes_every_send_and_every_reaction(client):
+    ctype = uid("hot")
+    client.create_channel_type({"name": ctype, "count_messages": True})
+    senders = [uid("s") for _ in range(64)]
+    client.upsert_users([{"id": s} for s in senders])
+    ch = client.channel(ctype, uid("hot"), {"members": senders})
+    ch.create(senders[0])
+    errors = run_all([lambda s=s: ch.send_message({"text": f"from {s}"}, s) for s in senders])
+    assert not errors, f"{len(errors)} of 64 concurrent sends refused: {errors[:2]}"
+    state = ch.query(messages={"limit": 100})
+    assert len(state["messages"]) == 64
+    assert state["channel"]["message_count"] == 64
+    target = state["messages"][0]["id"]
+    errors = run_all(
+        [lambda s=s: ch.send_reaction(target, {"type": "like"}, s) for s in senders[:50]]
+    )
+    assert not errors, f"{len(errors)} of 50 concurrent reactions refused: {errors[:2]}"
+    message = client.get_message(target)["message"]
+    assert message["reaction_counts"] == {"like": 50}
+    assert len(ch.get_reactions(target, limit=100)["reactions"]) == 50

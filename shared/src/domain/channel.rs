@@ -536,6 +536,10 @@ pub struct Channel {
     /// wire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_message_id: Option<String>,
+    /// The newest message's `created_at`, whatever its kind: a new message is stamped after it,
+    /// so the order readers page in (time) is the order messages committed. Not on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_message_at: Option<String>,
     #[serde(flatten)]
     pub custom: Map<String, Value>,
 }
@@ -586,6 +590,7 @@ impl Channel {
             filter_tags: Vec::new(),
             counted_messages: 0,
             last_message_id: None,
+            newest_message_at: None,
             custom: Map::new(),
         };
         blank.with_data(data, false, now)
@@ -827,6 +832,7 @@ impl Channel {
         doc.remove("truncated_by_id");
         doc.remove("counted_messages");
         doc.remove("last_message_id");
+        doc.remove("newest_message_at");
         if let Some(u) = view.created_by {
             doc.insert("created_by".into(), u.clone());
         }

@@ -299,9 +299,40 @@ impl Chat {
                 None => false,
             }
         };
+        // Sends into this channel from this process take turns (see `writers`); the channel as
+        // read before the turn may be stale, so it is read again once the turn comes.
+        let (_turn, waited) = self.writers.turn(&cid).await;
+        if waited {
+            loaded = self.require_channel(&cid).await?;
+        }
         for attempt in 1..=CONTENDED_ATTEMPTS {
             let mut channel = loaded.channel.clone();
             let mut message = message.clone();
+            // Stamped at this attempt, after the channel's newest message: sends to a channel
+            // commit one at a time (each is conditioned on the channel item), so time order is
+            // commit order and a reader paging by time never skips a message committed later.
+            // A committed pending message keeps the time it was sent.
+            let (created, sk) = if commit_of.is_none() {
+                let floor = channel
+                    .newest_message_at
+                    .as_deref()
+                    .and_then(parse_time)
+                    .map(|t| t + chrono::Duration::microseconds(1));
+                let at = floor.map_or(self.now(), |f| f.max(self.now()));
+                let stamp = crate::domain::clock::format_time(at);
+                if message.updated_at == message.created_at {
+                    message.updated_at = stamp.clone();
+                }
+                message.created_at = stamp;
+                wire["created_at"] = Value::String(message.created_at.clone());
+                wire["updated_at"] = Value::String(message.updated_at.clone());
+                (at, message_sk(at, &message.id))
+            } else {
+                (created, sk.clone())
+            };
+            if channel.newest_message_at.as_deref().and_then(parse_time) < Some(created) {
+                channel.newest_message_at = Some(message.created_at.clone());
+            }
             if !keeps_last_message_at && (!message.silent || channel.last_message_at.is_none()) {
                 channel.last_message_at = Some(message.created_at.clone());
             }
@@ -1168,6 +1199,11 @@ impl Chat {
             .filter(|_| session.caller.is_server())
             .or_else(|| session.caller.user_id().map(str::to_string));
         let (mut stored, mut loaded) = (stored, loaded);
+        let (_turn, waited) = self.writers.turn(&loaded.channel.cid).await;
+        if waited {
+            stored = self.require_message(id).await?;
+            loaded = self.message_channel(session, &stored.message).await?.1;
+        }
         for attempt in 1..=CONTENDED_ATTEMPTS {
             match self
                 .delete_once(&stored, &loaded, opts.hard, by.as_deref())

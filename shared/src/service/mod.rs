@@ -14,6 +14,7 @@ pub mod search;
 pub mod tasks;
 pub mod threads;
 pub mod users;
+pub mod writers;
 
 use crate::domain::clock::{format_time, Clock};
 use crate::domain::ApiError;
@@ -47,6 +48,8 @@ pub struct Chat {
     pub task_mode: TaskMode,
     /// Message translation, when configured.
     pub translator: Option<Arc<dyn crate::translate::Translator>>,
+    /// Turns at writing hot records (a channel's sends, a message's reactions).
+    pub writers: Arc<writers::Writers>,
 }
 
 impl Chat {
@@ -62,6 +65,7 @@ impl Chat {
             keys,
             task_mode,
             translator: None,
+            writers: Arc::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::channels::{acting_user, channel_event};
 use super::messages::message_write;
-use super::{to_doc, Chat, QueryParts};
+use super::{contention_pause, to_doc, Chat, QueryParts, CONTENDED_ATTEMPTS};
 use crate::domain::caller::Session;
 use crate::domain::ids::time_ordered_id;
 use crate::domain::reaction::{
@@ -34,9 +34,6 @@ pub struct QueryReactions {
     pub limit: Option<usize>,
     pub next: Option<String>,
 }
-
-/// Attempts when concurrent reactions on the same message keep winning.
-const REACTION_ATTEMPTS: usize = 8;
 
 fn reaction_item(r: &Reaction) -> Result<Item, ApiError> {
     let created = crate::domain::clock::parse_time(&r.created_at).unwrap_or_else(chrono::Utc::now);
@@ -119,7 +116,12 @@ impl Chat {
         let reaction = Reaction::from_payload(&req.reaction, message_id, &actor, &self.now_str())?;
         let user_json = user.to_json();
         let mut stored = stored;
-        for _ in 0..REACTION_ATTEMPTS {
+        // Reactions to one message from this process take turns (its aggregates are rewritten).
+        let (_turn, waited) = self.writers.turn(&format!("message:{message_id}")).await;
+        if waited {
+            stored = self.require_message(message_id).await?;
+        }
+        for attempt in 1..=CONTENDED_ATTEMPTS {
             let mine = self.user_reactions(message_id, &actor).await?;
             let old = mine.iter().find(|r| r.kind == reaction.kind).cloned();
             let mut next = stored.message.clone();
@@ -177,6 +179,7 @@ impl Chat {
                     return Ok(json!({ "message": message, "reaction": reaction_wire }));
                 }
                 Err(StoreError::TransactionCanceled { .. }) => {
+                    contention_pause(attempt).await;
                     stored = self.require_message(message_id).await?
                 }
                 Err(e) => return Err(e.into()),
@@ -232,7 +235,11 @@ impl Chat {
             .get(&actor)
             .map(|(u, _)| u.to_json())
             .unwrap_or_else(|| json!({ "id": actor }));
-        for _ in 0..REACTION_ATTEMPTS {
+        let (_turn, waited) = self.writers.turn(&format!("message:{message_id}")).await;
+        if waited {
+            stored = self.require_message(message_id).await?;
+        }
+        for attempt in 1..=CONTENDED_ATTEMPTS {
             let newest: Vec<Reaction> = self
                 .newest_reactions(message_id, LATEST_REACTIONS + 1)
                 .await?
@@ -270,6 +277,7 @@ impl Chat {
                     )))
                 }
                 Err(StoreError::TransactionCanceled { .. }) => {
+                    contention_pause(attempt).await;
                     stored = self.require_message(message_id).await?
                 }
                 Err(e) => return Err(e.into()),
