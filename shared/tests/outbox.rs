@@ -379,3 +379,49 @@ async fn message_changes_write_their_events() {
     assert_eq!(events[6].2["total_unread_count"], 0);
     assert_eq!(events[7].2["unread_messages"], 1);
 }
+
+/// A delivery worker starts where the outbox ends now (one read, not the retained log) and is
+/// woken by the next commit.
+#[tokio::test]
+async fn a_worker_starts_at_the_feed_end_and_wakes_on_commit() {
+    let store = Arc::new(Embedded::in_memory().expect("store"));
+    let chat = chat(store.clone());
+    chat.bootstrap().await.expect("bootstrap");
+    let first = [obj(json!({ "id": "early" }))];
+    chat.upsert_users(&server(&chat).await, first.to_vec())
+        .await
+        .expect("user");
+    let end = store.change_feed_end(TableName::Events).await.expect("end");
+    let after_end = store
+        .read_changes(TableName::Events, Some(&end), 100)
+        .await
+        .expect("read");
+    assert!(after_end.changes.is_empty(), "nothing lies past the end");
+
+    let commits = store.change_notifier();
+    let woken = commits.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    let patch = UserPatch {
+        id: "early".into(),
+        set: Some(obj(json!({ "name": "Early" }))),
+        unset: None,
+    };
+    chat.update_users_partial(&server(&chat).await, vec![patch])
+        .await
+        .expect("update");
+    tokio::time::timeout(std::time::Duration::from_secs(1), woken)
+        .await
+        .expect("the commit wakes the worker");
+    let next = store
+        .read_changes(TableName::Events, Some(&end), 100)
+        .await
+        .expect("read");
+    let kinds: Vec<&str> = next
+        .changes
+        .iter()
+        .filter_map(|c| c.new.as_ref())
+        .filter_map(|i| i.data["type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["user.updated"]);
+}

@@ -108,19 +108,24 @@ async fn run(args: Args) -> Result<(), String> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let (store, data_dir): (Arc<dyn Table>, Option<&Path>) = if args.in_memory {
-        (
-            Arc::new(Embedded::in_memory().map_err(|e| e.to_string())?),
-            None,
-        )
+    let (embedded, data_dir) = if args.in_memory {
+        (Embedded::in_memory().map_err(|e| e.to_string())?, None)
     } else {
         std::fs::create_dir_all(&args.data_dir)
             .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
         (
-            Arc::new(Embedded::open(&args.data_dir).map_err(|e| e.to_string())?),
+            Embedded::open(&args.data_dir).map_err(|e| e.to_string())?,
             Some(args.data_dir.as_path()),
         )
     };
+    let feed = ws::OutboxFeed {
+        start: embedded
+            .change_feed_end(shared::store::TableName::Events)
+            .await
+            .map_err(|e| e.to_string())?,
+        commits: embedded.change_notifier(),
+    };
+    let store: Arc<dyn Table> = Arc::new(embedded);
     let keys = credentials(data_dir)?;
     let chat = Chat::new(
         store,
@@ -166,7 +171,7 @@ async fn run(args: Args) -> Result<(), String> {
     let idle_polls = tokio::spawn(longpoll::close_idle(realtime.clone()));
     // CHAT_MESSAGE_THROTTLE=off: clients get every message (seed: throttling "can be disabled").
     let delivery = shared::realtime::delivery::Delivery::new(gateway).throttling_from_env();
-    let fan_out = tokio::spawn(ws::fan_out(chat.clone(), delivery, stop_rx.clone()));
+    let fan_out = tokio::spawn(ws::fan_out(chat.clone(), delivery, stop_rx.clone(), feed));
     // Responses are gzip-compressed for clients that accept it (seed 002); in AWS API Gateway
     // compresses (the template's MinimumCompressionSize).
     let rest = shared::http::with_edge_for(

@@ -23,8 +23,8 @@ use tokio::sync::watch;
 
 /// Keep-alive: a `health.check` at least this often (the JS client gives up after 35 s).
 const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(30);
-/// How often the fan-out task looks for new outbox events.
-const FANOUT_POLL: Duration = Duration::from_millis(5);
+/// The fan-out task wakes on every commit to the outbox; this is only its fallback.
+const FANOUT_FALLBACK: Duration = Duration::from_secs(1);
 /// The host name chat-local's connections are recorded under (one process per data directory).
 pub const LOCAL_HOST: &str = "chat-local";
 /// Close code of a server restart: the client reconnects (1000 would tell it not to).
@@ -251,26 +251,27 @@ pub(crate) async fn end(rt: &Realtime, connection_id: &str, user_id: &str, anony
     }
 }
 
-/// Tails the events table from its current end and delivers every new event.
-pub async fn fan_out(chat: Chat, delivery: Delivery, mut stopping: watch::Receiver<bool>) {
-    // Start at the end: events recorded before this process started were for sockets that are
-    // gone.
-    let mut position: Option<ChangePosition> = None;
+/// The outbox's change feed as chat-local reads it: where it ended when the process started
+/// (events before that were for sockets that are gone) and the store's commit notifier.
+pub struct OutboxFeed {
+    pub start: ChangePosition,
+    pub commits: Arc<tokio::sync::Notify>,
+}
+
+/// Tails the events table from `feed.start` and delivers every new event, waking on each commit
+/// (idle, it does nothing).
+pub async fn fan_out(
+    chat: Chat,
+    delivery: Delivery,
+    mut stopping: watch::Receiver<bool>,
+    feed: OutboxFeed,
+) {
+    let mut position = Some(feed.start);
     loop {
-        match chat
-            .store
-            .read_changes(TableName::Events, position.as_ref(), 1000)
-            .await
-        {
-            Ok(batch) if batch.changes.is_empty() => break,
-            Ok(batch) => position = Some(batch.next),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the events feed; no real-time delivery");
-                return;
-            }
-        }
-    }
-    loop {
+        // Armed before the read, so a commit between the read and the wait is not missed.
+        let committed = feed.commits.notified();
+        tokio::pin!(committed);
+        committed.as_mut().enable();
         let batch = match chat
             .store
             .read_changes(TableName::Events, position.as_ref(), 500)
@@ -294,7 +295,8 @@ pub async fn fan_out(chat: Chat, delivery: Delivery, mut stopping: watch::Receiv
         position = Some(batch.next);
         if idle {
             tokio::select! {
-                _ = tokio::time::sleep(FANOUT_POLL) => {}
+                _ = &mut committed => {}
+                _ = tokio::time::sleep(FANOUT_FALLBACK) => {}
                 _ = stopping.changed() => return,
             }
         }

@@ -140,6 +140,23 @@ impl Embedded {
         self.notify.clone()
     }
 
+    /// Where `table`'s change feed ends now: a reader that starts here sees only what commits
+    /// next (one index read, however long the retained log is).
+    pub async fn change_feed_end(&self, table: TableName) -> Result<ChangePosition, StoreError> {
+        self.run(move |state, _now| {
+            let seq: i64 = state
+                .conn
+                .query_row(
+                    "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE tbl = ?1",
+                    params![table.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            Ok((ChangePosition(seq.to_string()), 0))
+        })
+        .await
+    }
+
     /// Runs `f` on the connection on the blocking pool; wakes change readers if it logged changes.
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
