@@ -1,6 +1,7 @@
 //! The embedded Table adapter: every table in one SQLite database (a file in the data directory,
 //! or memory) with DynamoDB's conditional, transactional and TTL semantics, plus a change log in
-//! the same database standing in for DynamoDB Streams.
+//! the same database standing in for DynamoDB Streams. One connection writes; on a file, reads
+//! run on a pool of read-only connections (WAL snapshots), so they never wait behind writes.
 
 use super::{
     is_live, now, validate_transaction, write_key, Change, ChangeBatch, ChangeKind, ChangePosition,
@@ -13,6 +14,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Transact
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -61,11 +63,58 @@ CREATE INDEX IF NOT EXISTS changes_by_age ON changes (at);
 
 const ITEM_COLUMNS: &str = "pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, ttl, version, data";
 
+/// Read-only connections of a file database (none in memory: a memory database is one
+/// connection's).
+const READERS: usize = 4;
+
 /// The SQLite-backed store. Cloning shares the same database.
 #[derive(Clone)]
 pub struct Embedded {
     state: Arc<Mutex<State>>,
     notify: Arc<Notify>,
+    readers: Option<Arc<Readers>>,
+}
+
+/// The read-only connections, each used by one read at a time.
+struct Readers {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    fn open(path: &Path) -> Result<Self, StoreError> {
+        let conns = (0..READERS)
+            .map(|_| {
+                let conn = Connection::open_with_flags(
+                    path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(db)?;
+                conn.busy_timeout(std::time::Duration::from_secs(5))
+                    .map_err(db)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Readers {
+            conns,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// A free connection if there is one, else the next in turn (waiting for it).
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        for conn in &self.conns {
+            if let Ok(mut c) = conn.try_lock() {
+                return f(&mut c);
+            }
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        let mut c = self.conns[i]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut c)
+    }
 }
 
 struct State {
@@ -98,7 +147,10 @@ impl Embedded {
         // can drop the last commits, which is acceptable for a local server.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
-        Self::with_connection(conn)
+        let mut store = Self::with_connection(conn)?;
+        // Opened after the writer has created the schema.
+        store.readers = Some(Arc::new(Readers::open(&path)?));
+        Ok(store)
     }
 
     /// A throwaway store that lives as long as this value (and its clones).
@@ -128,6 +180,7 @@ impl Embedded {
         Ok(Embedded {
             state: Arc::new(Mutex::new(state)),
             notify: Arc::new(Notify::new()),
+            readers: None,
         })
     }
 
@@ -143,18 +196,38 @@ impl Embedded {
     /// Where `table`'s change feed ends now: a reader that starts here sees only what commits
     /// next (one index read, however long the retained log is).
     pub async fn change_feed_end(&self, table: TableName) -> Result<ChangePosition, StoreError> {
-        self.run(move |state, _now| {
-            let seq: i64 = state
-                .conn
+        self.read(move |conn, _now| {
+            let seq: i64 = conn
                 .query_row(
                     "SELECT COALESCE(MAX(seq), 0) FROM changes WHERE tbl = ?1",
                     params![table.as_str()],
                     |r| r.get(0),
                 )
                 .map_err(db)?;
-            Ok((ChangePosition(seq.to_string()), 0))
+            Ok(ChangePosition(seq.to_string()))
         })
         .await
+    }
+
+    /// Runs a read on the blocking pool: on a read-only connection of the pool when there is one
+    /// (it sees every committed write), else on the writer's connection.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, i64) -> Result<T, StoreError> + Send + 'static,
+    {
+        match &self.readers {
+            Some(readers) => {
+                let readers = readers.clone();
+                tokio::task::spawn_blocking(move || readers.with(|conn| f(conn, now())))
+                    .await
+                    .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+            }
+            None => {
+                self.run(move |state, now| f(&mut state.conn, now).map(|v| (v, 0)))
+                    .await
+            }
+        }
     }
 
     /// Runs `f` on the connection on the blocking pool; wakes change readers if it logged changes.
@@ -251,13 +324,8 @@ impl State {
 impl Table for Embedded {
     async fn get(&self, table: TableName, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         let (pk, sk) = (pk.to_owned(), sk.to_owned());
-        self.run(move |state, now| {
-            Ok((
-                load(&state.conn, table, &pk, &sk)?.filter(|i| is_live(i, now)),
-                0,
-            ))
-        })
-        .await
+        self.read(move |conn, now| Ok(load(conn, table, &pk, &sk)?.filter(|i| is_live(i, now))))
+            .await
     }
 
     async fn batch_get(
@@ -269,9 +337,9 @@ impl Table for Embedded {
             let mut seen = HashSet::new();
             keys.iter().filter(|k| seen.insert(*k)).cloned().collect()
         };
-        self.run(move |state, now| {
+        self.read(move |conn, now| {
             // One read transaction, so the batch sees a single snapshot.
-            let tx = state.conn.transaction().map_err(db)?;
+            let tx = conn.transaction().map_err(db)?;
             let mut items = Vec::new();
             for (pk, sk) in &keys {
                 if let Some(item) = load(&tx, table, pk, sk)?.filter(|i| is_live(i, now)) {
@@ -279,7 +347,7 @@ impl Table for Embedded {
                 }
             }
             tx.commit().map_err(db)?;
-            Ok((items, 0))
+            Ok(items)
         })
         .await
     }
@@ -328,8 +396,7 @@ impl Table for Embedded {
 
     async fn query(&self, query: Query) -> Result<Page, StoreError> {
         let plan = QueryPlan::new(&query)?;
-        self.run(move |state, now| Ok((plan.run(&state.conn, now)?, 0)))
-            .await
+        self.read(move |conn, now| plan.run(conn, now)).await
     }
 
     async fn read_changes(
@@ -351,9 +418,8 @@ impl Table for Embedded {
                 .map_err(|_| StoreError::Invalid(format!("bad change position {p:?}")))?,
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |state, _now| {
-            let mut stmt = state
-                .conn
+        self.read(move |conn, _now| {
+            let mut stmt = conn
                 .prepare_cached(
                     "SELECT seq, kind, pk, sk, old, new FROM changes WHERE tbl = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
                 )
@@ -384,7 +450,7 @@ impl Table for Embedded {
                     old: old.as_deref().map(decode_logged).transpose()?,
                 });
             }
-            Ok((ChangeBatch { changes, next: ChangePosition(last.to_string()) }, 0))
+            Ok(ChangeBatch { changes, next: ChangePosition(last.to_string()) })
         })
         .await
     }
