@@ -1,0 +1,270 @@
+//! Load over HTTP: a release `chat-local` on the on-disk store, driven by 8 / 32 / 128
+//! concurrent keep-alive clients, each phase next to a `GET /health` baseline at the same
+//! concurrency in the same run. Sends into distinct channels and into one hot channel (sends/s,
+//! p50 / p99, refusals), then the disk the messages took. Prints figures; asserts nothing.
+//!
+//! Run: `cargo bench -p chat-local --bench load`. The server runs with `CHAT_RATE_LIMITS=off`:
+//! one app sending thousands of messages a minute is what this measures, not Stream's budgets.
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::json;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const KEY: &str = "load-key";
+const SECRET: &str = "load-secret";
+/// Requests per phase (split over the clients).
+const REQUESTS: usize = 4000;
+const CLIENTS: [usize; 3] = [8, 32, 128];
+const CHANNELS: usize = 128;
+
+type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn server_token() -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"server": true}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token")
+}
+
+async fn call(
+    http: &Http,
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> u16 {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(format!("{url}{path}{sep}api_key={KEY}"))
+        .header("authorization", server_token())
+        .header("stream-auth-type", "jwt")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )))
+        .expect("request");
+    match http.request(req).await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let _ = res.into_body().collect().await;
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
+/// `clients` tasks share `REQUESTS` requests; `make(i)` gives request i. Returns requests/s,
+/// p50, p99 and how many did not answer 200.
+async fn phase<F>(
+    http: &Http,
+    url: &str,
+    clients: usize,
+    make: F,
+) -> (f64, Duration, Duration, usize)
+where
+    F: Fn(usize) -> (&'static str, String, Option<serde_json::Value>) + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, url, make) = (http.clone(), url.to_string(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut i = c;
+            while i < REQUESTS {
+                let (method, path, body) = make(i);
+                let t = Instant::now();
+                let status = call(&http, &url, method, &path, body.as_ref()).await;
+                out.push((t.elapsed(), status));
+                i += clients;
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    let elapsed = started.elapsed();
+    let refused = all.iter().filter(|(_, s)| *s != 200 && *s != 201).count();
+    let mut times: Vec<Duration> = all.into_iter().map(|(d, _)| d).collect();
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    (
+        REQUESTS as f64 / elapsed.as_secs_f64(),
+        at(0.5),
+        at(0.99),
+        refused,
+    )
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().expect("data dir");
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_chat-local"))
+        .args(["--port", &port.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .env("CHAT_API_KEY", KEY)
+        .env("CHAT_API_SECRET", SECRET)
+        .env("CHAT_RATE_LIMITS", "off")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start chat-local");
+    let server = Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let http: Http = Client::builder(TokioExecutor::new()).build_http();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while call(&http, &server.url, "GET", "/health", None).await != 200 {
+        assert!(Instant::now() < deadline, "chat-local did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let users: Vec<String> = (0..CHANNELS).map(|i| format!("load-{i:03}")).collect();
+    for batch in users.chunks(64) {
+        let upsert = json!({ "users": batch.iter().map(|u| json!({"id": u})).collect::<Vec<_>>() });
+        let status = call(&http, &server.url, "POST", "/users", Some(&upsert)).await;
+        assert!(status == 200 || status == 201, "seeding users: {status}");
+    }
+    for (i, u) in users.iter().enumerate() {
+        let body = json!({"data": {"members": [u], "created_by_id": u}});
+        call(
+            &http,
+            &server.url,
+            "POST",
+            &format!("/channels/messaging/load-{i:03}/query"),
+            Some(&body),
+        )
+        .await;
+    }
+    // A channel takes at most 100 members per call.
+    let hot = json!({"data": {"members": users[..100], "created_by_id": users[0]}});
+    let created = call(
+        &http,
+        &server.url,
+        "POST",
+        "/channels/messaging/hot/query",
+        Some(&hot),
+    )
+    .await;
+    assert_eq!(created, 200, "creating the hot channel");
+
+    println!("HTTP load on chat-local (release, on-disk store), {REQUESTS} requests per phase");
+    println!(
+        "{:<34}{:>12}{:>11}{:>11}{:>9}{:>12}",
+        "phase", "requests/s", "p50", "p99", "refused", "x baseline"
+    );
+    let mut sent = 0;
+    let before = dir_bytes(dir.path());
+    for clients in CLIENTS {
+        let (base, b50, b99, _) = phase(&http, &server.url, clients, |_| {
+            ("GET", "/health".to_string(), None)
+        })
+        .await;
+        println!(
+            "{:<34}{:>12.0}{:>11}{:>11}{:>9}{:>12}",
+            format!("GET /health, {clients} clients"),
+            base,
+            ms(b50),
+            ms(b99),
+            "-",
+            "1.00"
+        );
+        let u = users.clone();
+        let (rate, p50, p99, refused) = phase(&http, &server.url, clients, move |i| {
+            let c = i % CHANNELS;
+            let body = json!({"message": {"text": format!("load {i}"), "user_id": u[c]}});
+            (
+                "POST",
+                format!("/channels/messaging/load-{c:03}/message"),
+                Some(body),
+            )
+        })
+        .await;
+        sent += REQUESTS;
+        println!(
+            "{:<34}{:>12.0}{:>11}{:>11}{:>9}{:>12.2}",
+            format!("send, distinct channels, {clients} c."),
+            rate,
+            ms(p50),
+            ms(p99),
+            refused,
+            rate / base
+        );
+        let u = users.clone();
+        let (rate, p50, p99, refused) = phase(&http, &server.url, clients, move |i| {
+            let body = json!({"message": {"text": format!("hot {i}"), "user_id": u[i % 100]}});
+            (
+                "POST",
+                "/channels/messaging/hot/message".to_string(),
+                Some(body),
+            )
+        })
+        .await;
+        sent += REQUESTS;
+        println!(
+            "{:<34}{:>12.0}{:>11}{:>11}{:>9}{:>12.2}",
+            format!("send, one hot channel, {clients} c."),
+            rate,
+            ms(p50),
+            ms(p99),
+            refused,
+            rate / base
+        );
+    }
+    // Let the outbox's deliveries and the WAL settle before measuring the disk.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = dir_bytes(dir.path());
+    println!(
+        "disk: {:.0} bytes per message ({sent} messages, database + WAL, events and change log included)",
+        after.saturating_sub(before) as f64 / sent as f64
+    );
+    drop(server);
+}
