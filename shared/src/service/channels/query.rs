@@ -1,0 +1,365 @@
+//! Query channels: candidate channels from index lookups, the document filters and sorts see,
+//! and the page each reader gets.
+
+use super::*;
+use crate::domain::caller::Session;
+use crate::domain::channel::{check_filter_values, query_channels_rules, ChannelView, Member};
+use crate::domain::channel_type::ChannelTypeConfig;
+use crate::domain::filter::{compare_json, Filter, SortField};
+use crate::domain::limits::{
+    DEFAULT_CHANNEL_MESSAGE_LIMIT, DEFAULT_QUERY_CHANNELS_LIMIT, MAX_CHANNEL_MESSAGE_LIMIT,
+    MAX_QUERY_CHANNELS_LIMIT, MAX_QUERY_CHANNELS_MEMBER_LIMIT,
+};
+use crate::domain::message::{MessageAnchor, MessagePage};
+use crate::domain::ApiError;
+use crate::service::{Chat, QueryParts};
+use crate::store::layout::{channels_of_type_pk, memberships_pk};
+use crate::store::Index;
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+
+/// Who reads a query-channels result, for the per-reader filter fields.
+struct ReaderView<'a> {
+    user_id: Option<&'a str>,
+    muted: bool,
+    /// The filter names `member.user.name`: the members' names are read.
+    member_names: bool,
+    /// The filter names `app_banned`: two-member channels get whether the other member is banned
+    /// app-wide.
+    app_banned: bool,
+}
+
+impl Chat {
+    /// `POST /channels`: channels matching a filter that the caller may read, sorted and paged,
+    /// found through keys (cid), memberships (members, or the caller's own) or the type index.
+    /// Channels the reader hid are left out unless the filter asks about `hidden`.
+    pub async fn query_channels(
+        &self,
+        session: &Session,
+        q: QueryChannels,
+    ) -> Result<Value, ApiError> {
+        let QueryParts {
+            filter,
+            mut sort,
+            limit,
+            offset,
+        } = QueryParts::parse(
+            q.filter_conditions.as_ref(),
+            &query_channels_rules(),
+            q.sort.as_ref(),
+            q.limit,
+            (DEFAULT_QUERY_CHANNELS_LIMIT, MAX_QUERY_CHANNELS_LIMIT),
+            q.offset,
+        )?;
+        check_filter_values(&filter)?;
+        let member_limit = q.member_limit.unwrap_or(MAX_QUERY_CHANNELS_MEMBER_LIMIT);
+        if member_limit > MAX_QUERY_CHANNELS_MEMBER_LIMIT {
+            return Err(ApiError::field(
+                "member_limit",
+                format!("member_limit must be at most {MAX_QUERY_CHANNELS_MEMBER_LIMIT}"),
+            ));
+        }
+        let message_limit = q.message_limit.unwrap_or(DEFAULT_CHANNEL_MESSAGE_LIMIT);
+        if message_limit > MAX_CHANNEL_MESSAGE_LIMIT {
+            return Err(ApiError::field(
+                "message_limit",
+                format!("message_limit must be at most {MAX_CHANNEL_MESSAGE_LIMIT}"),
+            ));
+        }
+        if sort.is_empty() {
+            sort = vec![SortField {
+                field: "last_updated".into(),
+                direction: -1,
+            }];
+        }
+        sort.push(SortField {
+            field: "cid".into(),
+            direction: 1,
+        });
+        let actor = acting_user(session, &q.user_id, &q.user);
+        if session.caller.is_server()
+            && actor.is_none()
+            && [
+                "joined",
+                "invite",
+                "muted",
+                "hidden",
+                "archived",
+                "pinned",
+                "has_unread",
+            ]
+            .iter()
+            .any(|f| filter.mentions(f))
+        {
+            return Err(ApiError::field("user_id", "filters on the reader's own state (joined, invite, muted, hidden, archived, pinned, has_unread) need user_id server-side"));
+        }
+        let (mut matched, configs) = self
+            .matching_channels(session, &filter, actor.as_deref())
+            .await?;
+        matched.sort_by(|(_, a), (_, b)| compare_json(&sort, a, b));
+        let mut channels = Vec::new();
+        // `presence: true`: the connection hears the returned channels' members come and go.
+        let mut presence_of: Vec<String> = Vec::new();
+        for (loaded, _) in matched.into_iter().skip(offset).take(limit) {
+            let config = &configs[&loaded.channel.channel_type];
+            self.watch_if_asked(session, q.watch, &loaded).await?;
+            if q.presence == Some(true) {
+                presence_of.extend(loaded.members.iter().map(|m| m.user_id.clone()));
+            }
+            let page = StatePage {
+                member_limit: Some(member_limit),
+                member_offset: None,
+                messages: MessagePage {
+                    anchor: MessageAnchor::Latest,
+                    limit: message_limit,
+                },
+            };
+            channels.push(
+                self.channel_state(session, config, &loaded, actor.as_deref(), page)
+                    .await?,
+            );
+        }
+        if let (false, Some(conn)) = (presence_of.is_empty(), &session.connection_id) {
+            let others = crate::domain::ids::unique(presence_of);
+            let ids: Vec<&str> = others
+                .iter()
+                .map(String::as_str)
+                .filter(|id| Some(*id) != actor.as_deref())
+                .collect();
+            self.subscribe_presence(conn, &ids).await?;
+        }
+        Ok(json!({ "channels": channels }))
+    }
+
+    /// The channels a filter names that the caller may read, each with the document the
+    /// filter matched (and sorts see) and its type's config; channels the reader hid are left out
+    /// unless the filter asks about `hidden`.
+    pub(crate) async fn matching_channels(
+        &self,
+        session: &Session,
+        filter: &Filter,
+        actor: Option<&str>,
+    ) -> Result<(Vec<(Loaded, Value)>, HashMap<String, ChannelTypeConfig>), ApiError> {
+        let muted: BTreeSet<String> = match actor {
+            Some(a) => self
+                .active_channel_mutes(a)
+                .await?
+                .into_iter()
+                .map(|m| m.channel_cid)
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        let asks_hidden = filter.mentions("hidden");
+        let member_names = filter.mentions("member.user.name");
+        let app_banned = filter.mentions("app_banned");
+        let cids = self.candidate_cids(session, filter, actor).await?;
+        let mut matched = Vec::new();
+        let mut configs: HashMap<String, ChannelTypeConfig> = HashMap::new();
+        for cid in cids {
+            let Some(loaded) = self.load_channel(&cid).await? else {
+                continue;
+            };
+            let ct = loaded.channel.channel_type.clone();
+            if !configs.contains_key(&ct) {
+                match self.channel_type(&ct).await? {
+                    Some((c, _)) => configs.insert(ct.clone(), c),
+                    None => continue,
+                };
+            }
+            let config = &configs[&ct];
+            if !session.caller.is_server()
+                && self
+                    .check_channel_action(
+                        session,
+                        config,
+                        Some(&loaded),
+                        &loaded.channel,
+                        "ReadChannel",
+                    )
+                    .is_err()
+            {
+                continue;
+            }
+            let view = ReaderView {
+                user_id: actor,
+                muted: muted.contains(&cid),
+                member_names,
+                app_banned,
+            };
+            let doc = self.filter_doc(&loaded, &view).await?;
+            let hidden = doc.get("hidden").and_then(Value::as_bool).unwrap_or(false);
+            if hidden && !asks_hidden {
+                continue;
+            }
+            if filter.matches_json(&doc) {
+                matched.push((loaded, doc));
+            }
+        }
+        Ok((matched, configs))
+    }
+
+    /// The document query-channels filters and sorts see: the channel's fields and custom data,
+    /// its member ids and names, and the reader's view (joined, invite status, muted, hidden,
+    /// archived, pinned, banned).
+    async fn filter_doc(
+        &self,
+        loaded: &Loaded,
+        reader: &ReaderView<'_>,
+    ) -> Result<Value, ApiError> {
+        let c = &loaded.channel;
+        let mut doc = c.to_wire(&ChannelView::default());
+        doc.insert("type".into(), Value::String(c.channel_type.clone()));
+        doc.insert(
+            "members".into(),
+            loaded
+                .members
+                .iter()
+                .map(|m| Value::String(m.user_id.clone()))
+                .collect::<Vec<_>>()
+                .into(),
+        );
+        doc.insert(
+            "created_by_id".into(),
+            c.created_by_id
+                .clone()
+                .map(Value::String)
+                .unwrap_or(Value::Null),
+        );
+        // Seed: the time of the last message, or when there is none, of the channel's creation.
+        let last_updated = c
+            .last_message_at
+            .as_deref()
+            .unwrap_or(c.created_at.as_str());
+        doc.insert(
+            "last_updated".into(),
+            Value::String(last_updated.to_string()),
+        );
+        doc.insert("disabled".into(), Value::Bool(c.disabled));
+        doc.insert("frozen".into(), Value::Bool(c.frozen));
+        doc.insert("muted".into(), Value::Bool(reader.muted));
+        // Seed: `app_banned` applies only to channels of exactly two members.
+        if reader.app_banned && loaded.members.len() == 2 {
+            let others: Vec<&str> = loaded
+                .members
+                .iter()
+                .map(|m| m.user_id.as_str())
+                .filter(|id| Some(*id) != reader.user_id)
+                .collect();
+            let users = self.users_by_id(&others).await?;
+            let banned = users.values().any(|(u, _)| u.banned);
+            doc.insert(
+                "app_banned".into(),
+                Value::String(if banned { "only" } else { "excluded" }.into()),
+            );
+        }
+        if reader.member_names {
+            let ids: Vec<&str> = loaded.members.iter().map(|m| m.user_id.as_str()).collect();
+            let users = self.users_by_id(&ids).await?;
+            let names: Vec<Value> = users
+                .values()
+                .filter_map(|(u, _)| u.custom.get("name").cloned())
+                .collect();
+            doc.insert("member".into(), json!({ "user": { "name": names } }));
+        }
+        let membership = reader
+            .user_id
+            .and_then(|r| loaded.members.iter().find(|m| m.user_id == r));
+        doc.insert(
+            "joined".into(),
+            Value::Bool(membership.is_some_and(Member::is_joined)),
+        );
+        doc.insert(
+            "hidden".into(),
+            Value::Bool(membership.is_some_and(|m| m.hidden)),
+        );
+        doc.insert(
+            "archived".into(),
+            Value::Bool(membership.is_some_and(|m| m.archived_at.is_some())),
+        );
+        doc.insert(
+            "pinned".into(),
+            Value::Bool(membership.is_some_and(|m| m.pinned_at.is_some())),
+        );
+        if let Some(m) = membership {
+            doc.insert(
+                "invite".into(),
+                Value::String(m.invite_status().to_string()),
+            );
+            if let Some(p) = &m.pinned_at {
+                doc.insert("pinned_at".into(), Value::String(p.clone()));
+            }
+        }
+        // The reader's unread messages (muted channels have none to show).
+        let unread = match membership {
+            Some(m) if m.is_joined() && !reader.muted => m.read.unread(c.counted_messages),
+            _ => 0,
+        };
+        doc.insert("unread_count".into(), unread.into());
+        doc.insert("has_unread".into(), Value::Bool(unread > 0));
+        Ok(Value::Object(doc))
+    }
+
+    async fn candidate_cids(
+        &self,
+        session: &Session,
+        filter: &Filter,
+        actor: Option<&str>,
+    ) -> Result<Vec<String>, ApiError> {
+        if let Some(cids) = filter.key_values("cid") {
+            return Ok(cids
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect());
+        }
+        if let (Some(types), Some(ids)) = (filter.key_values("type"), filter.key_values("id")) {
+            let mut out = Vec::new();
+            for t in types.iter().filter_map(Value::as_str) {
+                out.extend(
+                    ids.iter()
+                        .filter_map(Value::as_str)
+                        .map(|id| format!("{t}:{id}")),
+                );
+            }
+            return Ok(out);
+        }
+        let member_ids: Option<Vec<String>> = filter
+            .key_values("members")
+            .map(|v| {
+                v.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .or_else(|| {
+                (!session.caller.is_server() && filter.key_values("type").is_none())
+                    .then(|| actor.map(|a| vec![a.to_string()]).unwrap_or_default())
+            });
+        let mut out = BTreeSet::new();
+        if let Some(ids) = member_ids {
+            for uid in ids {
+                self.collect_index(Index::Gsi1, &memberships_pk(&uid), &mut out)
+                    .await?;
+            }
+            return Ok(out.into_iter().collect());
+        }
+        let types: Vec<String> = match filter.key_values("type") {
+            Some(t) => t
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            None => self
+                .list_channel_types_raw()
+                .await?
+                .into_iter()
+                .map(|c| c.name)
+                .collect(),
+        };
+        for t in types {
+            self.collect_index(Index::Gsi2, &channels_of_type_pk(&t), &mut out)
+                .await?;
+        }
+        Ok(out.into_iter().collect())
+    }
+}

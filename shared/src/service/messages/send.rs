@@ -1,0 +1,669 @@
+//! Sending messages: a client's or the server's send, system messages of channel changes, slow
+//! mode and link grants, and the one transaction that stores a message with its channel's
+//! counters, the members' read positions and its events.
+
+use super::*;
+use crate::domain::caller::Session;
+use crate::domain::channel::Channel;
+use crate::domain::clock::parse_time;
+use crate::domain::ids::random_id;
+use crate::domain::message::Message;
+use crate::domain::ApiError;
+use crate::service::channels::{acting_user, channel_event, Loaded};
+use crate::service::members::member_put;
+use crate::service::{contention_pause, CONTENDED_ATTEMPTS};
+use crate::service::{to_doc, Chat};
+use crate::store::layout::{channel_item, cooldown_pk, message_id_key, message_sk, outbox_write};
+use crate::store::{Condition, Item, StoreError, TableName, Write, MAX_TRANSACTION_WRITES};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Body of `POST /channels/{type}/{id}/message`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SendMessage {
+    pub message: Map<String, Value>,
+    pub skip_push: bool,
+    /// Server-side: hold the message for review (overrides the type's `mark_messages_pending`).
+    pub pending: Option<bool>,
+    pub pending_message_metadata: Map<String, Value>,
+}
+
+impl Chat {
+    /// `POST /channels/{type}/{id}/message`.
+    pub async fn send_message(
+        &self,
+        session: &Session,
+        channel_type: &str,
+        id: &str,
+        req: SendMessage,
+    ) -> Result<Value, ApiError> {
+        if req.message.is_empty() {
+            return Err(ApiError::field(
+                "message",
+                "message is required: send {\"message\": {\"text\": ...}}",
+            ));
+        }
+        let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
+        let payload_user = req
+            .message
+            .get("user_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let payload_user_obj = req.message.get("user").and_then(Value::as_object).cloned();
+        let author = acting_user(session, &payload_user, &payload_user_obj)
+            .ok_or_else(|| ApiError::field("message.user", "either message.user or message.user_id must be provided when sending a message with server-side auth"))?;
+        let (user, _) = self
+            .get_user(&author)
+            .await?
+            .ok_or_else(|| ApiError::input(format!("user {author:?} does not exist")))?;
+        let mut message = Message::from_payload(
+            &req.message,
+            &cid,
+            Some(author.clone()),
+            random_id(),
+            &self.now_str(),
+        )?;
+        if req.message.get("pinned").and_then(Value::as_bool) == Some(true) {
+            message.pin(Some(&author), req.message.get("pin_expires"), self.now())?;
+        }
+        if message.pinned && !message.restricted_visibility.is_empty() {
+            return Err(ApiError::field(
+                "message.pinned",
+                "a message with restricted visibility cannot be pinned",
+            ));
+        }
+        let effective = loaded.channel.effective_config(&config, &[])?;
+        if req.pending.is_some() {
+            session.caller.require_server("sending pending messages")?;
+        }
+        if req.pending.unwrap_or(effective.mark_messages_pending) {
+            message.pending = true;
+            message.pending_message_metadata = req.pending_message_metadata.clone();
+            message.pending_expires_at = session
+                .settings
+                .event_hooks
+                .iter()
+                .filter(|h| h.enabled && h.hook_type == "pending_message")
+                .filter_map(|h| h.fields.get("timeout_ms").and_then(Value::as_i64))
+                .max()
+                .and_then(chrono::Duration::try_milliseconds)
+                .and_then(|d| self.now().checked_add_signed(d))
+                .map(crate::domain::clock::format_time);
+        }
+        self.check_message_links(&effective, &cid, &message).await?;
+        if effective.url_enrichment {
+            message.enrich_url = crate::domain::message::first_url(&message.text);
+        }
+        if message.text.chars().count() > effective.max_message_length as usize {
+            return Err(ApiError::field(
+                "message.text",
+                format!(
+                    "message is too long: the limit is {} characters",
+                    effective.max_message_length
+                ),
+            ));
+        }
+        if !session.caller.is_server() {
+            self.check_channel_action(
+                session,
+                &config,
+                Some(&loaded),
+                &loaded.channel,
+                "CreateMessage",
+            )?;
+            let needs = [
+                (!message.attachments.is_empty(), "CreateAttachment"),
+                (!message.mentioned_user_ids.is_empty(), "CreateMention"),
+                (has_link(&message.text), "AddLinks"),
+                (message.pinned, "PinMessage"),
+                (
+                    !message.restricted_visibility.is_empty(),
+                    "CreateRestrictedVisibilityMessage",
+                ),
+            ];
+            for (needed, action) in needs {
+                if needed {
+                    self.check_channel_action(
+                        session,
+                        &config,
+                        Some(&loaded),
+                        &loaded.channel,
+                        action,
+                    )?;
+                }
+            }
+            if message.kind == "system" {
+                self.check_channel_action(
+                    session,
+                    &config,
+                    Some(&loaded),
+                    &loaded.channel,
+                    "CreateSystemMessage",
+                )?;
+            }
+            if loaded.channel.frozen
+                && self
+                    .check_channel_action(
+                        session,
+                        &config,
+                        Some(&loaded),
+                        &loaded.channel,
+                        "UseFrozenChannel",
+                    )
+                    .is_err()
+            {
+                // Seed: sending to a frozen channel answers with a message of type error.
+                let mut refused = message.to_wire(Some(&user.to_json()));
+                refused["type"] = Value::String("error".into());
+                refused["text"] =
+                    Value::String("This channel is frozen: new messages are not allowed".into());
+                return Ok(json!({ "message": refused }));
+            }
+        }
+        let slow_mode = self
+            .slow_mode_write(session, &config, &loaded, &author, &message.created_at)
+            .await?;
+        self.auto_translate(session, &loaded, &mut message).await;
+        let answered = match (
+            session.settings.user_response_time_enabled,
+            &loaded.channel.last_message_id,
+        ) {
+            (true, Some(last)) if message.in_channel_list() => self.find_message(last).await?,
+            _ => None,
+        };
+        let answered_at = message.created_at.clone();
+        let wire = self
+            .post_message(
+                loaded,
+                message,
+                &user.to_json(),
+                slow_mode.into_iter().collect(),
+                None,
+            )
+            .await?;
+        if let Some(previous) = answered {
+            self.record_response_time(&session.settings, &author, &previous.message, &answered_at)
+                .await?;
+        }
+        Ok(json!({ "message": wire }))
+    }
+
+    /// `user_response_time_enabled`: a message that answers someone else's (the channel's
+    /// previous message) counts its delay into the author's `avg_response_time` (seconds). The
+    /// user is rewritten under its version, retried when a concurrent change wins.
+    async fn record_response_time(
+        &self,
+        settings: &crate::domain::app_settings::AppSettings,
+        author: &str,
+        previous: &Message,
+        answered_at: &str,
+    ) -> Result<(), ApiError> {
+        if previous.user_id.as_deref() == Some(author) {
+            return Ok(());
+        }
+        let (Some(asked), Some(answered)) =
+            (parse_time(&previous.created_at), parse_time(answered_at))
+        else {
+            return Ok(());
+        };
+        let seconds = (answered - asked).num_seconds().max(0) as u64;
+        for attempt in 1..=CONTENDED_ATTEMPTS {
+            let Some((old, version)) = self.get_user(author).await? else {
+                return Ok(());
+            };
+            let mut next = old.clone();
+            next.record_response_time(seconds);
+            match self
+                .save_user(settings, Some((&old, version)), &next, Vec::new())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if e.code == crate::domain::ErrorCode::Input => {
+                    contention_pause(attempt).await
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a message with `message.new` and the channel's `last_message_at` / `message_count`
+    /// in one transaction; members who hid the channel see it again. Retried when a concurrent
+    /// change to the channel wins; a reused message id is refused.
+    pub(crate) async fn post_message(
+        &self,
+        mut loaded: Loaded,
+        message: Message,
+        user: &Value,
+        extra: Vec<Write>,
+        commit_of: Option<&StoredMessage>,
+    ) -> Result<Value, ApiError> {
+        let cid = loaded.channel.cid.clone();
+        let created = parse_time(&message.created_at).unwrap_or_else(|| self.now());
+        let sk = message_sk(created, &message.id);
+        let mut wire = self
+            .messages_wire(std::slice::from_ref(&message), None)
+            .await?
+            .remove(0);
+        wire["user"] = user.clone();
+        if message.pending {
+            // Pending: stored for its sender only; nothing else of the channel changes until
+            // it is committed.
+            let (id_pk, id_sk) = message_id_key(&message.id);
+            let pointer = json!({ "cid": cid, "sk": sk, "pk": message_pk(&message) });
+            let mut writes = vec![
+                Write::Put {
+                    table: TableName::Messages,
+                    item: Item::new(id_pk, id_sk, pointer),
+                    condition: Condition::NotExists,
+                },
+                Write::Put {
+                    table: TableName::Messages,
+                    item: message_item(&message, &sk)?,
+                    condition: Condition::NotExists,
+                },
+            ];
+            // Its sender's connections hear of it (`message.new` scoped to the sender); the
+            // channel's watchers only once it is committed.
+            let mut event = channel_event("message.new", &loaded.channel, self.now())
+                .with("message", wire.clone())
+                .with("user", user.clone());
+            event.scope = format!("user:{}", message.user_id.clone().unwrap_or_default());
+            writes.push(outbox_write(&event));
+            writes.extend(extra);
+            return match self.store.transact(writes).await {
+                Ok(()) => Ok(wire),
+                Err(StoreError::TransactionCanceled { .. }) => Err(ApiError::input(format!(
+                    "a message with id {} already exists",
+                    message.id
+                ))),
+                Err(e) => Err(e.into()),
+            };
+        }
+        // `skip_last_msg_update_for_system_msgs`: system messages leave `last_message_at` alone.
+        let keeps_last_message_at = message.kind == "system" && {
+            match self.channel_type(&loaded.channel.channel_type).await? {
+                Some((config, _)) => {
+                    loaded
+                        .channel
+                        .effective_config(&config, &[])?
+                        .skip_last_msg_update_for_system_msgs
+                }
+                None => false,
+            }
+        };
+        // Sends into this channel from this process take turns (see `writers`); the channel as
+        // read before the turn may be stale, so it is read again once the turn comes.
+        let (_turn, waited) = self.writers.turn(&cid).await;
+        if waited {
+            loaded = self.require_channel(&cid).await?;
+        }
+        for attempt in 1..=CONTENDED_ATTEMPTS {
+            let mut channel = loaded.channel.clone();
+            let mut message = message.clone();
+            // Stamped at this attempt, after the channel's newest message: sends to a channel
+            // commit one at a time (each is conditioned on the channel item), so time order is
+            // commit order and a reader paging by time never skips a message committed later.
+            // A committed pending message keeps the time it was sent.
+            let (created, sk) = if commit_of.is_none() {
+                let floor = channel
+                    .newest_message_at
+                    .as_deref()
+                    .and_then(parse_time)
+                    .map(|t| t + chrono::Duration::microseconds(1));
+                let at = floor.map_or(self.now(), |f| f.max(self.now()));
+                let stamp = crate::domain::clock::format_time(at);
+                if message.updated_at == message.created_at {
+                    message.updated_at = stamp.clone();
+                }
+                message.created_at = stamp;
+                wire["created_at"] = Value::String(message.created_at.clone());
+                wire["updated_at"] = Value::String(message.updated_at.clone());
+                (at, message_sk(at, &message.id))
+            } else {
+                (created, sk.clone())
+            };
+            if channel.newest_message_at.as_deref().and_then(parse_time) < Some(created) {
+                channel.newest_message_at = Some(message.created_at.clone());
+            }
+            if !keeps_last_message_at && (!message.silent || channel.last_message_at.is_none()) {
+                channel.last_message_at = Some(message.created_at.clone());
+            }
+            if message.in_channel_list() {
+                channel.last_message_id = Some(message.id.clone());
+            }
+            if message.counts_as_unread() {
+                channel.counted_messages += 1;
+                message.seq = Some(channel.counted_messages);
+            }
+            if let Some(n) = channel.message_count.as_mut() {
+                *n += 1;
+            }
+            let (id_pk, id_sk) = message_id_key(&message.id);
+            let pointer = json!({ "cid": cid, "sk": sk });
+            // A committed pending message moves from its sender's partition; its id is already
+            // claimed.
+            let claim = if commit_of.is_some() {
+                Condition::Exists
+            } else {
+                Condition::NotExists
+            };
+            let mut writes = vec![
+                Write::Put {
+                    table: TableName::Messages,
+                    item: Item::new(id_pk, id_sk, pointer),
+                    condition: claim,
+                },
+                Write::Put {
+                    table: TableName::Messages,
+                    item: message_item(&message, &sk)?,
+                    condition: Condition::NotExists,
+                },
+                Write::Put {
+                    table: TableName::Channels,
+                    item: channel_item(
+                        &cid,
+                        &channel.channel_type,
+                        to_doc(&channel)?,
+                        loaded.version + 1,
+                    ),
+                    condition: Condition::Version(loaded.version),
+                },
+                outbox_write(&new_message_event(&channel, created, &wire, user)),
+            ];
+            // A reply counts on its parent (committed with it, so the count never drifts), and
+            // the parent's `message.updated` (new `reply_count`, `thread_participants`) is what
+            // clients update "N replies" from.
+            if let Some(parent_id) = &message.parent_id {
+                let parent = self.require_message(parent_id).await?;
+                let mut counted = parent.message.clone();
+                counted.reply_count += 1;
+                writes.push(message_write(&parent, &counted)?);
+                let (thread_writes, participants) =
+                    self.thread_reply_writes(&counted, &message).await?;
+                writes.extend(thread_writes);
+                writes.push(outbox_write(
+                    &self
+                        .parent_updated_event(&channel, &counted, &participants, created)
+                        .await?,
+                ));
+            }
+            writes.extend(extra.iter().cloned());
+            if let Some(old) = commit_of {
+                writes.push(Write::Delete {
+                    table: TableName::Messages,
+                    pk: old.pk.clone(),
+                    sk: old.sk.clone(),
+                    condition: Condition::Version(old.version),
+                });
+            }
+            // The sender has read their own message; members who hid the channel see it again
+            // (`channel.visible` to each).
+            let mut member_writes = Vec::new();
+            for m in &loaded.members {
+                let is_sender = message.user_id.as_deref() == Some(m.user_id.as_str())
+                    && message.in_channel_list();
+                if !is_sender && !m.hidden {
+                    continue;
+                }
+                let mut next = m.clone();
+                next.hidden = false;
+                if is_sender {
+                    next.read.read_seq = channel.counted_messages;
+                    next.read.last_read = Some(message.created_at.clone());
+                    next.read.last_read_message_id = Some(message.id.clone());
+                }
+                member_writes.push(member_put(&cid, &next)?);
+                if m.hidden {
+                    member_writes.push(outbox_write(&channel_visible_event(
+                        &channel, &m.user_id, created,
+                    )));
+                }
+            }
+            let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
+            // Members beyond one transaction follow it: they still never recreate a member
+            // removed meanwhile (`Exists`), though a concurrent change to them may be overwritten.
+            let later: Vec<Write> = member_writes
+                .split_off(member_writes.len().min(room))
+                .into_iter()
+                .map(|w| match w {
+                    Write::Put {
+                        table,
+                        item,
+                        condition: Condition::Version(_),
+                    } => Write::Put {
+                        table,
+                        item,
+                        condition: Condition::Exists,
+                    },
+                    other => other,
+                })
+                .collect();
+            writes.extend(member_writes);
+            match self.store.transact(writes).await {
+                Ok(()) => {
+                    for batch in later.chunks(MAX_TRANSACTION_WRITES) {
+                        match self.store.transact(batch.to_vec()).await {
+                            Ok(()) | Err(StoreError::TransactionCanceled { .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    return Ok(wire);
+                }
+                Err(StoreError::TransactionCanceled { index: Some(0) }) if commit_of.is_none() => {
+                    return Err(ApiError::input(format!(
+                        "a message with id {} already exists",
+                        message.id
+                    )));
+                }
+                Err(StoreError::TransactionCanceled { .. }) => {
+                    if commit_of.is_none()
+                        && self
+                            .store
+                            .get(TableName::Messages, &message_id_key(&message.id).0, "id")
+                            .await?
+                            .is_some()
+                    {
+                        return Err(ApiError::input(format!(
+                            "a message with id {} already exists",
+                            message.id
+                        )));
+                    }
+                    loaded = self.require_channel(&cid).await?;
+                    contention_pause(attempt).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::input(format!(
+            "channel {cid} is too busy; try again"
+        )))
+    }
+
+    /// The optional system message of a channel change (`message` in update, members, truncate):
+    /// stored as sent, authored by the acting user.
+    pub(crate) async fn post_change_message(
+        &self,
+        cid: &str,
+        payload: Option<&Value>,
+        actor: Option<&str>,
+    ) -> Result<Option<Value>, ApiError> {
+        let Some(Value::Object(payload)) = payload else {
+            return Ok(None);
+        };
+        let author = payload
+            .get("user_id")
+            .and_then(Value::as_str)
+            .or_else(|| {
+                payload
+                    .get("user")
+                    .and_then(|u| u.get("id"))
+                    .and_then(Value::as_str)
+            })
+            .or(actor)
+            .map(str::to_string);
+        let user = match &author {
+            Some(a) => self
+                .get_user(a)
+                .await?
+                .map(|(u, _)| u.to_json())
+                .ok_or_else(|| ApiError::input(format!("user {a:?} does not exist")))?,
+            None => {
+                return Err(ApiError::field(
+                    "message.user_id",
+                    "the message needs a user (message.user_id)",
+                ))
+            }
+        };
+        let mut message =
+            Message::from_payload(payload, cid, author, random_id(), &self.now_str())?;
+        if !payload.contains_key("type") {
+            message.kind = "system".into();
+        }
+        let loaded = self.require_channel(cid).await?;
+        Ok(Some(
+            self.post_message(loaded, message, &user, Vec::new(), None)
+                .await?,
+        ))
+    }
+
+    /// The slow-mode record of this send, or `None` when slow mode does not apply (off, server
+    /// side, or a role that skips it); refuses a send inside the cooldown.
+    async fn slow_mode_write(
+        &self,
+        session: &Session,
+        config: &crate::domain::channel_type::ChannelTypeConfig,
+        loaded: &Loaded,
+        author: &str,
+        now: &str,
+    ) -> Result<Option<Write>, ApiError> {
+        let cooldown = loaded.channel.cooldown;
+        if cooldown == 0 || session.caller.is_server() {
+            return Ok(None);
+        }
+        if self
+            .check_channel_action(
+                session,
+                config,
+                Some(loaded),
+                &loaded.channel,
+                "SkipSlowMode",
+            )
+            .is_ok()
+        {
+            return Ok(None);
+        }
+        let pk = cooldown_pk(&loaded.channel.cid);
+        if let Some(last) = self.store.get(TableName::Messages, &pk, author).await? {
+            let last = last.data["last_message_at"].as_str().and_then(parse_time);
+            if let Some(last) = last {
+                let wait = last + chrono::Duration::seconds(i64::from(cooldown)) - self.now();
+                if wait > chrono::Duration::zero() {
+                    return Err(ApiError::input(format!(
+                        "slow mode is on: wait {} more seconds before sending another message",
+                        (wait.num_milliseconds() + 999) / 1000
+                    )));
+                }
+            }
+        }
+        let mut item = Item::new(pk, author.to_string(), json!({ "last_message_at": now }));
+        item.ttl = Some(self.now().timestamp() + i64::from(cooldown) + 60);
+        Ok(Some(Write::Put {
+            table: TableName::Messages,
+            item,
+            condition: Condition::None,
+        }))
+    }
+
+    /// Thread and quote references point at messages of the same channel, and the type allows
+    /// them (`replies`, `quotes`).
+    async fn check_message_links(
+        &self,
+        config: &crate::domain::channel_type::ChannelTypeConfig,
+        cid: &str,
+        m: &Message,
+    ) -> Result<(), ApiError> {
+        if let Some(parent) = &m.parent_id {
+            if !config.replies {
+                return Err(ApiError::field(
+                    "message.parent_id",
+                    "replies are disabled for this channel",
+                ));
+            }
+            let p = self.find_message(parent).await?.ok_or_else(|| {
+                ApiError::field(
+                    "message.parent_id",
+                    format!("parent message {parent} does not exist"),
+                )
+            })?;
+            if p.message.cid != cid || p.message.parent_id.is_some() {
+                return Err(ApiError::field(
+                    "message.parent_id",
+                    "the parent must be a message of this channel, not a reply",
+                ));
+            }
+        }
+        if let Some(quoted) = &m.quoted_message_id {
+            if !config.quotes {
+                return Err(ApiError::field(
+                    "message.quoted_message_id",
+                    "quotes are disabled for this channel",
+                ));
+            }
+            let q = self.find_message(quoted).await?.ok_or_else(|| {
+                ApiError::field(
+                    "message.quoted_message_id",
+                    format!("quoted message {quoted} does not exist"),
+                )
+            })?;
+            if q.message.cid != cid {
+                return Err(ApiError::field(
+                    "message.quoted_message_id",
+                    "the quoted message must be in this channel",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `message.new` as delivery starts from it: the message, its author, `watcher_count` (filled
+/// in per delivery once channels are watched), and `channel_message_count` where the type counts.
+fn new_message_event(
+    channel: &Channel,
+    at: chrono::DateTime<chrono::Utc>,
+    wire: &Value,
+    user: &Value,
+) -> crate::domain::event::Event {
+    let mut e = channel_event("message.new", channel, at)
+        .with("message", wire.clone())
+        .with("user", user.clone())
+        .with("watcher_count", 0.into());
+    if let Some(n) = channel.message_count {
+        e = e.with("channel_message_count", n.into());
+    }
+    e
+}
+
+/// `channel.visible` for a member whose hidden channel a new message brought back, to that
+/// member's connections.
+fn channel_visible_event(
+    channel: &Channel,
+    user_id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> crate::domain::event::Event {
+    let mut e = channel_event("channel.visible", channel, at)
+        .with(
+            "channel",
+            Value::Object(channel.to_wire(&crate::domain::channel::ChannelView::default())),
+        )
+        .with("user", json!({ "id": user_id }));
+    e.scope = format!("user:{user_id}");
+    e
+}
+
+/// Does the text carry a link (`AddLinks`)?
+fn has_link(text: &str) -> bool {
+    crate::domain::message::first_url(text).is_some()
+}
