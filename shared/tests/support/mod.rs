@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests of the `shared` crate.
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod moto;
