@@ -735,3 +735,22 @@ def test_hostile_megabyte_custom_fields(server, client, dm):
 
 def test_hostile_input_leaves_the_server_healthy(server):
     assert requests.get(server.url + "/health", timeout=2).status_code == 200
+
+
+def test_a_connection_id_of_another_user_is_refused(server, client):
+    alice, mallory = uid("alice"), uid("mallory")
+    client.upsert_users([{"id": alice}, {"id": mallory}])
+    ch = client.channel("messaging", uid("conn"), {"members": [alice, mallory]})
+    ch.create(alice)
+    ws, hello = ws_connect(server, {"user_id": alice, "user_details": {"id": alice}}, server.user_token(alice))
+    try:
+        conn = hello["connection_id"]
+        body = {"filter_conditions": {"cid": ch.cid}, "watch": True, "presence": True}
+        stolen = server.request("POST", "/channels", token=server.user_token(mallory), params={"connection_id": conn}, json=body)
+        assert_error(stolen, 403, 17)
+        own = server.request("POST", "/channels", token=server.user_token(alice), params={"connection_id": conn}, json=body)
+        assert own.status_code == 200, own.text
+        anon = server.request("POST", "/channels", auth_type="anonymous", params={"connection_id": conn}, json=body)
+        assert_error(anon, 403, 17)
+    finally:
+        ws.close()

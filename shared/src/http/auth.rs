@@ -45,7 +45,27 @@ impl FromRequestParts<Chat> for Session {
             .get("connection_id")
             .filter(|c| !c.is_empty())
             .cloned();
+        if let Some(id) = &session.connection_id {
+            check_connection_owner(chat, &session.caller, id).await?;
+        }
         Ok(session)
+    }
+}
+
+/// A client's `connection_id` (what watching and presence subscribe) must be its own: a user's
+/// connection, or for an anonymous caller an anonymous one. A closed or unknown connection is
+/// left to the use case (nothing is subscribed).
+async fn check_connection_owner(chat: &Chat, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    let owner_ok = |owner: &str| match caller {
+        Caller::Server => true,
+        Caller::User { id, .. } => owner == id,
+        Caller::Anonymous => owner.starts_with(crate::domain::user::ANONYMOUS_USER_ID),
+    };
+    match chat.connection(id).await? {
+        Some(conn) if !owner_ok(&conn.user_id) => Err(ApiError::not_allowed(
+            "connection_id names a connection of another user",
+        )),
+        _ => Ok(()),
     }
 }
 
