@@ -511,17 +511,8 @@ fn member_filter_doc(m: &Member, wire: &Map<String, Value>, user: &Value, cid: &
 /// version it was read at: a concurrent change to the member, or its removal, cancels the write
 /// (the caller reads again and retries) instead of being overwritten or undone.
 pub(crate) fn member_put(cid: &str, m: &Member) -> Result<Write, ApiError> {
-    let mut item = member_item(cid, &m.user_id, to_doc(m)?);
-    item.version = m.version + 1;
-    let condition = match m.version {
-        0 => Condition::NotExists,
-        v => Condition::Version(v),
-    };
-    Ok(Write::Put {
-        table: TableName::Channels,
-        item,
-        condition,
-    })
+    let item = member_item(cid, &m.user_id, to_doc(m)?);
+    Ok(Write::put_read_at(TableName::Channels, item, m.version))
 }
 
 /// The answer when a member record keeps changing under every attempt.

@@ -11,7 +11,7 @@ use crate::domain::event::Event;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
 use crate::store::layout::{channel_messages_pk, memberships_pk, outbox_write, reader_item};
-use crate::store::{Condition, Index, Query, SkRange, StoreError, TableName, Write};
+use crate::store::{Index, Query, SkRange, StoreError, TableName, Write};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -126,17 +126,12 @@ impl Chat {
         if is_member {
             return member_put(cid, position);
         }
-        let mut item = reader_item(cid, &position.user_id, to_doc(position)?);
-        item.version = position.version + 1;
-        let condition = match position.version {
-            0 => Condition::NotExists,
-            v => Condition::Version(v),
-        };
-        Ok(Write::Put {
-            table: TableName::Channels,
+        let item = reader_item(cid, &position.user_id, to_doc(position)?);
+        Ok(Write::put_read_at(
+            TableName::Channels,
             item,
-            condition,
-        })
+            position.version,
+        ))
     }
 
     fn membership<'a>(loaded: &'a Loaded, user_id: &str) -> Result<&'a Member, ApiError> {

@@ -158,6 +158,24 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// The put of a record that was read at `read_version` (0: not stored yet), conditioned on
+    /// that version: a concurrent change or removal cancels it instead of being overwritten or
+    /// undone (the caller reads again and retries).
+    pub fn put_read_at(table: TableName, mut item: Item, read_version: u64) -> Write {
+        item.version = read_version + 1;
+        let condition = match read_version {
+            0 => Condition::NotExists,
+            v => Condition::Version(v),
+        };
+        Write::Put {
+            table,
+            item,
+            condition,
+        }
+    }
+}
+
 /// Sort-key condition of a query (DynamoDB's KeyConditionExpression on the sort key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SkRange {
