@@ -135,3 +135,55 @@ def test_a_hot_channel_takes_every_send_and_every_reaction(client):
     message = client.get_message(target)["message"]
     assert message["reaction_counts"] == {"like": 50}
     assert len(ch.get_reactions(target, limit=100)["reactions"]) == 50
+
+
+def test_concurrent_member_adds_are_all_applied(client):
+    owner = uid("owner")
+    joiners = [uid("j") for _ in range(30)]
+    client.upsert_users([{"id": u} for u in [owner, *joiners]])
+    ch = client.channel("messaging", uid("adds"), {"members": [owner]})
+    ch.create(owner)
+    errors = run_all([lambda u=u: ch.add_members([u]) for u in joiners])
+    assert not errors, f"{len(errors)} of 30 concurrent adds refused: {errors[:2]}"
+    state = ch.query(members={"limit": 100})
+    assert {m["user_id"] for m in state["members"]} == {owner, *joiners}
+    assert state["channel"]["member_count"] == 31
+
+
+def test_member_count_matches_the_members_after_a_crash_mid_call(restartable):
+    import os
+    import signal
+    import time
+
+    from stream_chat import StreamChat
+
+    srv = restartable.start()
+    client = StreamChat(api_key=srv.api_key, api_secret=srv.api_secret, base_url=srv.url)
+    members = [uid("m") for _ in range(100)]
+    client.upsert_users([{"id": u} for u in members[:50]])
+    client.upsert_users([{"id": u} for u in members[50:]])
+    owner = members[0]
+    cids = []
+    for trial in range(6):
+        ch = client.channel("messaging", uid("crash"), {"members": [owner]})
+        ch.create(owner)
+        cids.append(ch.id)
+        adding = threading.Thread(target=lambda: _ignore(lambda: ch.add_members(members[1:])))
+        adding.start()
+        time.sleep(0.004 * (trial + 1))
+        os.kill(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait(timeout=10)
+        adding.join(timeout=10)
+        srv.stop()
+        srv = restartable.start()
+        client = StreamChat(api_key=srv.api_key, api_secret=srv.api_secret, base_url=srv.url)
+    for cid in cids:
+        state = client.channel("messaging", cid).query(members={"limit": 300})
+        assert state["channel"]["member_count"] == len(state["members"]), (cid, state["channel"]["member_count"], len(state["members"]))
+
+
+def _ignore(fn):
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - the server is killed mid-call on purpose
+        pass

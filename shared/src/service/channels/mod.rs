@@ -268,11 +268,16 @@ impl Chat {
         }
         Ok(channel
             .filter(|(c, _): &(Channel, u64)| c.deleted_at.is_none())
-            .map(|(channel, version)| Loaded {
-                channel,
-                version,
-                members,
-                readers,
+            .map(|(mut channel, version)| {
+                // The count is the member items there are: a change interrupted between its
+                // channel item and its member items (a crash) never leaves it wrong.
+                channel.member_count = members.len() as u32;
+                Loaded {
+                    channel,
+                    version,
+                    members,
+                    readers,
+                }
             }))
     }
 

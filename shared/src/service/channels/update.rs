@@ -92,6 +92,12 @@ impl Chat {
         id: &str,
         req: ChannelUpdate,
     ) -> Result<Value, ApiError> {
+        // Changes to one channel from this process take turns with its sends (see `writers`),
+        // so concurrent member changes are applied one after the other, not refused.
+        let (turn, _) = self
+            .writers
+            .turn(&Cid::new(channel_type, id)?.to_string())
+            .await;
         let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         let actor = acting_user(session, &req.user_id, &req.user);
         let now = self.now_str();
@@ -340,6 +346,8 @@ impl Chat {
         for batch in batches {
             self.store.transact(batch).await?;
         }
+        // The optional system message is a send: it takes its own turn.
+        drop(turn);
         let (mut state, message) = self
             .finish_change(
                 session,
