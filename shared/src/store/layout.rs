@@ -6,8 +6,9 @@ use crate::domain::event::Event;
 use crate::domain::ids::time_ordered_id;
 use crate::store::{Condition, Item, Query, TableName, Write};
 
-/// How long outbox events stay readable after their change feed delivered them.
-pub const EVENT_RETENTION_SECS: i64 = 7 * 24 * 3600;
+/// How long outbox events are kept: as long as a change feed can still name them (DynamoDB
+/// Streams and the embedded change log both keep 24 hours); an older event is unreachable.
+pub const EVENT_RETENTION_SECS: i64 = 24 * 3600;
 
 pub fn app_settings_key() -> (String, String) {
     ("app".into(), "settings".into())
