@@ -374,6 +374,8 @@ impl Chat {
         actor: Option<String>,
     ) -> Result<Value, ApiError> {
         let cid = Cid::new(channel_type, id)?.to_string();
+        // Takes the channel's turn like a full update (no refusal while sends go on).
+        let (_turn, _) = self.writers.turn(&cid).await;
         let config = self.channel_config(channel_type).await?;
         let loaded = self.require_channel(&cid).await?;
         let now = self.now_str();
@@ -444,6 +446,10 @@ impl Chat {
         id: &str,
         req: TruncateRequest,
     ) -> Result<Value, ApiError> {
+        let (turn, _) = self
+            .writers
+            .turn(&Cid::new(channel_type, id)?.to_string())
+            .await;
         let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         self.check_channel_action(
             session,
@@ -492,6 +498,8 @@ impl Chat {
         if req.hard_delete.unwrap_or(false) {
             self.remove_messages_before(&cid, at).await?;
         }
+        // The optional system message is a send: it takes its own turn.
+        drop(turn);
         let (state, message) = self
             .finish_change(
                 session,
