@@ -88,6 +88,7 @@ contract!(
     batch_get,
     change_feed,
     change_feed_resumes_from_position,
+    outbox_feed_names_keys,
     concurrent_conditional_puts,
     invalid_requests,
 );
@@ -975,11 +976,23 @@ async fn batch_get(store: &dyn Table) {
     assert_eq!(found, stored);
 }
 
-const FEED: TableName = TableName::Events;
+/// A table whose change feed carries whole images (DynamoDB's NEW_AND_OLD_IMAGES).
+const FEED: TableName = TableName::Connections;
+/// The append-only outbox, whose feed names keys.
+const OUTBOX: TableName = TableName::Events;
 
 /// Reads changes from `from` until at least `count` arrived (streams may lag) or time runs out.
 async fn read_at_least(
     store: &dyn Table,
+    from: Option<&ChangePosition>,
+    count: usize,
+) -> ChangeBatch {
+    read_feed_at_least(store, FEED, from, count).await
+}
+
+async fn read_feed_at_least(
+    store: &dyn Table,
+    table: TableName,
     from: Option<&ChangePosition>,
     count: usize,
 ) -> ChangeBatch {
@@ -988,7 +1001,7 @@ async fn read_at_least(
     let mut position = from.cloned();
     loop {
         let batch = store
-            .read_changes(FEED, position.as_ref(), 1000)
+            .read_changes(table, position.as_ref(), 1000)
             .await
             .expect("read_changes");
         changes.extend(batch.changes);
@@ -1165,6 +1178,40 @@ async fn change_feed_resumes_from_position(store: &dyn Table) {
     assert!(empty.changes.is_empty());
 }
 
+/// The outbox's feed names each change by its keys; an insert comes with the item as stored
+/// (read when the feed is read), a removal with no image.
+async fn outbox_feed_names_keys(store: &dyn Table) {
+    let event = item("user:1", "e1").with_gsi1("x", "y");
+    store
+        .write(put(OUTBOX, event.clone(), Condition::NotExists))
+        .await
+        .expect("insert");
+    store
+        .write(delete(OUTBOX, "user:1", "e1", Condition::Exists))
+        .await
+        .expect("remove");
+    store
+        .write(put(OUTBOX, item("user:1", "e2"), Condition::NotExists))
+        .await
+        .expect("insert");
+    let batch = read_feed_at_least(store, OUTBOX, None, 3).await;
+    let seen: Vec<(ChangeKind, &str, Option<&Item>, Option<&Item>)> = batch
+        .changes
+        .iter()
+        .map(|c| (c.kind, c.sk.as_str(), c.old.as_ref(), c.new.as_ref()))
+        .collect();
+    let second = item("user:1", "e2");
+    assert_eq!(
+        seen,
+        [
+            // Removed before the feed was read: the insert has nothing left to show.
+            (ChangeKind::Insert, "e1", None, None),
+            (ChangeKind::Remove, "e1", None, None),
+            (ChangeKind::Insert, "e2", None, Some(&second)),
+        ]
+    );
+}
+
 async fn concurrent_conditional_puts(store: &dyn Table) {
     let attempts = (0..8).map(|n| {
         store.write(put(
@@ -1270,6 +1317,81 @@ mod embedded_only {
             ["e2"],
             "positions stay valid"
         );
+    }
+
+    /// Compaction of the outbox: the changes through a position and the events they inserted
+    /// are gone; later ones stay readable from that position.
+    #[tokio::test]
+    async fn delivered_outbox_changes_are_forgotten() {
+        let store = Embedded::in_memory().expect("store");
+        for sk in ["e1", "e2"] {
+            store
+                .write(put(OUTBOX, item("user:1", sk), Condition::NotExists))
+                .await
+                .expect("insert");
+        }
+        let delivered = store.read_changes(OUTBOX, None, 1).await.expect("read");
+        store
+            .write(put(OUTBOX, item("user:1", "e3"), Condition::NotExists))
+            .await
+            .expect("insert");
+        assert_eq!(
+            store
+                .forget_through(OUTBOX, &delivered.next)
+                .await
+                .expect("forget"),
+            1
+        );
+        assert_eq!(get(&store, OUTBOX, "user:1", "e1").await, None);
+        let rest = store.read_changes(OUTBOX, None, 10).await.expect("read");
+        let seen: Vec<&str> = rest.changes.iter().map(|c| c.sk.as_str()).collect();
+        assert_eq!(seen, ["e2", "e3"]);
+        assert!(rest.changes.iter().all(|c| c.new.is_some()));
+        assert_invalid(store.forget_through(FEED, &delivered.next).await);
+    }
+
+    /// A database of schema 1 (items in a WITHOUT ROWID table) opens with its items moved to
+    /// the current table, indexes included.
+    #[tokio::test]
+    async fn a_schema_1_database_is_migrated() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        {
+            let conn = rusqlite::Connection::open(dir.path().join("chat.db")).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE items (tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL,
+                     gsi1pk TEXT, gsi1sk TEXT, gsi2pk TEXT, gsi2sk TEXT, ttl INTEGER,
+                     version INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (tbl, pk, sk))
+                     WITHOUT ROWID;
+                 CREATE INDEX items_gsi1 ON items (tbl, gsi1pk, gsi1sk, pk, sk) WHERE gsi1pk IS NOT NULL;
+                 INSERT INTO items VALUES ('channels', 'channel#1', 'member#1', 'user#1', 'c1',
+                     NULL, NULL, NULL, 3, '{\"role\":\"member\"}');
+                 PRAGMA user_version = 1;",
+            )
+            .expect("a schema 1 database");
+        }
+        let store = Embedded::open(dir.path()).expect("open and migrate");
+        let mut expected = Item::new("channel#1", "member#1", json!({ "role": "member" }))
+            .with_gsi1("user#1", "c1");
+        expected.version = 3;
+        assert_eq!(
+            get(&store, TableName::Channels, "channel#1", "member#1").await,
+            Some(expected.clone())
+        );
+        let by_user = store
+            .query(Query::new(TableName::Channels, "user#1").index(Index::Gsi1))
+            .await
+            .expect("query");
+        assert_eq!(by_user.items, [expected]);
+        store
+            .write(put(
+                TableName::Channels,
+                item("channel#1", "member#1"),
+                Condition::NotExists,
+            ))
+            .await
+            .expect_err("a put under the key finds the migrated item");
+        drop(store);
+        Embedded::open(dir.path()).expect("a migrated database reopens");
     }
 
     /// Like DynamoDB's TTL deletes, purging an expired item records its removal in the feed.

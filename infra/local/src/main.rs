@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Every request builds and drops many small JSON values; mimalloc's thread-local free lists
+/// keep that off the contended, consolidating paths of the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "chat-local",
@@ -118,12 +123,19 @@ async fn run(args: Args) -> Result<(), String> {
             Some(args.data_dir.as_path()),
         )
     };
+    let outbox = shared::store::TableName::Events;
+    let start = embedded
+        .change_feed_end(outbox)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Events left from a previous run were for sockets that are gone.
+    embedded
+        .forget_through(outbox, &start)
+        .await
+        .map_err(|e| e.to_string())?;
     let feed = ws::OutboxFeed {
-        start: embedded
-            .change_feed_end(shared::store::TableName::Events)
-            .await
-            .map_err(|e| e.to_string())?,
-        commits: embedded.change_notifier(),
+        start,
+        store: embedded.clone(),
     };
     let store: Arc<dyn Table> = Arc::new(embedded);
     let keys = credentials(data_dir)?;

@@ -14,6 +14,7 @@ use shared::realtime::connect;
 use shared::realtime::delivery::Delivery;
 use shared::realtime::local::LocalGateway;
 use shared::service::Chat;
+use shared::store::embedded::Embedded;
 use shared::store::{ChangePosition, TableName};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -255,8 +256,13 @@ pub(crate) async fn end(rt: &Realtime, connection_id: &str, user_id: &str, anony
 /// (events before that were for sockets that are gone) and the store's commit notifier.
 pub struct OutboxFeed {
     pub start: ChangePosition,
-    pub commits: Arc<tokio::sync::Notify>,
+    /// The store the feed is read from: its commit notifier wakes the fan-out, and what the
+    /// fan-out delivered is forgotten there.
+    pub store: Embedded,
 }
+
+/// Delivered events are forgotten at most this often (each time is one write transaction).
+const FORGET_EVERY: Duration = Duration::from_secs(1);
 
 /// Tails the events table from `feed.start` and delivers every new event, waking on each commit
 /// (idle, it does nothing).
@@ -266,10 +272,12 @@ pub async fn fan_out(
     mut stopping: watch::Receiver<bool>,
     feed: OutboxFeed,
 ) {
+    let commits = feed.store.change_notifier();
     let mut position = Some(feed.start);
+    let mut forgotten_at = tokio::time::Instant::now();
     loop {
         // Armed before the read, so a commit between the read and the wait is not missed.
-        let committed = feed.commits.notified();
+        let committed = commits.notified();
         tokio::pin!(committed);
         committed.as_mut().enable();
         let batch = match chat
@@ -290,6 +298,18 @@ pub async fn fan_out(
                 if let Err(e) = chat.deliver(&delivery, &item.pk, &item.data).await {
                     tracing::warn!(event = %item.data["type"], error = %e, "delivery failed");
                 }
+            }
+        }
+        // The fan-out is the outbox's only reader here: what it delivered is not kept (the
+        // store would otherwise hold every event for a day).
+        if !idle && forgotten_at.elapsed() >= FORGET_EVERY {
+            forgotten_at = tokio::time::Instant::now();
+            if let Err(e) = feed
+                .store
+                .forget_through(TableName::Events, &batch.next)
+                .await
+            {
+                tracing::warn!(error = %e, "forgetting delivered events failed");
             }
         }
         position = Some(batch.next);

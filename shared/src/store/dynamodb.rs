@@ -132,7 +132,12 @@ impl DynamoDb {
             Some(
                 StreamSpecification::builder()
                     .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    // The outbox's worker reads an event by its keys.
+                    .stream_view_type(if table.is_append_only() {
+                        StreamViewType::KeysOnly
+                    } else {
+                        StreamViewType::NewAndOldImages
+                    })
                     .build()
                     .map_err(build_error)?,
             )
@@ -458,12 +463,20 @@ impl DynamoDb {
                 let keys = data
                     .keys()
                     .ok_or_else(|| StoreError::Backend("stream record without keys".into()))?;
+                let pk = required_text(keys, "pk")?.to_owned();
+                let sk = required_text(keys, "sk")?.to_owned();
+                // An append-only table's stream names keys; an insert's image is the item.
+                let new = match (table.is_append_only(), kind) {
+                    (true, ChangeKind::Insert) => self.get(table, &pk, &sk).await?,
+                    (true, _) => None,
+                    (false, _) => image(data.new_image())?,
+                };
                 changes.push(Change {
                     table,
                     kind,
-                    pk: required_text(keys, "pk")?.to_owned(),
-                    sk: required_text(keys, "sk")?.to_owned(),
-                    new: image(data.new_image())?,
+                    pk,
+                    sk,
+                    new,
                     old: image(data.old_image())?,
                 });
                 if let Some(seq) = data.sequence_number() {

@@ -48,6 +48,13 @@ impl TableName {
     pub fn has_change_feed(self) -> bool {
         matches!(self, TableName::Events | TableName::Connections)
     }
+
+    /// Tables whose items are only ever inserted (and expire): the outbox. The embedded change
+    /// log names their changes by key and an insert's image is read from the table, as the AWS
+    /// delivery worker reads an event by the keys of its stream record.
+    pub fn is_append_only(self) -> bool {
+        matches!(self, TableName::Events)
+    }
 }
 
 /// The two secondary indexes every table has (items opt in by carrying the index's keys).
@@ -325,6 +332,20 @@ pub trait Table: Send + Sync + 'static {
         from: Option<&ChangePosition>,
         limit: usize,
     ) -> Result<ChangeBatch, StoreError>;
+}
+
+/// Every item a query finds, read page by page.
+pub async fn query_all(store: &dyn Table, query: Query) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.query(query.clone().start_after(cursor)).await?;
+        items.extend(page.items);
+        match page.last {
+            Some(last) => cursor = Some(last),
+            None => return Ok(items),
+        }
+    }
 }
 
 // Rules both adapters apply the same way.
