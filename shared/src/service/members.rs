@@ -511,7 +511,7 @@ fn member_filter_doc(m: &Member, wire: &Map<String, Value>, user: &Value, cid: &
 /// version it was read at: a concurrent change to the member, or its removal, cancels the write
 /// (the caller reads again and retries) instead of being overwritten or undone.
 pub(crate) fn member_put(cid: &str, m: &Member) -> Result<Write, ApiError> {
-    let item = member_item(cid, &m.user_id, to_doc(m)?);
+    let item = member_item(cid, &m.user_id, m.hidden, to_doc(m)?);
     Ok(Write::put_read_at(TableName::Channels, item, m.version))
 }
 

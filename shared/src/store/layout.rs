@@ -110,8 +110,22 @@ pub fn member_sk(user_id: &str) -> String {
     format!("{MEMBER_SK_PREFIX}{user_id}")
 }
 
-pub fn member_item(cid: &str, user_id: &str, data: serde_json::Value) -> Item {
-    Item::new(channel_pk(cid), member_sk(user_id), data).with_gsi1(memberships_pk(user_id), cid)
+/// A member's item: listed under the user's memberships on `gsi1`, and while the member hid the
+/// channel, under the channel's hidden members on `gsi2` (a send finds whom it brings the channel
+/// back to without reading every member).
+pub fn member_item(cid: &str, user_id: &str, hidden: bool, data: serde_json::Value) -> Item {
+    let item = Item::new(channel_pk(cid), member_sk(user_id), data)
+        .with_gsi1(memberships_pk(user_id), cid);
+    if hidden {
+        item.with_gsi2(hidden_members_pk(cid), user_id)
+    } else {
+        item
+    }
+}
+
+/// The members who hid a channel, on `gsi2` (sort key: the user).
+pub fn hidden_members_pk(cid: &str) -> String {
+    format!("hidden#{cid}")
 }
 
 /// The read state of a user who is not a member (server-side mark read / unread of, say, a

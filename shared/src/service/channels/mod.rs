@@ -25,11 +25,12 @@ use crate::domain::message::{MessageAnchor, MessagePage};
 use crate::domain::user::User;
 use crate::domain::ApiError;
 use crate::store::layout::{
-    channel_pk, channels_of_type_pk, member_item, member_sk, outbox_write, CHANNEL_SK,
-    MEMBER_SK_PREFIX, READER_SK_PREFIX,
+    channel_pk, channels_of_type_pk, hidden_members_pk, member_item, member_sk, outbox_write,
+    CHANNEL_SK, MEMBER_SK_PREFIX, READER_SK_PREFIX,
 };
 use crate::store::{
-    Condition, Cursor, Index, Query, SkRange, StoreError, TableName, Write, MAX_TRANSACTION_WRITES,
+    query_all, Condition, Cursor, Index, Item, Query, SkRange, StoreError, TableName, Write,
+    MAX_TRANSACTION_WRITES,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -141,6 +142,8 @@ pub struct QueryChannels {
 pub(crate) struct Loaded {
     pub channel: Channel,
     pub version: u64,
+    /// Every member ([`Chat::load_channel`]), or only the acting user's
+    /// ([`Chat::load_channel_as`], for a send, which needs no one else's).
     pub members: Vec<Member>,
     /// Read states of users who are not members (see `reader_item`).
     pub readers: Vec<Member>,
@@ -243,22 +246,11 @@ impl Chat {
                 .await?;
             for item in page.items {
                 if item.sk == CHANNEL_SK {
-                    let c: Channel = serde_json::from_value(item.data).map_err(|e| {
-                        ApiError::internal(format!("stored channel is unreadable: {e}"))
-                    })?;
-                    channel = Some((c, item.version));
+                    channel = Some(decode_channel(item)?);
                 } else if item.sk.starts_with(MEMBER_SK_PREFIX) {
-                    let mut member: Member = serde_json::from_value(item.data).map_err(|e| {
-                        ApiError::internal(format!("stored member is unreadable: {e}"))
-                    })?;
-                    member.version = item.version;
-                    members.push(member);
+                    members.push(decode_member(item)?);
                 } else if item.sk.starts_with(READER_SK_PREFIX) {
-                    let mut reader: Member = serde_json::from_value(item.data).map_err(|e| {
-                        ApiError::internal(format!("stored read state is unreadable: {e}"))
-                    })?;
-                    reader.version = item.version;
-                    readers.push(reader);
+                    readers.push(decode_member(item)?);
                 }
             }
             match page.last {
@@ -304,6 +296,48 @@ impl Chat {
             )
             .await?;
         Ok(!page.items.is_empty())
+    }
+
+    /// The channel with only `user_id`'s member item (when a member): one batch read of two
+    /// items, however many members the channel has. `member_count` is the stored count.
+    pub(crate) async fn load_channel_as(
+        &self,
+        cid: &str,
+        user_id: Option<&str>,
+    ) -> Result<Loaded, ApiError> {
+        let pk = channel_pk(cid);
+        let mut keys = vec![(pk.clone(), CHANNEL_SK.to_string())];
+        keys.extend(user_id.map(|u| (pk.clone(), member_sk(u))));
+        let mut channel = None;
+        let mut members = Vec::new();
+        for item in self.store.batch_get(TableName::Channels, &keys).await? {
+            if item.sk == CHANNEL_SK {
+                channel = Some(decode_channel(item)?);
+            } else {
+                members.push(decode_member(item)?);
+            }
+        }
+        match channel {
+            Some((channel, version)) if channel.deleted_at.is_none() => Ok(Loaded {
+                channel,
+                version,
+                members,
+                readers: Vec::new(),
+            }),
+            _ => Err(ApiError::not_found(format!(
+                "Can't find channel with id {cid}"
+            ))),
+        }
+    }
+
+    /// The members who hid the channel (its hidden-members index).
+    pub(crate) async fn hidden_members(&self, cid: &str) -> Result<Vec<Member>, ApiError> {
+        let query = Query::new(TableName::Channels, hidden_members_pk(cid)).index(Index::Gsi2);
+        query_all(self.store.as_ref(), query)
+            .await?
+            .into_iter()
+            .map(decode_member)
+            .collect()
     }
 
     pub(crate) async fn require_channel(&self, cid: &str) -> Result<Loaded, ApiError> {
@@ -399,7 +433,7 @@ impl MemberChanges {
         let put = |m: &Member| -> Result<Write, ApiError> {
             Ok(Write::Put {
                 table: TableName::Channels,
-                item: member_item(&channel.cid, &m.user_id, to_doc(m)?),
+                item: member_item(&channel.cid, &m.user_id, m.hidden, to_doc(m)?),
                 condition: Condition::None,
             })
         };
@@ -494,4 +528,19 @@ fn pack(groups: Vec<Vec<Write>>) -> Vec<Vec<Write>> {
         }
     }
     out
+}
+
+/// A stored channel item and its version.
+fn decode_channel(item: Item) -> Result<(Channel, u64), ApiError> {
+    let channel = serde_json::from_value(item.data)
+        .map_err(|e| ApiError::internal(format!("stored channel is unreadable: {e}")))?;
+    Ok((channel, item.version))
+}
+
+/// A stored member (or non-member read state) item, with its version.
+fn decode_member(item: Item) -> Result<Member, ApiError> {
+    let mut member: Member = serde_json::from_value(item.data)
+        .map_err(|e| ApiError::internal(format!("stored member is unreadable: {e}")))?;
+    member.version = item.version;
+    Ok(member)
 }

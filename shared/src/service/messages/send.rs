@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::domain::caller::Session;
-use crate::domain::channel::Channel;
+use crate::domain::channel::{Channel, Cid};
 use crate::domain::clock::parse_time;
 use crate::domain::ids::random_id;
 use crate::domain::message::Message;
@@ -44,7 +44,6 @@ impl Chat {
                 "message is required: send {\"message\": {\"text\": ...}}",
             ));
         }
-        let (cid, config, loaded) = self.readable_channel(session, channel_type, id).await?;
         let payload_user = req
             .message
             .get("user_id")
@@ -53,6 +52,11 @@ impl Chat {
         let payload_user_obj = req.message.get("user").and_then(Value::as_object).cloned();
         let author = acting_user(session, &payload_user, &payload_user_obj)
             .ok_or_else(|| ApiError::field("message.user", "either message.user or message.user_id must be provided when sending a message with server-side auth"))?;
+        // A send reads the channel and its author's member item, never the other members.
+        let cid = Cid::new(channel_type, id)?.to_string();
+        let config = self.channel_config(channel_type).await?;
+        let loaded = self.load_channel_as(&cid, Some(&author)).await?;
+        self.check_readable(session, &config, &loaded)?;
         let (user, _) = self
             .get_user(&author)
             .await?
@@ -295,9 +299,10 @@ impl Chat {
         };
         // Sends into this channel from this process take turns (see `writers`); the channel as
         // read before the turn may be stale, so it is read again once the turn comes.
+        let author = message.user_id.clone();
         let (_turn, waited) = self.writers.turn(&cid).await;
         if waited {
-            loaded = self.require_channel(&cid).await?;
+            loaded = self.load_channel_as(&cid, author.as_deref()).await?;
         }
         for attempt in 1..=CONTENDED_ATTEMPTS {
             let mut channel = loaded.channel.clone();
@@ -401,9 +406,19 @@ impl Chat {
             // The sender has read their own message; members who hid the channel see it again
             // (`channel.visible` to each).
             let mut member_writes = Vec::new();
-            for m in &loaded.members {
-                let is_sender = message.user_id.as_deref() == Some(m.user_id.as_str())
-                    && message.in_channel_list();
+            let sender = loaded
+                .members
+                .iter()
+                .filter(|m| author.as_deref() == Some(m.user_id.as_str()));
+            let hidden = self.hidden_members(&cid).await?;
+            let touched = sender.chain(
+                hidden
+                    .iter()
+                    .filter(|m| author.as_deref() != Some(m.user_id.as_str())),
+            );
+            for m in touched {
+                let is_sender =
+                    author.as_deref() == Some(m.user_id.as_str()) && message.in_channel_list();
                 if !is_sender && !m.hidden {
                     continue;
                 }
@@ -470,7 +485,7 @@ impl Chat {
                             message.id
                         )));
                     }
-                    loaded = self.require_channel(&cid).await?;
+                    loaded = self.load_channel_as(&cid, author.as_deref()).await?;
                     contention_pause(attempt).await;
                 }
                 Err(e) => return Err(e.into()),

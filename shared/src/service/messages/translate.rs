@@ -64,8 +64,16 @@ impl Chat {
         {
             return;
         }
-        let ids: Vec<&str> = loaded
-            .members
+        // The other members' languages decide when the channel names none (a send's channel
+        // carries only its author's member item, so the members are read here).
+        let members = match &loaded.channel.auto_translation_language {
+            Some(_) => Vec::new(),
+            None => match self.load_channel(&loaded.channel.cid).await {
+                Ok(Some(all)) => all.members,
+                _ => return,
+            },
+        };
+        let ids: Vec<&str> = members
             .iter()
             .map(|x| x.user_id.as_str())
             .chain(m.user_id.as_deref())
@@ -84,7 +92,7 @@ impl Chat {
             None => {
                 let mut counts: std::collections::BTreeMap<String, usize> =
                     std::collections::BTreeMap::new();
-                for member in &loaded.members {
+                for member in &members {
                     if Some(member.user_id.as_str()) == m.user_id.as_deref() {
                         continue;
                     }
