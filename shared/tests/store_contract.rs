@@ -83,6 +83,7 @@ contract!(
     forward_and_backward,
     limit_and_cursor_page_through_a_partition,
     secondary_indexes,
+    keys_only_queries,
     index_paging_through_ties,
     ttl_expiry,
     batch_get,
@@ -670,6 +671,42 @@ async fn limit_and_cursor_page_through_a_partition(store: &dyn Table) {
         .expect("query");
     assert_eq!(sort_keys(&rest.items), ["m22", "m23", "m24"]);
     assert_eq!(rest.last, None);
+}
+
+/// A keys-only query pages like any other and returns each item's keys, index keys, expiry and
+/// version, with no document.
+async fn keys_only_queries(store: &dyn Table) {
+    let t = TableName::Channels;
+    let mut stored = Vec::new();
+    for sk in ["a", "b", "c"] {
+        let mut it = item("p", sk)
+            .with_gsi1("by-user", sk)
+            .with_gsi2("other", sk);
+        it.ttl = Some(now() + 3600);
+        store
+            .write(put(t, it.clone(), Condition::None))
+            .await
+            .expect("put");
+        stored.push(Item {
+            data: serde_json::Value::Null,
+            ..it
+        });
+    }
+    let first = store
+        .query(Query::new(t, "p").keys_only().limit(2))
+        .await
+        .expect("query");
+    assert_eq!(first.items, stored[..2]);
+    let rest = store
+        .query(Query::new(t, "p").keys_only().start_after(first.last))
+        .await
+        .expect("query");
+    assert_eq!(rest.items, stored[2..]);
+    let by_index = store
+        .query(Query::new(t, "by-user").index(Index::Gsi1).keys_only())
+        .await
+        .expect("index query");
+    assert_eq!(by_index.items, stored);
 }
 
 async fn secondary_indexes(store: &dyn Table) {

@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodbstreams::types::{OperationType, ShardIteratorType};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -669,6 +670,15 @@ impl Table for DynamoDb {
             Some(index) => index_attributes(index),
         };
         let mut names = names(&[("#pk", pk_attr), ("#ttl", "ttl")]);
+        let projection = query.keys_only.then(|| {
+            let kept = [
+                "pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "ttl", "version",
+            ];
+            for attr in kept {
+                names.insert(format!("#k_{attr}"), attr.to_owned());
+            }
+            kept.map(|attr| format!("#k_{attr}")).join(", ")
+        });
         let mut values: Attrs = HashMap::from([
             (":pk".to_owned(), s(&query.pk)),
             (":now".to_owned(), AttributeValue::N(now().to_string())),
@@ -727,6 +737,7 @@ impl Table for DynamoDb {
                 .set_index_name(query.index.map(|i| i.as_str().to_owned()))
                 .key_condition_expression(&key_condition)
                 .filter_expression("attribute_not_exists(#ttl) OR #ttl >= :now")
+                .set_projection_expression(projection.clone())
                 .set_expression_attribute_names(Some(names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
                 .scan_index_forward(query.forward)
@@ -995,7 +1006,12 @@ fn item_from<A: Attribute>(attrs: &HashMap<String, A>) -> Result<Item, StoreErro
             _ => None,
         }
     };
-    let data = required_text(attrs, "data")?;
+    // A keys-only query leaves the document out.
+    let data = match attrs.get("data") {
+        None => Value::Null,
+        Some(_) => serde_json::from_str(required_text(attrs, "data")?)
+            .map_err(|e| StoreError::Backend(format!("item data is not JSON: {e}")))?,
+    };
     Ok(Item {
         pk: required_text(attrs, "pk")?.to_owned(),
         sk: required_text(attrs, "sk")?.to_owned(),
@@ -1004,8 +1020,7 @@ fn item_from<A: Attribute>(attrs: &HashMap<String, A>) -> Result<Item, StoreErro
         ttl: number(attrs, "ttl")?,
         version: number(attrs, "version")?
             .ok_or_else(|| StoreError::Backend("item without version".into()))?,
-        data: serde_json::from_str(data)
-            .map_err(|e| StoreError::Backend(format!("item data is not JSON: {e}")))?,
+        data,
     })
 }
 

@@ -799,7 +799,12 @@ impl QueryPlan {
             Some(Index::Gsi2) => ("gsi2pk", "gsi2sk"),
         };
         let text = |s: &str| SqlValue::Text(s.to_owned());
-        let mut sql = format!("SELECT {ITEM_COLUMNS} FROM items WHERE tbl = ? AND {pk_col} = ?");
+        let columns = match query.keys_only {
+            // The document is left out (read back as null).
+            true => ITEM_COLUMNS.replace(", data", ", 'null'"),
+            false => ITEM_COLUMNS.to_owned(),
+        };
+        let mut sql = format!("SELECT {columns} FROM items WHERE tbl = ? AND {pk_col} = ?");
         let mut params = vec![text(query.table.as_str()), text(&query.pk)];
         let mut bound = |sql: &mut String, op: &str, value: &str| {
             sql.push_str(&format!(" AND {sk_col} {op} ?"));

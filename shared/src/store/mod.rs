@@ -216,6 +216,9 @@ pub struct Query {
     /// Ascending sort-key order when true.
     pub forward: bool,
     pub start_after: Option<Cursor>,
+    /// Items come back without their document (`data` is null): for listings that need only
+    /// keys, index keys and versions, which then cost no decoding.
+    pub keys_only: bool,
 }
 
 impl Query {
@@ -228,7 +231,12 @@ impl Query {
             limit: None,
             forward: true,
             start_after: None,
+            keys_only: false,
         }
+    }
+    pub fn keys_only(mut self) -> Self {
+        self.keys_only = true;
+        self
     }
     pub fn index(mut self, index: Index) -> Self {
         self.index = Some(index);
