@@ -656,3 +656,77 @@ def test_query_members_created_at_pagination(channel, users):
     assert [m["user_id"] for m in upto] == users[:2]
     before = channel.query_members({}, sort=[{"field": "created_at", "direction": -1}], created_at_before=pivot)
     assert [m["user_id"] for m in before] == users[:1]
+
+
+def test_query_channels_pages_a_members_many_channels_in_sort_order(client):
+    """A member of many channels asking for a page gets exactly the page a full sort gives:
+    channels the filter leaves out, hidden channels and deleted channels are skipped, ties keep
+    cid order, and every offset is consistent (the server reads only as many whole channels as
+    the page needs)."""
+    me = uid("many")
+    other = uid("other")
+    client.upsert_users([{"id": me}, {"id": other}])
+    tag = uid("tag")
+    channels = []
+    for i in range(36):
+        ch = client.channel(
+            "messaging", f"{tag}-{i:02d}", {"color": "red" if i % 3 else "blue", "tag": tag, "rank": i % 4}
+        )
+        ch.create(other)
+        ch.add_members([me])
+        channels.append(ch)
+    # Messages in a shuffled order give the channels distinct last_message_at values.
+    for i in [7, 3, 30, 12, 1, 25, 19, 33, 8, 14, 22, 5, 28, 0, 35, 10]:
+        channels[i].send_message({"text": f"in {i}"}, other)
+    channels[7].hide(me)
+    channels[14].delete()
+    everything = client.query_channels(
+        {"tag": tag, "members": {"$in": [me]}}, user_id=me, limit=30
+    )["channels"]
+    assert len(everything) == 30
+    assert len(client.query_channels({"tag": tag, "members": {"$in": [me]}}, user_id=me, limit=30, offset=30)["channels"]) == 4
+
+    def expected(sort_key, red_only):
+        docs = [
+            c["channel"]
+            for off in range(0, 40, 30)
+            for c in client.query_channels(
+                {"tag": tag, "members": {"$in": [me]}}, user_id=me, limit=30, offset=off
+            )["channels"]
+        ]
+        if red_only:
+            docs = [d for d in docs if d["color"] == "red"]
+        return [d["cid"] for d in sorted(docs, key=sort_key)]
+
+    newest_first = lambda d: (  # noqa: E731
+        "0" if d.get("last_message_at") else "1",
+        "".join(chr(0x10FFFF - ord(ch)) for ch in (d.get("last_message_at") or "")),
+        d["cid"],
+    )
+    want = expected(newest_first, red_only=True)
+    assert len(want) == 22, "36 channels, 12 blue, one hidden red, one deleted red"
+    got = []
+    for offset in range(0, len(want) + 5, 5):
+        page = client.query_channels(
+            {"tag": tag, "color": "red", "members": {"$in": [me]}},
+            {"last_message_at": -1},
+            user_id=me,
+            limit=5,
+            offset=offset,
+        )["channels"]
+        got.extend(c["channel"]["cid"] for c in page)
+    assert got == want
+
+    by_rank = expected(lambda d: (d["rank"], d["cid"]), red_only=False)
+    got = []
+    for offset in range(0, 40, 4):
+        page = client.query_channels(
+            {"tag": tag, "members": {"$in": [me]}},
+            [{"field": "rank", "direction": 1}],
+            user_id=me,
+            limit=4,
+            offset=offset,
+        )["channels"]
+        got.extend(c["channel"]["cid"] for c in page)
+    assert got == by_rank
+    assert channels[7].cid not in got and channels[14].cid not in got

@@ -18,7 +18,7 @@ use tower::ServiceExt;
 const KEY: &str = "bench-key";
 const SECRET: &str = "bench-secret";
 const USERS: usize = 2000;
-const CHANNELS: usize = 200;
+const CHANNELS: usize = 1000;
 
 fn server_token() -> String {
     jsonwebtoken::encode(
@@ -151,9 +151,20 @@ async fn main() {
         )
         .await;
     }
+    send(
+        &router,
+        request(
+            "POST",
+            "/users",
+            &server,
+            Some(json!({"users": {"solo": {"id": "solo"}}})),
+        ),
+    )
+    .await;
     let seed = t.elapsed();
 
-    // Seed channels: user-00000 is in every one, user-00001 in every tenth; five members each.
+    // Seed channels: user-00000 is in every one, user-00001 in every tenth, `solo` in the
+    // first only; five members each.
     let t = Instant::now();
     for c in 0..CHANNELS {
         let mut members: Vec<String> = (2..6)
@@ -162,6 +173,9 @@ async fn main() {
         members.push("user-00000".into());
         if c % 10 == 0 {
             members.push("user-00001".into());
+        }
+        if c == 0 {
+            members.push("solo".into());
         }
         let body = json!({"data": {"created_by_id": "user-00000", "members": members, "rank": c}});
         send(
@@ -202,14 +216,23 @@ async fn main() {
         measure("POST channel update: add a member", n, |i| {
             request("POST", &format!("/channels/messaging/bench-{}", i % CHANNELS), &server, Some(json!({"add_members": [format!("user-{:05}", 1000 + i % 1000)]})))
         }, &router).await,
-        measure("POST /channels: mine (in 20 channels)", 100, |_| {
-            request("POST", "/channels", &user_token("user-00001"), Some(json!({"filter_conditions": {}, "limit": 10})))
-        }, &router).await,
-        measure("POST /channels: mine (in 200 channels)", 50, |_| {
-            request("POST", "/channels", &user_token("user-00000"), Some(json!({"filter_conditions": {"members": {"$in": ["user-00000"]}}, "limit": 10})))
-        }, &router).await,
         measure("POST message (server side)", n, |i| {
             request("POST", &format!("/channels/messaging/bench-{}/message", i % CHANNELS), &server, Some(json!({"message": {"text": format!("hello number {i}"), "user_id": "user-00000"}})))
+        }, &router).await,
+        measure("POST /channels: mine (in 1 channel)", 100, |_| {
+            request("POST", "/channels", &user_token("solo"), Some(json!({"filter_conditions": {"members": {"$in": ["solo"]}}, "limit": 10})))
+        }, &router).await,
+        measure("POST /channels: mine (in 100 channels)", 100, |_| {
+            request("POST", "/channels", &user_token("user-00001"), Some(json!({"filter_conditions": {"members": {"$in": ["user-00001"]}}, "limit": 10})))
+        }, &router).await,
+        measure("POST /channels: mine (in 1000 channels)", 100, |_| {
+            request("POST", "/channels", &user_token("user-00000"), Some(json!({"filter_conditions": {"members": {"$in": ["user-00000"]}}, "limit": 10})))
+        }, &router).await,
+        measure("POST /channels: mine, by last_message_at (1000)", 100, |_| {
+            request("POST", "/channels", &user_token("user-00000"), Some(json!({"filter_conditions": {"type": "messaging", "members": {"$in": ["user-00000"]}}, "sort": [{"field": "last_message_at", "direction": -1}], "limit": 10})))
+        }, &router).await,
+        measure("GET /unread (in 1000 channels)", 100, |_| {
+            request("GET", "/unread", &user_token("user-00000"), None)
         }, &router).await,
         measure("POST channel query (25 newest messages)", n, |i| {
             request("POST", &format!("/channels/messaging/bench-{}/query", i % CHANNELS), &user_token("user-00000"), Some(json!({"state": true, "messages": {"limit": 25}})))
@@ -229,7 +252,7 @@ async fn main() {
     let baseline = figures[0].per_op;
     println!("request path on the embedded store (on disk), {USERS} users seeded in {seed:.2?} ({:.0} users/s)", USERS as f64 / seed.as_secs_f64());
     println!(
-        "{CHANNELS} channels of 5-6 members created in {channel_seed:.2?} ({:.0} channels/s)",
+        "{CHANNELS} channels of 5-7 members created in {channel_seed:.2?} ({:.0} channels/s)",
         CHANNELS as f64 / channel_seed.as_secs_f64()
     );
     println!(

@@ -11,7 +11,7 @@ use crate::domain::event::Event;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
 use crate::store::layout::{channel_messages_pk, memberships_pk, outbox_write, reader_item};
-use crate::store::{Index, Query, SkRange, StoreError, TableName, Write};
+use crate::store::{query_all, Index, Query, SkRange, StoreError, TableName, Write};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -696,34 +696,35 @@ impl Chat {
     }
 
     /// Unread per joined channel of a user (muted channels count 0): one index walk for the
-    /// memberships, then one batch read of each channel item and the user's member item.
+    /// user's member items, then one batch read of their channel items.
     pub(crate) async fn channel_unreads(
         &self,
         user_id: &str,
         muted: &std::collections::BTreeSet<String>,
         pending: Option<(&str, &Member)>,
     ) -> Result<Vec<ChannelUnread>, ApiError> {
-        use crate::store::layout::{channel_pk, member_sk, CHANNEL_SK};
-        let cids = self.membership_cids(user_id).await?;
+        use crate::store::layout::{channel_pk, CHANNEL_SK};
+        let memberships = query_all(
+            self.store.as_ref(),
+            Query::new(TableName::Channels, memberships_pk(user_id)).index(Index::Gsi1),
+        )
+        .await?;
+        let mut cids = Vec::with_capacity(memberships.len());
+        let mut members = std::collections::HashMap::new();
+        for item in memberships {
+            if let Ok(m) = serde_json::from_value::<Member>(item.data) {
+                cids.push(item.gsi1.map(|k| k.sk).unwrap_or_default());
+                members.insert(item.pk, m);
+            }
+        }
         let keys: Vec<(String, String)> = cids
             .iter()
-            .flat_map(|cid| {
-                [
-                    (channel_pk(cid), CHANNEL_SK.to_string()),
-                    (channel_pk(cid), member_sk(user_id)),
-                ]
-            })
+            .map(|cid| (channel_pk(cid), CHANNEL_SK.to_string()))
             .collect();
         let mut channels = std::collections::HashMap::new();
-        let mut members = std::collections::HashMap::new();
         for item in self.store.batch_get(TableName::Channels, &keys).await? {
-            if item.sk == CHANNEL_SK {
-                if let Ok(c) = serde_json::from_value::<crate::domain::channel::Channel>(item.data)
-                {
-                    channels.insert(item.pk, c);
-                }
-            } else if let Ok(m) = serde_json::from_value::<Member>(item.data) {
-                members.insert(item.pk, m);
+            if let Ok(c) = serde_json::from_value::<crate::domain::channel::Channel>(item.data) {
+                channels.insert(item.pk, c);
             }
         }
         let mut out = Vec::new();

@@ -179,7 +179,7 @@ impl Chat {
         let terms = text_terms(&message_filter);
 
         let (channels, configs) = self
-            .matching_channels(session, &channel_filter, actor.as_deref())
+            .matching_channels(session, &channel_filter, actor.as_deref(), None)
             .await?;
         let mut found: Vec<(Value, Message, Value)> = Vec::new();
         for (loaded, _) in channels.into_iter().take(MAX_SEARCH_CHANNELS) {

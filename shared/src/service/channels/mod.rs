@@ -362,6 +362,7 @@ impl Chat {
                         .index(index)
                         .range(SkRange::All)
                         .limit(1000)
+                        .keys_only()
                         .start_after(cursor),
                 )
                 .await?;

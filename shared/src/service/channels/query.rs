@@ -3,7 +3,9 @@
 
 use super::*;
 use crate::domain::caller::Session;
-use crate::domain::channel::{check_filter_values, query_channels_rules, ChannelView, Member};
+use crate::domain::channel::{
+    check_filter_values, query_channels_rules, Channel, ChannelView, Member,
+};
 use crate::domain::channel_type::ChannelTypeConfig;
 use crate::domain::filter::{compare_json, Filter, SortField};
 use crate::domain::limits::{
@@ -13,8 +15,8 @@ use crate::domain::limits::{
 use crate::domain::message::{MessageAnchor, MessagePage};
 use crate::domain::ApiError;
 use crate::service::{Chat, QueryParts};
-use crate::store::layout::{channels_of_type_pk, memberships_pk};
-use crate::store::Index;
+use crate::store::layout::{channel_pk, channels_of_type_pk, memberships_pk, CHANNEL_SK};
+use crate::store::{Index, TableName};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
@@ -94,18 +96,31 @@ impl Chat {
             return Err(ApiError::field("user_id", "filters on the reader's own state (joined, invite, muted, hidden, archived, pinned, has_unread) need user_id server-side"));
         }
         let (mut matched, configs) = self
-            .matching_channels(session, &filter, actor.as_deref())
+            .matching_channels(
+                session,
+                &filter,
+                actor.as_deref(),
+                Some((&sort, offset + limit)),
+            )
             .await?;
         matched.sort_by(|(_, a), (_, b)| compare_json(&sort, a, b));
-        let mut channels = Vec::new();
+        let page: Vec<Loaded> = matched
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(loaded, _)| loaded)
+            .collect();
         // `presence: true`: the connection hears the returned channels' members come and go.
         let mut presence_of: Vec<String> = Vec::new();
-        for (loaded, _) in matched.into_iter().skip(offset).take(limit) {
-            let config = &configs[&loaded.channel.channel_type];
-            self.watch_if_asked(session, q.watch, &loaded).await?;
+        for loaded in &page {
+            self.watch_if_asked(session, q.watch, loaded).await?;
             if q.presence == Some(true) {
                 presence_of.extend(loaded.members.iter().map(|m| m.user_id.clone()));
             }
+        }
+        // The page's channel states are read concurrently, answered in the page's order.
+        let states = page.iter().map(|loaded| {
+            let config = &configs[&loaded.channel.channel_type];
             let page = StatePage {
                 member_limit: Some(member_limit),
                 member_offset: None,
@@ -114,11 +129,9 @@ impl Chat {
                     limit: message_limit,
                 },
             };
-            channels.push(
-                self.channel_state(session, config, &loaded, actor.as_deref(), page)
-                    .await?,
-            );
-        }
+            self.channel_state(session, config, loaded, actor.as_deref(), page)
+        });
+        let channels = futures::future::try_join_all(states).await?;
         if let (false, Some(conn)) = (presence_of.is_empty(), &session.connection_id) {
             let others = crate::domain::ids::unique(presence_of);
             let ids: Vec<&str> = others
@@ -134,11 +147,17 @@ impl Chat {
     /// The channels a filter names that the caller may read, each with the document the
     /// filter matched (and sorts see) and its type's config; channels the reader hid are left out
     /// unless the filter asks about `hidden`.
+    ///
+    /// With `first: (sort, n)` only the first `n` matches in that order are needed: when the
+    /// sort looks only at the channels' own fields, the candidates are ordered from their channel
+    /// items (one batch read) and loaded whole in that order until `n` match, so a member of a
+    /// thousand channels asking for ten loads about ten.
     pub(crate) async fn matching_channels(
         &self,
         session: &Session,
         filter: &Filter,
         actor: Option<&str>,
+        first: Option<(&[SortField], usize)>,
     ) -> Result<(Vec<(Loaded, Value)>, HashMap<String, ChannelTypeConfig>), ApiError> {
         let muted: BTreeSet<String> = match actor {
             Some(a) => self
@@ -152,10 +171,20 @@ impl Chat {
         let asks_hidden = filter.mentions("hidden");
         let member_names = filter.mentions("member.user.name");
         let app_banned = filter.mentions("app_banned");
-        let cids = self.candidate_cids(session, filter, actor).await?;
+        let mut cids = self.candidate_cids(session, filter, actor).await?;
+        let mut wanted = usize::MAX;
+        if let Some((sort, n)) =
+            first.filter(|(sort, n)| cids.len() > *n && sorts_by_channel_only(sort))
+        {
+            cids = self.cids_in_order(&cids, sort).await?;
+            wanted = n;
+        }
         let mut matched = Vec::new();
         let mut configs: HashMap<String, ChannelTypeConfig> = HashMap::new();
         for cid in cids {
+            if matched.len() >= wanted {
+                break;
+            }
             let Some(loaded) = self.load_channel(&cid).await? else {
                 continue;
             };
@@ -207,8 +236,7 @@ impl Chat {
         reader: &ReaderView<'_>,
     ) -> Result<Value, ApiError> {
         let c = &loaded.channel;
-        let mut doc = c.to_wire(&ChannelView::default());
-        doc.insert("type".into(), Value::String(c.channel_type.clone()));
+        let mut doc = channel_doc(c);
         doc.insert(
             "members".into(),
             loaded
@@ -218,24 +246,6 @@ impl Chat {
                 .collect::<Vec<_>>()
                 .into(),
         );
-        doc.insert(
-            "created_by_id".into(),
-            c.created_by_id
-                .clone()
-                .map(Value::String)
-                .unwrap_or(Value::Null),
-        );
-        // Seed: the time of the last message, or when there is none, of the channel's creation.
-        let last_updated = c
-            .last_message_at
-            .as_deref()
-            .unwrap_or(c.created_at.as_str());
-        doc.insert(
-            "last_updated".into(),
-            Value::String(last_updated.to_string()),
-        );
-        doc.insert("disabled".into(), Value::Bool(c.disabled));
-        doc.insert("frozen".into(), Value::Bool(c.frozen));
         doc.insert("muted".into(), Value::Bool(reader.muted));
         // Seed: `app_banned` applies only to channels of exactly two members.
         if reader.app_banned && loaded.members.len() == 2 {
@@ -297,6 +307,32 @@ impl Chat {
         doc.insert("unread_count".into(), unread.into());
         doc.insert("has_unread".into(), Value::Bool(unread > 0));
         Ok(Value::Object(doc))
+    }
+
+    /// `cids` in `sort` order, from their channel items alone (deleted channels left out).
+    async fn cids_in_order(
+        &self,
+        cids: &[String],
+        sort: &[SortField],
+    ) -> Result<Vec<String>, ApiError> {
+        let keys: Vec<(String, String)> = cids
+            .iter()
+            .map(|cid| (channel_pk(cid), CHANNEL_SK.to_string()))
+            .collect();
+        let mut docs: Vec<Value> = Vec::with_capacity(keys.len());
+        for item in self.store.batch_get(TableName::Channels, &keys).await? {
+            let Ok(c) = serde_json::from_value::<Channel>(item.data) else {
+                continue;
+            };
+            if c.deleted_at.is_none() {
+                docs.push(Value::Object(channel_doc(&c)));
+            }
+        }
+        docs.sort_by(|a, b| compare_json(sort, a, b));
+        Ok(docs
+            .into_iter()
+            .filter_map(|d| d["cid"].as_str().map(str::to_string))
+            .collect())
     }
 
     async fn candidate_cids(
@@ -362,4 +398,56 @@ impl Chat {
         }
         Ok(out.into_iter().collect())
     }
+}
+
+/// Fields of the filter document that depend on the reader or on the member items, not on the
+/// channel item alone (`member_count` is counted from the member items).
+const READER_FIELDS: &[&str] = &[
+    "members",
+    "member",
+    "member_count",
+    "app_banned",
+    "muted",
+    "joined",
+    "hidden",
+    "archived",
+    "pinned",
+    "pinned_at",
+    "invite",
+    "unread_count",
+    "has_unread",
+];
+
+/// Whether a sort looks only at fields the channel item has.
+fn sorts_by_channel_only(sort: &[SortField]) -> bool {
+    sort.iter().all(|f| {
+        let root = f.field.split('.').next().unwrap_or_default();
+        !READER_FIELDS.contains(&root)
+    })
+}
+
+/// The part of the filter document that is the channel's own: its fields and custom data, its
+/// type, creator, `last_updated` (seed: the last message's time, or the creation's when there
+/// is none), `disabled` and `frozen`.
+fn channel_doc(c: &Channel) -> serde_json::Map<String, Value> {
+    let mut doc = c.to_wire(&ChannelView::default());
+    doc.insert("type".into(), Value::String(c.channel_type.clone()));
+    doc.insert(
+        "created_by_id".into(),
+        c.created_by_id
+            .clone()
+            .map(Value::String)
+            .unwrap_or(Value::Null),
+    );
+    let last_updated = c
+        .last_message_at
+        .as_deref()
+        .unwrap_or(c.created_at.as_str());
+    doc.insert(
+        "last_updated".into(),
+        Value::String(last_updated.to_string()),
+    );
+    doc.insert("disabled".into(), Value::Bool(c.disabled));
+    doc.insert("frozen".into(), Value::Bool(c.frozen));
+    doc
 }
