@@ -1,15 +1,19 @@
 //! Concurrent writers on one record, through the use cases, on both engines (the embedded store
 //! and DynamoDB on moto): no acknowledged write is lost, a removed member is never recreated,
-//! a hot channel takes every send, and counters equal the stored items.
+//! a hot channel takes every send, counters equal the stored items, and a member's count of open
+//! connections stays true through racing opens and closes.
 //!
 //! Run one engine with e.g. `cargo test -p shared --test concurrency dynamodb::`.
 
 mod support;
 
 use serde_json::json;
+use shared::realtime::delivery::Delivery;
+use shared::realtime::{Gateway, GatewayError};
 use shared::service::channels::ChannelUpdate;
 use shared::service::messages::SendMessage;
 use shared::service::reads::ReadRequest;
+use std::sync::{Arc, Mutex};
 use support::chat::{obj, TestChat};
 
 async fn concurrent_member_updates_are_all_kept(t: TestChat) {
@@ -130,6 +134,77 @@ async fn a_hot_channel_takes_every_send(t: TestChat) {
     assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
 }
 
+/// Frames posted, by connection.
+#[derive(Default)]
+struct Recorded(Mutex<Vec<(String, serde_json::Value)>>);
+
+#[async_trait::async_trait]
+impl Gateway for Recorded {
+    async fn post(&self, connection_id: &str, frame: &str) -> Result<(), GatewayError> {
+        let frame = serde_json::from_str(frame).expect("a JSON frame");
+        self.0
+            .lock()
+            .expect("frames")
+            .push((connection_id.to_string(), frame));
+        Ok(())
+    }
+    async fn close(&self, _: &str) -> Result<(), GatewayError> {
+        Ok(())
+    }
+}
+
+async fn racing_opens_and_closes_never_hide_a_connected_member(t: TestChat) {
+    t.users(&["al", "bo"]).await;
+    t.channel("notify", &["al", "bo"]).await;
+    let conns: Vec<String> = (0..12).map(|i| format!("bo-{i}")).collect();
+    let opens = conns.iter().map(|c| {
+        let (chat, c) = (t.chat.clone(), c.clone());
+        tokio::spawn(async move { chat.open_connection(&c, "bo", "test", false, false).await })
+    });
+    for open in opens.collect::<Vec<_>>() {
+        open.await.expect("task").expect("open");
+    }
+    // Every connection but the last closes, each closed twice at once.
+    let closes = conns[..11].iter().chain(&conns[..11]).map(|c| {
+        let (chat, c) = (t.chat.clone(), c.clone());
+        tokio::spawn(async move { chat.close_connection(&c).await })
+    });
+    for close in closes.collect::<Vec<_>>() {
+        close.await.expect("task").expect("close");
+    }
+    let recorded = Arc::new(Recorded::default());
+    let delivery = Delivery::new(recorded.clone());
+    let message_new = |text: &str| {
+        json!({
+            "type": "message.new",
+            "cid": "messaging:notify",
+            "channel_id": "notify",
+            "channel_type": "messaging",
+            "message": {"id": format!("m-{text}"), "text": text, "user": {"id": "al"}},
+            "user": {"id": "al"},
+        })
+    };
+    t.chat
+        .deliver(&delivery, "messaging:notify", &message_new("one"))
+        .await
+        .expect("delivery");
+    let frames = std::mem::take(&mut *recorded.0.lock().expect("frames"));
+    let notified: Vec<(&str, &str)> = frames
+        .iter()
+        .map(|(c, f)| (c.as_str(), f["type"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(notified, [("bo-11", "notification.message_new")]);
+    t.chat
+        .close_connection("bo-11")
+        .await
+        .expect("the last close");
+    t.chat
+        .deliver(&delivery, "messaging:notify", &message_new("two"))
+        .await
+        .expect("delivery");
+    assert!(recorded.0.lock().expect("frames").is_empty());
+}
+
 macro_rules! on_both_engines {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -147,4 +222,5 @@ on_both_engines!(
     concurrent_member_updates_are_all_kept,
     a_member_removed_while_reading_stays_removed,
     a_hot_channel_takes_every_send,
+    racing_opens_and_closes_never_hide_a_connected_member,
 );

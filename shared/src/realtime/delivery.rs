@@ -6,11 +6,11 @@
 //! for fan-out workers.
 
 use super::{Gateway, GatewayError, BUSY_CHANNEL_WATCHERS};
-use crate::domain::channel::Member;
+use crate::domain::channel::{Channel, Member};
 use crate::domain::ApiError;
 use crate::service::Chat;
-use crate::store::layout::{channel_pk, deleted_for_pk, member_sk};
-use crate::store::{Index, Query, TableName};
+use crate::store::layout::{channel_pk, deleted_for_pk, member_sk, CHANNEL_SK, MEMBER_SK_PREFIX};
+use crate::store::{query_all, Index, Query, SkRange, TableName};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -529,25 +529,54 @@ impl Chat {
         {
             return Ok(0);
         }
-        let Some(loaded) = self.load_channel(cid).await? else {
-            return Ok(0);
-        };
+        // The members by key alone, then which of them may be connected (one batch read), and
+        // only those members' items: a channel whose members are offline costs two reads.
+        let member_ids: Vec<String> = query_all(
+            self.store.as_ref(),
+            Query::new(TableName::Channels, channel_pk(cid))
+                .range(SkRange::BeginsWith(MEMBER_SK_PREFIX.into()))
+                .keys_only(),
+        )
+        .await?
+        .into_iter()
+        .filter_map(|i| i.sk.strip_prefix(MEMBER_SK_PREFIX).map(str::to_string))
+        .collect();
         let watchers: BTreeSet<&String> = watching.values().collect();
         let sender = event["user"]["id"].as_str().unwrap_or_default();
-        let candidates: BTreeSet<&str> = loaded
-            .members
+        let others: Vec<&str> = member_ids
             .iter()
-            .filter(|m| m.is_joined() && m.user_id != sender && !watchers.contains(&m.user_id))
-            .map(|m| m.user_id.as_str())
+            .filter(|u| *u != sender && !watchers.contains(u))
+            .map(String::as_str)
             .collect();
+        let connected = self.maybe_connected(&others).await?;
+        if connected.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<(String, String)> = connected
+            .iter()
+            .map(|u| (channel_pk(cid), member_sk(u)))
+            .chain([(channel_pk(cid), CHANNEL_SK.to_string())])
+            .collect();
+        let mut channel = None;
+        let mut members = Vec::new();
+        for item in self.store.batch_get(TableName::Channels, &keys).await? {
+            if item.sk == CHANNEL_SK {
+                channel = serde_json::from_value::<Channel>(item.data).ok();
+            } else if let Ok(m) = serde_json::from_value::<Member>(item.data) {
+                members.push(m);
+            }
+        }
+        let Some(mut channel) = channel.filter(|c| c.deleted_at.is_none()) else {
+            return Ok(0);
+        };
+        channel.member_count = member_ids.len() as u32;
         // No notification about a user the member muted or blocked.
         let mut quiet = self.who_muted(sender).await?;
         quiet.extend(self.who_blocked(sender).await?);
         let mut recipients = Vec::new();
-        for m in loaded
-            .members
+        for m in members
             .iter()
-            .filter(|m| candidates.contains(m.user_id.as_str()) && !quiet.contains(&m.user_id))
+            .filter(|m| m.is_joined() && !quiet.contains(&m.user_id))
         {
             let conns = self.user_connections(&m.user_id).await?;
             if !conns.is_empty() {
@@ -556,12 +585,9 @@ impl Chat {
         }
         let mut notice = event.clone();
         notice["type"] = Value::String("notification.message_new".into());
-        notice["channel"] = Value::Object(
-            loaded
-                .channel
-                .to_wire(&crate::domain::channel::ChannelView::default()),
-        );
-        notice["channel_member_count"] = loaded.channel.member_count.into();
+        notice["channel"] =
+            Value::Object(channel.to_wire(&crate::domain::channel::ChannelView::default()));
+        notice["channel_member_count"] = channel.member_count.into();
         if let Some(map) = notice.as_object_mut() {
             map.remove("watcher_count");
         }
@@ -576,7 +602,7 @@ impl Chat {
             };
             match (fields, mine.as_object_mut()) {
                 (Some(fields), Some(map)) => map.extend(fields),
-                _ => mine["unread_count"] = m.read.unread(loaded.channel.counted_messages).into(),
+                _ => mine["unread_count"] = m.read.unread(channel.counted_messages).into(),
             }
             let frame = mine.to_string();
             for c in conns {

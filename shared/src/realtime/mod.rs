@@ -12,11 +12,12 @@ pub mod sqs;
 
 use crate::domain::ApiError;
 use crate::service::Chat;
+use crate::service::{contention_pause, CONTENDED_ATTEMPTS};
 use crate::store::layout::{
-    connection_key, host_connections_pk, presence_sub_key, presence_subs_of_pk,
+    connection_key, host_connections_pk, online_key, presence_sub_key, presence_subs_of_pk,
     user_connections_pk, watch_key, watches_of_pk,
 };
-use crate::store::{Condition, Index, Item, Query, TableName, Write};
+use crate::store::{Condition, Index, Item, Query, StoreError, TableName, Write};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -103,14 +104,57 @@ impl Chat {
             .with_gsi1(user_connections_pk(user_id), connection_id)
             .with_gsi2(host_connections_pk(host), connection_id);
         item.ttl = Some(self.ttl());
-        self.store
-            .write(Write::Put {
-                table: TableName::Connections,
-                item,
-                condition: Condition::None,
-            })
-            .await?;
-        Ok(first)
+        for attempt in 1..=CONTENDED_ATTEMPTS {
+            let (count, version) = self.open_count(user_id).await?;
+            let writes = vec![
+                Write::Put {
+                    table: TableName::Connections,
+                    item: item.clone(),
+                    condition: Condition::None,
+                },
+                open_count_write(user_id, count + 1, version),
+            ];
+            match self.store.transact(writes).await {
+                Ok(()) => return Ok(first),
+                Err(StoreError::TransactionCanceled { .. }) => contention_pause(attempt).await,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::internal(format!(
+            "the connections of {user_id:?} keep changing"
+        )))
+    }
+
+    /// A user's count of open connections ([`online_key`]) and the version it was read at (0:
+    /// none stored).
+    async fn open_count(&self, user_id: &str) -> Result<(u64, u64), ApiError> {
+        let (pk, sk) = online_key(user_id);
+        Ok(self
+            .store
+            .get(TableName::Connections, &pk, &sk)
+            .await?
+            .map_or((0, 0), |i| {
+                (i.data["connections"].as_u64().unwrap_or(0), i.version)
+            }))
+    }
+
+    /// Which of `users` may have a connection: one batch read of their open-connection counts.
+    pub(crate) async fn maybe_connected(
+        &self,
+        users: &[&str],
+    ) -> Result<BTreeSet<String>, ApiError> {
+        if users.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let keys: Vec<(String, String)> = users.iter().map(|u| online_key(u)).collect();
+        Ok(self
+            .store
+            .batch_get(TableName::Connections, &keys)
+            .await?
+            .into_iter()
+            .filter(|i| i.data["connections"].as_u64().unwrap_or(0) > 0)
+            .filter_map(|i| i.pk.strip_prefix("online#").map(str::to_string))
+            .collect())
     }
 
     /// Records a refused connect (its error frame), for the gateway to deliver and then close.
@@ -304,14 +348,39 @@ impl Chat {
                 })
                 .await?;
         }
-        self.store
-            .write(Write::Delete {
+        // The record goes with one off its user's open-connection count: only the closer that
+        // removes the record counts it.
+        for attempt in 1..=CONTENDED_ATTEMPTS {
+            let (count, version) = self.open_count(&conn.user_id).await?;
+            let mut writes = vec![Write::Delete {
                 table: TableName::Connections,
-                pk,
-                sk,
-                condition: Condition::None,
-            })
-            .await?;
+                pk: pk.clone(),
+                sk: sk.clone(),
+                condition: Condition::Exists,
+            }];
+            if version > 0 {
+                writes.push(open_count_write(
+                    &conn.user_id,
+                    count.saturating_sub(1),
+                    version,
+                ));
+            }
+            match self.store.transact(writes).await {
+                Ok(()) => break,
+                Err(StoreError::TransactionCanceled { .. }) => {
+                    if self
+                        .store
+                        .get(TableName::Connections, &pk, &sk)
+                        .await?
+                        .is_none()
+                    {
+                        return Ok(false);
+                    }
+                    contention_pause(attempt).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(self.user_connections(&conn.user_id).await?.is_empty())
     }
 
@@ -444,4 +513,23 @@ impl Chat {
 /// The users behind a channel's watches, each once (`watcher_count`, `watchers`).
 fn watching_users(watches: &[Watch]) -> BTreeSet<&str> {
     watches.iter().map(|w| w.user_id.as_str()).collect()
+}
+
+/// The write of a user's open-connection count read at `version` (0: none stored); at zero the
+/// count is removed.
+fn open_count_write(user_id: &str, count: u64, version: u64) -> Write {
+    let (pk, sk) = online_key(user_id);
+    if count == 0 {
+        return Write::Delete {
+            table: TableName::Connections,
+            pk,
+            sk,
+            condition: Condition::Version(version),
+        };
+    }
+    Write::put_read_at(
+        TableName::Connections,
+        Item::new(pk, sk, json!({ "connections": count })),
+        version,
+    )
 }

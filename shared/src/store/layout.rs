@@ -257,6 +257,14 @@ pub fn user_connections_pk(user_id: &str) -> String {
     format!("user_conns#{user_id}")
 }
 
+/// How many connections a user opened and has not closed (connections table), written in the
+/// same transaction as each connection record, so delivery learns which of a channel's members
+/// may be connected with one batch read. A connection that expired without closing leaves it
+/// high: a member is then looked up for nothing, never missed.
+pub fn online_key(user_id: &str) -> (String, String) {
+    (format!("online#{user_id}"), "online".to_string())
+}
+
 /// A connection watching a channel (connections table): listed per channel for fan-out, and
 /// under the connection on `gsi1` so a disconnect removes all its watches.
 pub fn watch_key(cid: &str, connection_id: &str) -> (String, String) {

@@ -330,13 +330,26 @@ impl Chat {
         }
     }
 
-    /// The members who hid the channel (its hidden-members index).
+    /// The members who hid the channel: found on its hidden-members index, read from their
+    /// items (an index may lag; the items are what a conditioned write is checked against).
     pub(crate) async fn hidden_members(&self, cid: &str) -> Result<Vec<Member>, ApiError> {
-        let query = Query::new(TableName::Channels, hidden_members_pk(cid)).index(Index::Gsi2);
-        query_all(self.store.as_ref(), query)
+        let query = Query::new(TableName::Channels, hidden_members_pk(cid))
+            .index(Index::Gsi2)
+            .keys_only();
+        let keys: Vec<(String, String)> = query_all(self.store.as_ref(), query)
+            .await?
+            .into_iter()
+            .map(|item| (item.pk, item.sk))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store
+            .batch_get(TableName::Channels, &keys)
             .await?
             .into_iter()
             .map(decode_member)
+            .filter(|m| !matches!(m, Ok(m) if !m.hidden))
             .collect()
     }
 
