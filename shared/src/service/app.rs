@@ -1,4 +1,5 @@
-//! App settings use cases: read them (cached per request path by callers) and update them.
+//! App settings use cases: read them (kept decoded for a moment, see `config_cache`) and
+//! update them.
 
 use super::{to_doc, Chat};
 use crate::domain::app_settings::AppSettings;
@@ -9,13 +10,19 @@ use crate::store::{Condition, Item, StoreError, TableName, Write};
 use serde_json::{Map, Value};
 
 impl Chat {
-    /// The stored settings, or the defaults before the first update.
+    /// The settings (the defaults before the first update), as the request path reads them:
+    /// decoded at most a second ago (see `config_cache`).
     pub async fn app_settings(&self) -> Result<AppSettings, ApiError> {
-        Ok(self
+        if let Some(settings) = self.config.settings() {
+            return Ok(settings);
+        }
+        let settings = self
             .load::<AppSettings>(TableName::App, app_settings_key())
             .await?
             .map(|(s, _)| s)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        self.config.keep_settings(&settings);
+        Ok(settings)
     }
 
     pub async fn update_app_settings(
@@ -47,7 +54,10 @@ impl Chat {
                 })
                 .await
             {
-                Ok(()) => return Ok(settings),
+                Ok(()) => {
+                    self.config.clear();
+                    return Ok(settings);
+                }
                 Err(StoreError::ConditionFailed) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -39,7 +39,9 @@ impl Chat {
                 condition: Condition::NotExists,
             });
         }
-        match self.store.transact(writes).await {
+        let stored = self.store.transact(writes).await;
+        self.config.clear();
+        match stored {
             // Another process bootstrapped first.
             Ok(()) | Err(StoreError::TransactionCanceled { .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -69,6 +71,19 @@ impl Chat {
 
     /// A channel type by name, with its item version (used by every channel operation).
     pub async fn channel_type(
+        &self,
+        name: &str,
+    ) -> Result<Option<(ChannelTypeConfig, u64)>, ApiError> {
+        if let Some(cached) = self.config.channel_type(name) {
+            return Ok(cached);
+        }
+        let found = self.stored_channel_type(name).await?;
+        self.config.keep_channel_type(name, &found);
+        Ok(found)
+    }
+
+    /// A channel type as stored now (for read-modify-writes).
+    async fn stored_channel_type(
         &self,
         name: &str,
     ) -> Result<Option<(ChannelTypeConfig, u64)>, ApiError> {
@@ -113,7 +128,10 @@ impl Chat {
             })
             .await
         {
-            Ok(()) => Ok(ct),
+            Ok(()) => {
+                self.config.clear();
+                Ok(ct)
+            }
             Err(StoreError::ConditionFailed) => Err(ApiError::input(format!(
                 "channel type {:?} already exists",
                 ct.name
@@ -131,7 +149,7 @@ impl Chat {
         let caller = &session.caller;
         caller.require_server("updating channel types")?;
         let (mut ct, version) = self
-            .channel_type(name)
+            .stored_channel_type(name)
             .await?
             .ok_or_else(|| Self::channel_type_missing(name))?;
         channel_type::apply_update(&mut ct, body)?;
@@ -145,7 +163,10 @@ impl Chat {
             })
             .await
         {
-            Ok(()) => Ok(ct),
+            Ok(()) => {
+                self.config.clear();
+                Ok(ct)
+            }
             Err(StoreError::ConditionFailed) => Err(ApiError::input(format!(
                 "channel type {name:?} was changed concurrently; try again"
             ))),
@@ -172,7 +193,10 @@ impl Chat {
             })
             .await
         {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.config.clear();
+                Ok(())
+            }
             Err(StoreError::ConditionFailed) => Err(Self::channel_type_missing(name)),
             Err(e) => Err(e.into()),
         }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod channel_types;
 pub mod channels;
+pub mod config_cache;
 pub mod members;
 pub mod messages;
 pub mod muting;
@@ -50,6 +51,8 @@ pub struct Chat {
     pub translator: Option<Arc<dyn crate::translate::Translator>>,
     /// Turns at writing hot records (a channel's sends, a message's reactions).
     pub writers: Arc<writers::Writers>,
+    /// The settings and channel types the request path reads, kept decoded for a moment.
+    pub(crate) config: Arc<config_cache::ConfigCache>,
 }
 
 impl Chat {
@@ -66,6 +69,7 @@ impl Chat {
             task_mode,
             translator: None,
             writers: Arc::default(),
+            config: Arc::default(),
         }
     }
 
