@@ -73,7 +73,8 @@ impl Caller {
 #[derive(Clone, Debug)]
 pub struct Session {
     pub caller: Caller,
-    pub settings: crate::domain::app_settings::AppSettings,
+    /// Shared, not copied: every request has them.
+    pub settings: std::sync::Arc<crate::domain::app_settings::AppSettings>,
     /// The caller's WebSocket connection (`connection_id` on REST calls): what `watch` and
     /// `presence` subscribe.
     pub connection_id: Option<String>,
@@ -81,7 +82,7 @@ pub struct Session {
 
 impl Session {
     /// A server-side session, for work the product does on its own behalf (tasks, tests).
-    pub fn server(settings: crate::domain::app_settings::AppSettings) -> Self {
+    pub fn server(settings: std::sync::Arc<crate::domain::app_settings::AppSettings>) -> Self {
         Session {
             caller: Caller::Server,
             settings,

@@ -12,15 +12,16 @@ use serde_json::{Map, Value};
 impl Chat {
     /// The settings (the defaults before the first update), as the request path reads them:
     /// decoded at most a second ago (see `config_cache`).
-    pub async fn app_settings(&self) -> Result<AppSettings, ApiError> {
+    pub async fn app_settings(&self) -> Result<std::sync::Arc<AppSettings>, ApiError> {
         if let Some(settings) = self.config.settings() {
             return Ok(settings);
         }
-        let settings = self
-            .load::<AppSettings>(TableName::App, app_settings_key())
-            .await?
-            .map(|(s, _)| s)
-            .unwrap_or_default();
+        let settings = std::sync::Arc::new(
+            self.load::<AppSettings>(TableName::App, app_settings_key())
+                .await?
+                .map(|(s, _)| s)
+                .unwrap_or_default(),
+        );
         self.config.keep_settings(&settings);
         Ok(settings)
     }

@@ -7,7 +7,7 @@
 use crate::domain::app_settings::AppSettings;
 use crate::domain::channel_type::ChannelTypeConfig;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A channel type with its item version, or none when it does not exist.
@@ -18,13 +18,13 @@ pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub struct ConfigCache {
-    settings: Mutex<Option<(Instant, AppSettings)>>,
+    settings: Mutex<Option<(Instant, Arc<AppSettings>)>>,
     /// Channel type name → the type (none: it does not exist) and its item version.
     channel_types: Mutex<HashMap<String, (Instant, StoredType)>>,
 }
 
 impl ConfigCache {
-    pub fn settings(&self) -> Option<AppSettings> {
+    pub fn settings(&self) -> Option<Arc<AppSettings>> {
         let cached = self.settings.lock().ok()?;
         cached
             .as_ref()
@@ -32,7 +32,7 @@ impl ConfigCache {
             .map(|(_, s)| s.clone())
     }
 
-    pub fn keep_settings(&self, settings: &AppSettings) {
+    pub fn keep_settings(&self, settings: &Arc<AppSettings>) {
         if let Ok(mut cached) = self.settings.lock() {
             *cached = Some((Instant::now(), settings.clone()));
         }
@@ -80,10 +80,14 @@ mod tests {
     fn a_change_through_this_process_clears_what_was_kept() {
         let cache = ConfigCache::default();
         assert!(cache.settings().is_none());
-        cache.keep_settings(&AppSettings::default());
+        cache.keep_settings(&Arc::default());
         assert!(cache.settings().is_some());
         cache.keep_channel_type("nope", &None);
-        assert_eq!(cache.channel_type("nope"), Some(None), "absence is kept too");
+        assert_eq!(
+            cache.channel_type("nope"),
+            Some(None),
+            "absence is kept too"
+        );
         cache.clear();
         assert!(cache.settings().is_none());
         assert_eq!(cache.channel_type("nope"), None);
