@@ -283,6 +283,8 @@ impl Chat {
                     .map_err(ApiError::internal)?;
                 sent += audience.len();
             }
+            // Nobody watching: nothing to read about recipients.
+            _ if audience.is_empty() => {}
             _ => sent += self.deliver_to(out, scope, &event, &audience, true).await?,
         }
         if kind == "message.new" && !scope.starts_with("user:") {
