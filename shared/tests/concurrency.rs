@@ -100,38 +100,70 @@ async fn a_member_removed_while_reading_stays_removed(t: TestChat) {
     }
 }
 
+/// 40 sends at once into one channel (committed together while the channel is busy), two of
+/// them reusing one id: every other send is taken, the reused id is refused once, commit order
+/// is time order, every sender has read their own message, and the channel counts each.
 async fn a_hot_channel_takes_every_send(t: TestChat) {
-    let senders: Vec<String> = (0..16).map(|i| format!("s{i}")).collect();
+    let senders: Vec<String> = (0..20).map(|i| format!("s{i}")).collect();
     let ids: Vec<&str> = senders.iter().map(String::as_str).collect();
     t.users(&ids).await;
     t.channel("hot", &ids).await;
     let server = t.server().await;
-    let tasks: Vec<_> = senders
-        .iter()
-        .map(|s| {
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = &senders[i % senders.len()];
             let (chat, server) = (t.chat.clone(), server.clone());
+            let id = if i == 39 { "m-3".to_string() } else { format!("m-{i}") };
             let send = SendMessage {
-                message: obj(json!({"text": format!("from {s}"), "user_id": s})),
+                message: obj(json!({"id": id, "text": format!("{i} from {s}"), "user_id": s})),
                 ..Default::default()
             };
             tokio::spawn(async move { chat.send_message(&server, "messaging", "hot", send).await })
         })
         .collect();
+    let mut refused = Vec::new();
     for task in tasks {
-        task.await.expect("task").expect("no send is refused");
+        if let Err(e) = task.await.expect("task") {
+            refused.push(e.to_string());
+        }
     }
+    assert_eq!(refused.len(), 1, "only the reused id is refused: {refused:?}");
+    assert!(refused[0].contains("already exists"), "{refused:?}");
+    let query = shared::service::channels::ChannelQuery {
+        messages: Some(obj(json!({"limit": 100}))),
+        ..Default::default()
+    };
     let state = t
         .chat
-        .get_or_create_channel(&server, "messaging", Some("hot"), Default::default())
+        .get_or_create_channel(&server, "messaging", Some("hot"), query)
         .await
         .expect("state");
-    assert_eq!(state["messages"].as_array().map(Vec::len), Some(16));
+    let messages = state["messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(messages.len(), 39);
     // Commit order is time order: the page (oldest first) is strictly increasing.
-    let times: Vec<&str> = state["messages"]
-        .as_array()
-        .map(|ms| ms.iter().filter_map(|m| m["created_at"].as_str()).collect())
-        .unwrap_or_default();
+    let times: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m["created_at"].as_str())
+        .collect();
     assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    // Each sender has read up to their own latest message, and no further.
+    for s in &senders {
+        let last_own = messages
+            .iter()
+            .rposition(|m| m["user"]["id"] == s.as_str())
+            .expect("a message of each sender");
+        let read = state["read"]
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["user"]["id"] == s.as_str()))
+            .cloned()
+            .expect("a read state");
+        assert_eq!(read["last_read_message_id"], messages[last_own]["id"], "{s}");
+        assert_eq!(
+            read["unread_messages"],
+            messages.len() - 1 - last_own,
+            "{s}: unread are the messages after their own"
+        );
+    }
 }
 
 /// Frames posted, by connection.

@@ -109,7 +109,7 @@ async fn get_app(State(chat): State<Chat>, session: Session) -> HttpResult {
             json!({ "app": client_app(&chat, &session.settings) }),
         ));
     }
-    let mut app = match serde_json::to_value(&session.settings) {
+    let mut app = match serde_json::to_value(session.settings.as_ref()) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };

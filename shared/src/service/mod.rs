@@ -53,6 +53,8 @@ pub struct Chat {
     pub writers: Arc<writers::Writers>,
     /// The settings and channel types the request path reads, kept decoded for a moment.
     pub(crate) config: Arc<config_cache::ConfigCache>,
+    /// New messages waiting for their channel's turn, committed together.
+    pub(crate) mailboxes: Arc<messages::Mailboxes>,
 }
 
 impl Chat {
@@ -70,6 +72,7 @@ impl Chat {
             translator: None,
             writers: Arc::default(),
             config: Arc::default(),
+            mailboxes: Arc::default(),
         }
     }
 

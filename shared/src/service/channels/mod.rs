@@ -305,9 +305,18 @@ impl Chat {
         cid: &str,
         user_id: Option<&str>,
     ) -> Result<Loaded, ApiError> {
+        self.load_channel_with(cid, user_id.as_slice()).await
+    }
+
+    /// The channel with the member items of `users` (those who are members).
+    pub(crate) async fn load_channel_with(
+        &self,
+        cid: &str,
+        users: &[&str],
+    ) -> Result<Loaded, ApiError> {
         let pk = channel_pk(cid);
         let mut keys = vec![(pk.clone(), CHANNEL_SK.to_string())];
-        keys.extend(user_id.map(|u| (pk.clone(), member_sk(u))));
+        keys.extend(users.iter().map(|u| (pk.clone(), member_sk(u))));
         let mut channel = None;
         let mut members = Vec::new();
         for item in self.store.batch_get(TableName::Channels, &keys).await? {

@@ -3,11 +3,13 @@
 //! `write` (update, delete, undelete, commit, truncation) and `translate`. This file owns the
 //! message record: its item, partition and conditioned write.
 
+mod commit;
 mod read;
 mod send;
 mod translate;
 mod write;
 
+pub(crate) use commit::Mailboxes;
 pub use read::{PinnedAnchor, PinnedPage, RangeOp};
 pub use send::SendMessage;
 pub use write::DeleteMessageOptions;

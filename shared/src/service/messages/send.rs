@@ -297,6 +297,12 @@ impl Chat {
                 None => false,
             }
         };
+        // Plain messages into a busy channel are committed together (see `commit`).
+        if commit_of.is_none() && message.parent_id.is_none() && extra.is_empty() {
+            return self
+                .commit_new_message(&cid, message, wire, user, keeps_last_message_at)
+                .await;
+        }
         // Sends into this channel from this process take turns (see `writers`); the channel as
         // read before the turn may be stale, so it is read again once the turn comes.
         let author = message.user_id.clone();
@@ -307,44 +313,20 @@ impl Chat {
         for attempt in 1..=CONTENDED_ATTEMPTS {
             let mut channel = loaded.channel.clone();
             let mut message = message.clone();
-            // Stamped at this attempt, after the channel's newest message: sends to a channel
-            // commit one at a time (each is conditioned on the channel item), so time order is
-            // commit order and a reader paging by time never skips a message committed later.
             // A committed pending message keeps the time it was sent.
-            let (created, sk) = if commit_of.is_none() {
-                let floor = channel
-                    .newest_message_at
-                    .as_deref()
-                    .and_then(parse_time)
-                    .map(|t| t + chrono::Duration::microseconds(1));
-                let at = floor.map_or(self.now(), |f| f.max(self.now()));
-                let stamp = crate::domain::clock::format_time(at);
-                if message.updated_at == message.created_at {
-                    message.updated_at = stamp.clone();
+            let (created, sk) = match commit_of {
+                None => stamp_new_message(
+                    &mut channel,
+                    &mut message,
+                    &mut wire,
+                    keeps_last_message_at,
+                    self.now(),
+                ),
+                Some(_) => {
+                    count_new_message(&mut channel, &mut message, created, keeps_last_message_at);
+                    (created, sk.clone())
                 }
-                message.created_at = stamp;
-                wire["created_at"] = Value::String(message.created_at.clone());
-                wire["updated_at"] = Value::String(message.updated_at.clone());
-                (at, message_sk(at, &message.id))
-            } else {
-                (created, sk.clone())
             };
-            if channel.newest_message_at.as_deref().and_then(parse_time) < Some(created) {
-                channel.newest_message_at = Some(message.created_at.clone());
-            }
-            if !keeps_last_message_at && (!message.silent || channel.last_message_at.is_none()) {
-                channel.last_message_at = Some(message.created_at.clone());
-            }
-            if message.in_channel_list() {
-                channel.last_message_id = Some(message.id.clone());
-            }
-            if message.counts_as_unread() {
-                channel.counted_messages += 1;
-                message.seq = Some(channel.counted_messages);
-            }
-            if let Some(n) = channel.message_count.as_mut() {
-                *n += 1;
-            }
             let (id_pk, id_sk) = message_id_key(&message.id);
             let pointer = json!({ "cid": cid, "sk": sk });
             // A committed pending message moves from its sender's partition; its id is already
@@ -403,59 +385,20 @@ impl Chat {
                     condition: Condition::Version(old.version),
                 });
             }
-            // The sender has read their own message; members who hid the channel see it again
-            // (`channel.visible` to each).
-            let mut member_writes = Vec::new();
-            let sender = loaded
+            let hidden = self.hidden_members(&cid).await?;
+            let read_by: Vec<ReadBy> = loaded
                 .members
                 .iter()
-                .filter(|m| author.as_deref() == Some(m.user_id.as_str()));
-            let hidden = self.hidden_members(&cid).await?;
-            let touched = sender.chain(
-                hidden
-                    .iter()
-                    .filter(|m| author.as_deref() != Some(m.user_id.as_str())),
-            );
-            for m in touched {
-                let is_sender =
-                    author.as_deref() == Some(m.user_id.as_str()) && message.in_channel_list();
-                if !is_sender && !m.hidden {
-                    continue;
-                }
-                let mut next = m.clone();
-                next.hidden = false;
-                if is_sender {
-                    next.read.read_seq = channel.counted_messages;
-                    next.read.last_read = Some(message.created_at.clone());
-                    next.read.last_read_message_id = Some(message.id.clone());
-                }
-                member_writes.push(member_put(&cid, &next)?);
-                if m.hidden {
-                    member_writes.push(outbox_write(&channel_visible_event(
-                        &channel, &m.user_id, created,
-                    )));
-                }
-            }
-            let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
-            // Members beyond one transaction follow it: they still never recreate a member
-            // removed meanwhile (`Exists`), though a concurrent change to them may be overwritten.
-            let later: Vec<Write> = member_writes
-                .split_off(member_writes.len().min(room))
-                .into_iter()
-                .map(|w| match w {
-                    Write::Put {
-                        table,
-                        item,
-                        condition: Condition::Version(_),
-                    } => Write::Put {
-                        table,
-                        item,
-                        condition: Condition::Exists,
-                    },
-                    other => other,
+                .filter(|m| author.as_deref() == Some(m.user_id.as_str()))
+                .filter(|_| message.in_channel_list())
+                .map(|member| ReadBy {
+                    member,
+                    message: &message,
+                    read_seq: channel.counted_messages,
                 })
                 .collect();
-            writes.extend(member_writes);
+            let member_writes = member_writes(&cid, &channel, &read_by, &hidden, created)?;
+            let later = with_room_for(&mut writes, member_writes);
             match self.store.transact(writes).await {
                 Ok(()) => {
                     for batch in later.chunks(MAX_TRANSACTION_WRITES) {
@@ -645,7 +588,7 @@ impl Chat {
 
 /// `message.new` as delivery starts from it: the message, its author, `watcher_count` (filled
 /// in per delivery once channels are watched), and `channel_message_count` where the type counts.
-fn new_message_event(
+pub(super) fn new_message_event(
     channel: &Channel,
     at: chrono::DateTime<chrono::Utc>,
     wire: &Value,
@@ -681,4 +624,127 @@ fn channel_visible_event(
 /// Does the text carry a link (`AddLinks`)?
 fn has_link(text: &str) -> bool {
     crate::domain::message::first_url(text).is_some()
+}
+
+/// Stamps a new message at commit, after the channel's newest: a channel's messages commit one
+/// after another (each conditioned on the channel item), so time order is commit order and a
+/// reader paging by time never skips a message committed later. Counts it on the channel.
+/// Returns its time and sort key.
+pub(super) fn stamp_new_message(
+    channel: &mut Channel,
+    message: &mut Message,
+    wire: &mut Value,
+    keeps_last_message_at: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (chrono::DateTime<chrono::Utc>, String) {
+    let floor = channel
+        .newest_message_at
+        .as_deref()
+        .and_then(parse_time)
+        .map(|t| t + chrono::Duration::microseconds(1));
+    let at = floor.map_or(now, |f| f.max(now));
+    let stamp = crate::domain::clock::format_time(at);
+    if message.updated_at == message.created_at {
+        message.updated_at = stamp.clone();
+    }
+    message.created_at = stamp;
+    wire["created_at"] = Value::String(message.created_at.clone());
+    wire["updated_at"] = Value::String(message.updated_at.clone());
+    count_new_message(channel, message, at, keeps_last_message_at);
+    (at, message_sk(at, &message.id))
+}
+
+/// A new message's effect on its channel: newest and last message, its number among the
+/// messages that count as unread (`seq`), the message count.
+fn count_new_message(
+    channel: &mut Channel,
+    message: &mut Message,
+    created: chrono::DateTime<chrono::Utc>,
+    keeps_last_message_at: bool,
+) {
+    if channel.newest_message_at.as_deref().and_then(parse_time) < Some(created) {
+        channel.newest_message_at = Some(message.created_at.clone());
+    }
+    if !keeps_last_message_at && (!message.silent || channel.last_message_at.is_none()) {
+        channel.last_message_at = Some(message.created_at.clone());
+    }
+    if message.in_channel_list() {
+        channel.last_message_id = Some(message.id.clone());
+    }
+    if message.counts_as_unread() {
+        channel.counted_messages += 1;
+        message.seq = Some(channel.counted_messages);
+    }
+    if let Some(n) = channel.message_count.as_mut() {
+        *n += 1;
+    }
+}
+
+/// A sender who has read up to their own new message (`read_seq`: the channel's count right
+/// after it).
+pub(super) struct ReadBy<'a> {
+    pub member: &'a crate::domain::channel::Member,
+    pub message: &'a Message,
+    pub read_seq: u64,
+}
+
+/// What committing new messages does to members: each sender has read their own last message;
+/// members who hid the channel see it again (`channel.visible` to each, a hidden sender too).
+pub(super) fn member_writes(
+    cid: &str,
+    channel: &Channel,
+    read_by: &[ReadBy],
+    hidden: &[crate::domain::channel::Member],
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Write>, ApiError> {
+    let mut writes = Vec::new();
+    let visible = |writes: &mut Vec<Write>, user_id: &str| {
+        writes.push(outbox_write(&channel_visible_event(channel, user_id, at)));
+    };
+    for r in read_by {
+        let mut next = r.member.clone();
+        next.hidden = false;
+        next.read.read_seq = r.read_seq;
+        next.read.last_read = Some(r.message.created_at.clone());
+        next.read.last_read_message_id = Some(r.message.id.clone());
+        writes.push(member_put(cid, &next)?);
+        if r.member.hidden {
+            visible(&mut writes, &r.member.user_id);
+        }
+    }
+    for m in hidden
+        .iter()
+        .filter(|m| m.hidden && !read_by.iter().any(|r| r.member.user_id == m.user_id))
+    {
+        let mut next = m.clone();
+        next.hidden = false;
+        writes.push(member_put(cid, &next)?);
+        visible(&mut writes, &m.user_id);
+    }
+    Ok(writes)
+}
+
+/// Adds `member_writes` to a transaction as far as it has room; returns the rest, which follow
+/// it: they still never recreate a member removed meanwhile (`Exists`), though a concurrent
+/// change to them may be overwritten.
+pub(super) fn with_room_for(writes: &mut Vec<Write>, mut member_writes: Vec<Write>) -> Vec<Write> {
+    let room = MAX_TRANSACTION_WRITES.saturating_sub(writes.len());
+    let later = member_writes
+        .split_off(member_writes.len().min(room))
+        .into_iter()
+        .map(|w| match w {
+            Write::Put {
+                table,
+                item,
+                condition: Condition::Version(_),
+            } => Write::Put {
+                table,
+                item,
+                condition: Condition::Exists,
+            },
+            other => other,
+        })
+        .collect();
+    writes.extend(member_writes);
+    later
 }
