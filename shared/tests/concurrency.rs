@@ -113,7 +113,11 @@ async fn a_hot_channel_takes_every_send(t: TestChat) {
         .map(|i| {
             let s = &senders[i % senders.len()];
             let (chat, server) = (t.chat.clone(), server.clone());
-            let id = if i == 39 { "m-3".to_string() } else { format!("m-{i}") };
+            let id = if i == 39 {
+                "m-3".to_string()
+            } else {
+                format!("m-{i}")
+            };
             let send = SendMessage {
                 message: obj(json!({"id": id, "text": format!("{i} from {s}"), "user_id": s})),
                 ..Default::default()
@@ -127,7 +131,11 @@ async fn a_hot_channel_takes_every_send(t: TestChat) {
             refused.push(e.to_string());
         }
     }
-    assert_eq!(refused.len(), 1, "only the reused id is refused: {refused:?}");
+    assert_eq!(
+        refused.len(),
+        1,
+        "only the reused id is refused: {refused:?}"
+    );
     assert!(refused[0].contains("already exists"), "{refused:?}");
     let query = shared::service::channels::ChannelQuery {
         messages: Some(obj(json!({"limit": 100}))),
@@ -157,7 +165,10 @@ async fn a_hot_channel_takes_every_send(t: TestChat) {
             .and_then(|r| r.iter().find(|r| r["user"]["id"] == s.as_str()))
             .cloned()
             .expect("a read state");
-        assert_eq!(read["last_read_message_id"], messages[last_own]["id"], "{s}");
+        assert_eq!(
+            read["last_read_message_id"], messages[last_own]["id"],
+            "{s}"
+        );
         assert_eq!(
             read["unread_messages"],
             messages.len() - 1 - last_own,

@@ -70,17 +70,23 @@ impl Chat {
                 answer,
             },
         );
-        let (_turn, _) = self.writers.turn(cid).await;
+        let (turn, _) = self.writers.turn(cid).await;
         // Committed by the writer before us?
         if let Ok(result) = answered.try_recv() {
             return result;
         }
+        // The commit runs on its own task with the turn: a caller that goes away (a closed
+        // connection, a deadline) never drops the other senders' messages with it.
         let mut waiting = self.mailboxes.take(cid);
-        while !waiting.is_empty() {
-            let rest = waiting.split_off(waiting.len().min(BATCH));
-            self.commit_batch(cid, waiting).await;
-            waiting = rest;
-        }
+        let (chat, cid) = (self.clone(), cid.to_string());
+        tokio::spawn(async move {
+            let _turn = turn;
+            while !waiting.is_empty() {
+                let rest = waiting.split_off(waiting.len().min(BATCH));
+                chat.commit_batch(&cid, waiting).await;
+                waiting = rest;
+            }
+        });
         answered
             .await
             .unwrap_or_else(|_| Err(ApiError::internal("a send's commit was dropped")))
