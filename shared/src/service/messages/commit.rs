@@ -130,6 +130,17 @@ impl Chat {
         cid: &str,
         batch: &mut Vec<Waiting>,
     ) -> Result<Option<Vec<Value>>, ApiError> {
+        // Two sends of one id: the first is committed, the later one is refused.
+        let mut ids = std::collections::HashSet::new();
+        let mut j = 0;
+        while j < batch.len() {
+            if ids.insert(batch[j].message.id.clone()) {
+                j += 1;
+            } else {
+                let w = batch.remove(j);
+                let _ = w.answer.send(Err(id_taken(&w.message.id)));
+            }
+        }
         loop {
             let authors: Vec<&str> = batch
                 .iter()
@@ -221,10 +232,7 @@ impl Chat {
                         return Ok(None);
                     };
                     let w = batch.remove(j);
-                    let _ = w.answer.send(Err(ApiError::input(format!(
-                        "a message with id {} already exists",
-                        w.message.id
-                    ))));
+                    let _ = w.answer.send(Err(id_taken(&w.message.id)));
                     if batch.is_empty() {
                         return Ok(Some(Vec::new()));
                     }
@@ -250,4 +258,8 @@ impl Chat {
         }
         Ok(None)
     }
+}
+
+fn id_taken(id: &str) -> ApiError {
+    ApiError::input(format!("a message with id {id} already exists"))
 }
