@@ -91,6 +91,7 @@ contract!(
     change_feed_resumes_from_position,
     outbox_feed_names_keys,
     concurrent_conditional_puts,
+    concurrent_transactions_are_independent,
     invalid_requests,
 );
 
@@ -1269,6 +1270,41 @@ async fn concurrent_conditional_puts(store: &dyn Table) {
             .all(|r| matches!(r, Ok(()) | Err(StoreError::ConditionFailed))),
         "{results:?}"
     );
+}
+
+/// Transactions committed at the same moment stay independent: each is all or nothing, whatever
+/// the others do (the embedded store commits concurrent ones as a group).
+async fn concurrent_transactions_are_independent(store: &dyn Table) {
+    let t = TableName::Channels;
+    let attempts = (0..24).map(|n| {
+        // Every third transaction's last write fails its condition.
+        let last = if n % 3 == 0 {
+            Condition::Exists
+        } else {
+            Condition::NotExists
+        };
+        store.transact(vec![
+            put(t, item(&format!("tx{n}"), "a"), Condition::NotExists),
+            put(t, item(&format!("tx{n}"), "b"), last),
+        ])
+    });
+    let results = futures::future::join_all(attempts).await;
+    for (n, result) in results.iter().enumerate() {
+        let stored = (
+            get(store, t, &format!("tx{n}"), "a").await.is_some(),
+            get(store, t, &format!("tx{n}"), "b").await.is_some(),
+        );
+        if n % 3 == 0 {
+            assert!(
+                matches!(result, Err(StoreError::TransactionCanceled { .. })),
+                "{n}: {result:?}"
+            );
+            assert_eq!(stored, (false, false), "{n}: nothing of a canceled transaction");
+        } else {
+            assert!(result.is_ok(), "{n}: {result:?}");
+            assert_eq!(stored, (true, true), "{n}");
+        }
+    }
 }
 
 async fn invalid_requests(store: &dyn Table) {
