@@ -1299,7 +1299,11 @@ async fn concurrent_transactions_are_independent(store: &dyn Table) {
                 matches!(result, Err(StoreError::TransactionCanceled { .. })),
                 "{n}: {result:?}"
             );
-            assert_eq!(stored, (false, false), "{n}: nothing of a canceled transaction");
+            assert_eq!(
+                stored,
+                (false, false),
+                "{n}: nothing of a canceled transaction"
+            );
         } else {
             assert!(result.is_ok(), "{n}: {result:?}");
             assert_eq!(stored, (true, true), "{n}");

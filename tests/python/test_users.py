@@ -246,3 +246,20 @@ def test_query_users_by_teams_role_and_dates(client):
     since = got[0]["created_at"]
     got = client.query_users({"id": {"$in": [f"tm-{tag}-{i}" for i in (1, 2, 3)]}, "created_at": {"$gte": since}}, {"created_at": -1, "id": -1})
     assert [u["id"] for u in got["users"]] == [f"tm-{tag}-3", f"tm-{tag}-2", f"tm-{tag}-1"]
+
+
+def test_query_users_by_role_reads_the_role_and_keeps_every_other_condition(client):
+    """A `role` filter is answered from the users of that role (after a role change too), with
+    the rest of the filter, the sort and the page applied as for any query."""
+    tag = uuid.uuid4().hex[:8]
+    client.upsert_users(
+        [{"id": f"rq-{tag}-{i}", "role": "admin" if i % 2 else "user", "team_size": i} for i in range(8)]
+    )
+    client.update_users_partial([{"id": f"rq-{tag}-0", "set": {"role": "admin"}}])
+    got = client.query_users(
+        {"role": {"$in": ["admin"]}, "team_size": {"$lte": 5}, "id": {"$autocomplete": f"rq-{tag}"}},
+        {"team_size": -1},
+    )["users"]
+    assert [u["id"] for u in got] == [f"rq-{tag}-{i}" for i in (5, 3, 1, 0)]
+    got = client.query_users({"role": "user", "id": {"$autocomplete": f"rq-{tag}"}}, {"id": 1})["users"]
+    assert [u["id"] for u in got] == [f"rq-{tag}-{i}" for i in (2, 4, 6)]

@@ -17,7 +17,7 @@ use crate::store::layout::{
     connection_key, host_connections_pk, online_key, presence_sub_key, presence_subs_of_pk,
     user_connections_pk, watch_key, watches_of_pk,
 };
-use crate::store::{Condition, Index, Item, Query, StoreError, TableName, Write};
+use crate::store::{query_all, Condition, Index, Item, Query, StoreError, TableName, Write};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -188,26 +188,15 @@ impl Chat {
     /// page of them.
     async fn live_items(&self, pk: String, index: Option<Index>) -> Result<Vec<Item>, ApiError> {
         let now = self.now().timestamp();
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let mut query = Query::new(TableName::Connections, pk.clone())
-                .limit(1000)
-                .start_after(cursor);
-            if let Some(index) = index {
-                query = query.index(index);
-            }
-            let page = self.store.query(query).await?;
-            out.extend(
-                page.items
-                    .into_iter()
-                    .filter(|i| i.ttl.is_none_or(|t| t > now)),
-            );
-            match page.last {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
-            }
+        let mut query = Query::new(TableName::Connections, pk);
+        if let Some(index) = index {
+            query = query.index(index);
         }
+        Ok(query_all(self.store.as_ref(), query)
+            .await?
+            .into_iter()
+            .filter(|i| i.ttl.is_none_or(|t| t > now))
+            .collect())
     }
 
     /// Keeps a live connection's records (the connection, its watches and presence

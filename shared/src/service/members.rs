@@ -13,7 +13,7 @@ use crate::domain::limits::{
 };
 use crate::domain::ApiError;
 use crate::store::layout::{channel_mutes_pk, member_item, outbox_write};
-use crate::store::{Condition, Cursor, Query, StoreError, TableName, Write};
+use crate::store::{query_all, Condition, Query, StoreError, TableName, Write};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -246,29 +246,16 @@ impl Chat {
     pub async fn active_channel_mutes(&self, user_id: &str) -> Result<Vec<ChannelMute>, ApiError> {
         let now = self.now();
         let mut out = Vec::new();
-        let mut cursor: Option<Cursor> = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    Query::new(TableName::Channels, channel_mutes_pk(user_id))
-                        .limit(1000)
-                        .start_after(cursor),
-                )
-                .await?;
-            for item in page.items {
-                let mute: ChannelMute = serde_json::from_value(item.data).map_err(|e| {
-                    ApiError::internal(format!("stored channel mute is unreadable: {e}"))
-                })?;
-                if mute.is_active(now) {
-                    out.push(mute);
-                }
-            }
-            match page.last {
-                Some(c) => cursor = Some(c),
-                None => return Ok(out),
+        let query = Query::new(TableName::Channels, channel_mutes_pk(user_id));
+        for item in query_all(self.store.as_ref(), query).await? {
+            let mute: ChannelMute = serde_json::from_value(item.data).map_err(|e| {
+                ApiError::internal(format!("stored channel mute is unreadable: {e}"))
+            })?;
+            if mute.is_active(now) {
+                out.push(mute);
             }
         }
+        Ok(out)
     }
 
     /// `me.channel_mutes` entries: each mute with its channel and the user.

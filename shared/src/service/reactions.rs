@@ -11,7 +11,9 @@ use crate::domain::reaction::{
 };
 use crate::domain::ApiError;
 use crate::store::layout::{outbox_write, reaction_sk, reactions_pk};
-use crate::store::{Condition, Index, Item, Query, SkRange, StoreError, TableName, Write};
+use crate::store::{
+    query_all, Condition, Index, Item, Query, SkRange, StoreError, TableName, Write,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -367,29 +369,14 @@ impl Chat {
         let stored = self.require_message(message_id).await?;
         self.message_channel(session, &stored.message).await?;
         let mut all = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    Query::new(TableName::Messages, reactions_pk(message_id))
-                        .index(Index::Gsi1)
-                        .backward()
-                        .limit(1000)
-                        .start_after(cursor),
-                )
-                .await?;
-            for item in page.items {
-                let r: Reaction = serde_json::from_value(item.data).map_err(|e| {
-                    ApiError::internal(format!("stored reaction is unreadable: {e}"))
-                })?;
-                if filter.matches_json(&serde_json::to_value(&r).unwrap_or(Value::Null)) {
-                    all.push(r);
-                }
-            }
-            match page.last {
-                Some(c) => cursor = Some(c),
-                None => break,
+        let query = Query::new(TableName::Messages, reactions_pk(message_id))
+            .index(Index::Gsi1)
+            .backward();
+        for item in query_all(self.store.as_ref(), query).await? {
+            let r: Reaction = serde_json::from_value(item.data)
+                .map_err(|e| ApiError::internal(format!("stored reaction is unreadable: {e}")))?;
+            if filter.matches_json(&serde_json::to_value(&r).unwrap_or(Value::Null)) {
+                all.push(r);
             }
         }
         if oldest_first {

@@ -16,7 +16,7 @@ use crate::domain::ApiError;
 use crate::store::layout::{
     outbox_write, thread_participant_sk, thread_pk, threads_of_pk, THREAD_SK,
 };
-use crate::store::{Condition, Index, Item, Query, SkRange, StoreError, TableName, Write};
+use crate::store::{query_all, Condition, Index, Item, Query, StoreError, TableName, Write};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -97,27 +97,13 @@ impl Chat {
     ) -> Result<Option<StoredThread>, ApiError> {
         let mut thread = None;
         let mut participants = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    Query::new(TableName::Messages, thread_pk(parent_id))
-                        .limit(1000)
-                        .start_after(cursor),
-                )
-                .await?;
-            for item in page.items {
-                if item.sk == THREAD_SK {
-                    let version = item.version;
-                    thread = Some((decode::<Thread>(item, "thread")?, version));
-                } else {
-                    participants.push(decode::<ThreadParticipant>(item, "thread participant")?);
-                }
-            }
-            match page.last {
-                Some(c) => cursor = Some(c),
-                None => break,
+        let query = Query::new(TableName::Messages, thread_pk(parent_id));
+        for item in query_all(self.store.as_ref(), query).await? {
+            if item.sk == THREAD_SK {
+                let version = item.version;
+                thread = Some((decode::<Thread>(item, "thread")?, version));
+            } else {
+                participants.push(decode::<ThreadParticipant>(item, "thread participant")?);
             }
         }
         Ok(thread.map(|(thread, version)| StoredThread {
@@ -366,29 +352,14 @@ impl Chat {
         &self,
         user_id: &str,
     ) -> Result<Vec<(StoredThread, ThreadParticipant)>, ApiError> {
-        let mut ids = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    Query::new(TableName::Messages, threads_of_pk(user_id))
-                        .index(Index::Gsi1)
-                        .range(SkRange::All)
-                        .limit(1000)
-                        .start_after(cursor),
-                )
-                .await?;
-            ids.extend(
-                page.items
-                    .into_iter()
-                    .filter_map(|i| i.index_key(Index::Gsi1).map(|k| k.sk.clone())),
-            );
-            match page.last {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
+        let query = Query::new(TableName::Messages, threads_of_pk(user_id))
+            .index(Index::Gsi1)
+            .keys_only();
+        let ids: Vec<String> = query_all(self.store.as_ref(), query)
+            .await?
+            .into_iter()
+            .filter_map(|i| i.gsi1.map(|k| k.sk))
+            .collect();
         let mut out = Vec::new();
         for id in ids {
             if let Some(stored) = self.load_thread(&id).await? {

@@ -18,8 +18,12 @@ use crate::domain::user::{
     SERVER_CONTROLLED,
 };
 use crate::domain::{ApiError, ErrorCode};
-use crate::store::layout::{outbox_write, user_item, user_key, username_key, USERS_INDEX_PK};
-use crate::store::{Condition, Cursor, Index, Item, Query, SkRange, StoreError, TableName, Write};
+use crate::store::layout::{
+    outbox_write, user_item, user_key, username_key, users_with_role_pk, USERS_INDEX_PK,
+};
+use crate::store::{
+    query_all, Condition, Index, Item, Query, SkRange, StoreError, TableName, Write,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashSet};
@@ -522,7 +526,24 @@ impl Chat {
                     .map(|(u, _)| u)
                     .collect()
             }
-            None => self.scan_users_index(&q).await?,
+            // Users of named roles come from the role index, not a walk of every user.
+            None => match filter.key_values("role") {
+                Some(roles) => {
+                    let mut users = Vec::new();
+                    for role in roles.iter().filter_map(Value::as_str) {
+                        let query =
+                            Query::new(TableName::App, users_with_role_pk(role)).index(Index::Gsi2);
+                        for item in query_all(self.store.as_ref(), query).await? {
+                            users.push(
+                                serde_json::from_value::<User>(item.data)
+                                    .map_err(|e| ApiError::internal(e.to_string()))?,
+                            );
+                        }
+                    }
+                    users
+                }
+                None => self.scan_users_index(&q).await?,
+            },
         };
         let include_deactivated = q.include_deactivated_users.unwrap_or(false);
         let mut matched: Vec<(User, Value)> = candidates
@@ -552,31 +573,17 @@ impl Chat {
             (_, _, _, Some(l)) => SkRange::Le(l.clone()),
             _ => SkRange::All,
         };
-        let mut users = Vec::new();
-        let mut cursor: Option<Cursor> = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    Query::new(TableName::App, USERS_INDEX_PK)
-                        .index(Index::Gsi1)
-                        .range(range.clone())
-                        .limit(1000)
-                        .start_after(cursor),
-                )
-                .await?;
-            for item in page.items {
-                users.push(
-                    serde_json::from_value::<User>(item.data)
-                        .map_err(|e| ApiError::internal(e.to_string()))?,
-                );
-            }
-            match page.last {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
-        Ok(users)
+        let query = Query::new(TableName::App, USERS_INDEX_PK)
+            .index(Index::Gsi1)
+            .range(range);
+        query_all(self.store.as_ref(), query)
+            .await?
+            .into_iter()
+            .map(|item| {
+                serde_json::from_value::<User>(item.data)
+                    .map_err(|e| ApiError::internal(e.to_string()))
+            })
+            .collect()
     }
 
     /// `POST /users/{id}/deactivate` (server-side).

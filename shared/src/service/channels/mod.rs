@@ -29,8 +29,7 @@ use crate::store::layout::{
     CHANNEL_SK, MEMBER_SK_PREFIX, READER_SK_PREFIX,
 };
 use crate::store::{
-    query_all, Condition, Cursor, Index, Item, Query, SkRange, StoreError, TableName, Write,
-    MAX_TRANSACTION_WRITES,
+    query_all, Condition, Index, Item, Query, StoreError, TableName, Write, MAX_TRANSACTION_WRITES,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -234,28 +233,14 @@ impl Chat {
         let mut channel = None;
         let mut members = Vec::new();
         let mut readers = Vec::new();
-        let mut cursor: Option<Cursor> = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    Query::new(TableName::Channels, channel_pk(cid))
-                        .limit(1000)
-                        .start_after(cursor),
-                )
-                .await?;
-            for item in page.items {
-                if item.sk == CHANNEL_SK {
-                    channel = Some(decode_channel(item)?);
-                } else if item.sk.starts_with(MEMBER_SK_PREFIX) {
-                    members.push(decode_member(item)?);
-                } else if item.sk.starts_with(READER_SK_PREFIX) {
-                    readers.push(decode_member(item)?);
-                }
-            }
-            match page.last {
-                Some(c) => cursor = Some(c),
-                None => break,
+        let query = Query::new(TableName::Channels, channel_pk(cid));
+        for item in query_all(self.store.as_ref(), query).await? {
+            if item.sk == CHANNEL_SK {
+                channel = Some(decode_channel(item)?);
+            } else if item.sk.starts_with(MEMBER_SK_PREFIX) {
+                members.push(decode_member(item)?);
+            } else if item.sk.starts_with(READER_SK_PREFIX) {
+                readers.push(decode_member(item)?);
             }
         }
         Ok(channel
@@ -375,30 +360,15 @@ impl Chat {
         pk: &str,
         out: &mut BTreeSet<String>,
     ) -> Result<(), ApiError> {
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store
-                .query(
-                    Query::new(TableName::Channels, pk)
-                        .index(index)
-                        .range(SkRange::All)
-                        .limit(1000)
-                        .keys_only()
-                        .start_after(cursor),
-                )
-                .await?;
-            out.extend(
-                page.items
-                    .iter()
-                    .filter_map(|i| i.index_key(index))
-                    .map(|k| k.sk.clone()),
-            );
-            match page.last {
-                Some(c) => cursor = Some(c),
-                None => return Ok(()),
-            }
-        }
+        let query = Query::new(TableName::Channels, pk).index(index).keys_only();
+        out.extend(
+            query_all(self.store.as_ref(), query)
+                .await?
+                .iter()
+                .filter_map(|i| i.index_key(index))
+                .map(|k| k.sk.clone()),
+        );
+        Ok(())
     }
 }
 
