@@ -8,8 +8,8 @@
 use super::{Gateway, GatewayError, BUSY_CHANNEL_WATCHERS};
 use crate::domain::channel::{Channel, Member};
 use crate::domain::ApiError;
-use crate::service::Chat;
-use crate::store::layout::{channel_pk, deleted_for_pk, member_sk, CHANNEL_SK, MEMBER_SK_PREFIX};
+use crate::service::{member_record, Chat};
+use crate::store::layout::{channel_pk, deleted_for_pk, CHANNEL_SK, MEMBER_SK_PREFIX};
 use crate::store::{query_all, Index, Query, SkRange, TableName};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -456,10 +456,8 @@ impl Chat {
         cid: &str,
         users: &BTreeSet<&str>,
     ) -> Result<Vec<String>, ApiError> {
-        let keys: Vec<(String, String)> = users
-            .iter()
-            .map(|u| (channel_pk(cid), member_sk(u)))
-            .collect();
+        let keys: Vec<(String, String)> =
+            users.iter().map(|u| member_record::key(cid, u)).collect();
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -468,7 +466,7 @@ impl Chat {
             .batch_get(TableName::Channels, &keys)
             .await?
             .into_iter()
-            .filter_map(|i| serde_json::from_value::<Member>(i.data).ok())
+            .filter_map(|i| member_record::decode(i).ok())
             .filter(Member::is_joined)
             .map(|m| m.user_id)
             .collect())
@@ -556,7 +554,7 @@ impl Chat {
         }
         let keys: Vec<(String, String)> = connected
             .iter()
-            .map(|u| (channel_pk(cid), member_sk(u)))
+            .map(|u| member_record::key(cid, u))
             .chain([(channel_pk(cid), CHANNEL_SK.to_string())])
             .collect();
         let mut channel = None;
@@ -564,7 +562,7 @@ impl Chat {
         for item in self.store.batch_get(TableName::Channels, &keys).await? {
             if item.sk == CHANNEL_SK {
                 channel = serde_json::from_value::<Channel>(item.data).ok();
-            } else if let Ok(m) = serde_json::from_value::<Member>(item.data) {
+            } else if let Ok(m) = member_record::decode(item) {
                 members.push(m);
             }
         }

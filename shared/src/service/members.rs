@@ -2,7 +2,7 @@
 //! show, channel mutes, and query members.
 
 use super::channels::{acting_user, channel_event, Loaded};
-use super::{contention_pause, to_doc, Chat, QueryParts, CONTENDED_ATTEMPTS};
+use super::{contention_pause, member_record, to_doc, Chat, QueryParts, CONTENDED_ATTEMPTS};
 use crate::domain::caller::Session;
 use crate::domain::channel::{
     check_filter_values, query_members_rules, ChannelMute, ChannelView, Cid, Member,
@@ -12,7 +12,7 @@ use crate::domain::limits::{
     DEFAULT_QUERY_MEMBERS_LIMIT, MAX_MUTE_TARGETS, MAX_QUERY_MEMBERS_LIMIT,
 };
 use crate::domain::ApiError;
-use crate::store::layout::{channel_mutes_pk, member_item, outbox_write};
+use crate::store::layout::{channel_mutes_pk, outbox_write};
 use crate::store::{query_all, Condition, Query, StoreError, TableName, Write};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -165,7 +165,7 @@ impl Chat {
                 .with("user", user.clone());
             match self
                 .store
-                .transact(vec![member_put(&cid, &next)?, outbox_write(&event)])
+                .transact(vec![member_record::put(&cid, &next)?, outbox_write(&event)])
                 .await
             {
                 Ok(()) => return Ok(json!({ "channel_member": wire })),
@@ -231,7 +231,10 @@ impl Chat {
             }
             match self
                 .store
-                .transact(vec![member_put(&cid, &member)?, outbox_write(&event)])
+                .transact(vec![
+                    member_record::put(&cid, &member)?,
+                    outbox_write(&event),
+                ])
                 .await
             {
                 Ok(()) => return Ok(json!({})),
@@ -492,14 +495,6 @@ fn member_filter_doc(m: &Member, wire: &Map<String, Value>, user: &Value, cid: &
         doc.insert("banned".into(), Value::Bool(true));
     }
     Value::Object(doc)
-}
-
-/// The write that stores a member read from its channel (or new, version 0), conditioned on the
-/// version it was read at: a concurrent change to the member, or its removal, cancels the write
-/// (the caller reads again and retries) instead of being overwritten or undone.
-pub(crate) fn member_put(cid: &str, m: &Member) -> Result<Write, ApiError> {
-    let item = member_item(cid, &m.user_id, m.hidden, to_doc(m)?);
-    Ok(Write::put_read_at(TableName::Channels, item, m.version))
 }
 
 /// The answer when a member record keeps changing under every attempt.

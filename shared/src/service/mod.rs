@@ -5,6 +5,7 @@ pub mod app;
 pub mod channel_types;
 pub mod channels;
 pub mod config_cache;
+pub(crate) mod member_record;
 pub mod members;
 pub mod messages;
 pub mod muting;

@@ -2,16 +2,17 @@
 //! user-level unread counts; each change written with its events.
 
 use super::channels::{acting_user, channel_event, Loaded};
-use super::members::{contended, member_put};
-use super::{contention_pause, to_doc, Chat, CONTENDED_ATTEMPTS};
+use super::member_record;
+use super::members::contended;
+use super::{contention_pause, Chat, CONTENDED_ATTEMPTS};
 use crate::domain::caller::Session;
 use crate::domain::channel::{Cid, Member, NewMember};
 use crate::domain::clock::{format_time, parse_time};
 use crate::domain::event::Event;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
-use crate::store::layout::{channel_messages_pk, memberships_pk, outbox_write, reader_item};
-use crate::store::{query_all, Index, Query, SkRange, StoreError, TableName, Write};
+use crate::store::layout::{channel_messages_pk, memberships_pk, outbox_write};
+use crate::store::{query_all, Index, Query, SkRange, StoreError, TableName};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -114,24 +115,6 @@ impl Chat {
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// The write that stores a read position from [`Self::read_position`], conditioned on the
-    /// version it was read at (a removed member is never recreated by a late read).
-    fn read_position_write(
-        cid: &str,
-        position: &Member,
-        is_member: bool,
-    ) -> Result<Write, ApiError> {
-        if is_member {
-            return member_put(cid, position);
-        }
-        let item = reader_item(cid, &position.user_id, to_doc(position)?);
-        Ok(Write::put_read_at(
-            TableName::Channels,
-            item,
-            position.version,
-        ))
     }
 
     fn membership<'a>(loaded: &'a Loaded, user_id: &str) -> Result<&'a Member, ApiError> {
@@ -252,7 +235,7 @@ impl Chat {
         if let Some(id) = &next.read.last_read_message_id {
             event = event.with("last_read_message_id", Value::String(id.clone()));
         }
-        let mut writes = vec![Self::read_position_write(&cid, &next, is_member)?];
+        let mut writes = vec![member_record::put_read_position(&cid, &next, is_member)?];
         let effective = loaded.channel.effective_config(&config, &[])?;
         if effective.read_events && user.read_receipts_enabled() {
             writes.push(outbox_write(&event));
@@ -337,7 +320,7 @@ impl Chat {
                 next.read
                     .last_read_message_id
                     .clone_from(&loaded.channel.last_message_id);
-                match self.store.write(member_put(&cid, &next)?).await {
+                match self.store.write(member_record::put(&cid, &next)?).await {
                     Ok(()) => break,
                     Err(StoreError::ConditionFailed | StoreError::TransactionCanceled { .. }) => {
                         contention_pause(attempt).await
@@ -521,7 +504,7 @@ impl Chat {
         match self
             .store
             .transact(vec![
-                Self::read_position_write(&cid, &next, is_member)?,
+                member_record::put_read_position(&cid, &next, is_member)?,
                 outbox_write(&notice),
             ])
             .await
@@ -580,7 +563,10 @@ impl Chat {
                     .with("last_delivered_at", Value::String(self.now_str()));
                 match self
                     .store
-                    .transact(vec![member_put(&d.cid, &next)?, outbox_write(&event)])
+                    .transact(vec![
+                        member_record::put(&d.cid, &next)?,
+                        outbox_write(&event),
+                    ])
                     .await
                 {
                     Ok(()) => break,
@@ -712,9 +698,10 @@ impl Chat {
         let mut cids = Vec::with_capacity(memberships.len());
         let mut members = std::collections::HashMap::new();
         for item in memberships {
-            if let Ok(m) = serde_json::from_value::<Member>(item.data) {
-                cids.push(item.gsi1.map(|k| k.sk).unwrap_or_default());
-                members.insert(item.pk, m);
+            let (pk, cid) = (item.pk.clone(), item.gsi1.as_ref().map(|k| k.sk.clone()));
+            if let Ok(m) = member_record::decode(item) {
+                cids.push(cid.unwrap_or_default());
+                members.insert(pk, m);
             }
         }
         let keys: Vec<(String, String)> = cids

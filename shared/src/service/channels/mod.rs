@@ -13,7 +13,7 @@ mod update;
 pub use events::SendEvent;
 pub use state::PREFETCH_CHANNELS;
 
-use super::{to_doc, Chat};
+use super::{member_record, Chat};
 use crate::domain::caller::{Caller, Session};
 use crate::domain::channel::{Channel, ChannelView, Member};
 use crate::domain::channel_type::ChannelTypeConfig;
@@ -25,11 +25,11 @@ use crate::domain::message::{MessageAnchor, MessagePage};
 use crate::domain::user::User;
 use crate::domain::ApiError;
 use crate::store::layout::{
-    channel_pk, channels_of_type_pk, hidden_members_pk, member_item, member_sk, outbox_write,
-    CHANNEL_SK, MEMBER_SK_PREFIX, READER_SK_PREFIX,
+    channel_pk, channels_of_type_pk, hidden_members_pk, outbox_write, CHANNEL_SK, MEMBER_SK_PREFIX,
+    READER_SK_PREFIX,
 };
 use crate::store::{
-    query_all, Condition, Index, Item, Query, StoreError, TableName, Write, MAX_TRANSACTION_WRITES,
+    query_all, Index, Item, Query, StoreError, TableName, Write, MAX_TRANSACTION_WRITES,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -238,9 +238,9 @@ impl Chat {
             if item.sk == CHANNEL_SK {
                 channel = Some(decode_channel(item)?);
             } else if item.sk.starts_with(MEMBER_SK_PREFIX) {
-                members.push(decode_member(item)?);
+                members.push(member_record::decode(item)?);
             } else if item.sk.starts_with(READER_SK_PREFIX) {
-                readers.push(decode_member(item)?);
+                readers.push(member_record::decode(item)?);
             }
         }
         Ok(channel
@@ -301,14 +301,14 @@ impl Chat {
     ) -> Result<Loaded, ApiError> {
         let pk = channel_pk(cid);
         let mut keys = vec![(pk.clone(), CHANNEL_SK.to_string())];
-        keys.extend(users.iter().map(|u| (pk.clone(), member_sk(u))));
+        keys.extend(users.iter().map(|u| member_record::key(cid, u)));
         let mut channel = None;
         let mut members = Vec::new();
         for item in self.store.batch_get(TableName::Channels, &keys).await? {
             if item.sk == CHANNEL_SK {
                 channel = Some(decode_channel(item)?);
             } else {
-                members.push(decode_member(item)?);
+                members.push(member_record::decode(item)?);
             }
         }
         match channel {
@@ -342,7 +342,7 @@ impl Chat {
             .batch_get(TableName::Channels, &keys)
             .await?
             .into_iter()
-            .map(decode_member)
+            .map(member_record::decode)
             .filter(|m| !matches!(m, Ok(m) if !m.hidden))
             .collect()
     }
@@ -423,13 +423,6 @@ impl MemberChanges {
                 .unwrap_or_else(|| json!({"id": id}))
         };
         let wire = |m: &Member| Value::Object(m.to_wire(Some(&user_json(&m.user_id)), creator));
-        let put = |m: &Member| -> Result<Write, ApiError> {
-            Ok(Write::Put {
-                table: TableName::Channels,
-                item: member_item(&channel.cid, &m.user_id, m.hidden, to_doc(m)?),
-                condition: Condition::None,
-            })
-        };
         let mut groups: Vec<Vec<Write>> = Vec::new();
         for m in &self.added {
             let notice = if m.invited {
@@ -438,7 +431,7 @@ impl MemberChanges {
                 "notification.added_to_channel"
             };
             groups.push(vec![
-                put(m)?,
+                member_record::put_added(&channel.cid, m)?,
                 outbox_write(
                     &channel_event("member.added", channel, now)
                         .with("member", wire(m))
@@ -453,12 +446,7 @@ impl MemberChanges {
         }
         for m in &self.removed {
             groups.push(vec![
-                Write::Delete {
-                    table: TableName::Channels,
-                    pk: channel_pk(&channel.cid),
-                    sk: member_sk(&m.user_id),
-                    condition: Condition::None,
-                },
+                member_record::delete(&channel.cid, &m.user_id),
                 outbox_write(
                     &channel_event("member.removed", channel, now)
                         .with("member", wire(m))
@@ -478,7 +466,7 @@ impl MemberChanges {
         }
         for m in &self.updated {
             groups.push(vec![
-                put(m)?,
+                member_record::put_added(&channel.cid, m)?,
                 outbox_write(
                     &channel_event("member.updated", channel, now)
                         .with("member", wire(m))
@@ -493,7 +481,7 @@ impl MemberChanges {
                 "notification.invite_rejected"
             };
             groups.push(vec![
-                put(m)?,
+                member_record::put_added(&channel.cid, m)?,
                 outbox_write(
                     &channel_event("member.updated", channel, now)
                         .with("member", wire(m))
@@ -528,12 +516,4 @@ fn decode_channel(item: Item) -> Result<(Channel, u64), ApiError> {
     let channel = serde_json::from_value(item.data)
         .map_err(|e| ApiError::internal(format!("stored channel is unreadable: {e}")))?;
     Ok((channel, item.version))
-}
-
-/// A stored member (or non-member read state) item, with its version.
-fn decode_member(item: Item) -> Result<Member, ApiError> {
-    let mut member: Member = serde_json::from_value(item.data)
-        .map_err(|e| ApiError::internal(format!("stored member is unreadable: {e}")))?;
-    member.version = item.version;
-    Ok(member)
 }

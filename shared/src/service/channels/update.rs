@@ -14,7 +14,7 @@ use crate::domain::message::{MessageAnchor, MessagePage};
 use crate::domain::ApiError;
 use crate::service::tasks::TaskJob;
 use crate::service::{to_doc, Chat};
-use crate::store::layout::{channel_item, channel_pk, member_sk, outbox_write, CHANNEL_SK};
+use crate::store::layout::{channel_item, channel_pk, outbox_write, CHANNEL_SK};
 use crate::store::{Condition, TableName, Write, MAX_TRANSACTION_WRITES};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -603,14 +603,7 @@ impl Chat {
         let members: Vec<Vec<Write>> = loaded
             .members
             .iter()
-            .map(|m| {
-                vec![Write::Delete {
-                    table: TableName::Channels,
-                    pk: channel_pk(&cid),
-                    sk: member_sk(&m.user_id),
-                    condition: Condition::None,
-                }]
-            })
+            .map(|m| vec![member_record::delete(&cid, &m.user_id)])
             .collect();
         let mut batches = pack(members);
         let mut head = head;

@@ -10,7 +10,7 @@ use crate::domain::ids::random_id;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
 use crate::service::channels::{acting_user, channel_event, Loaded};
-use crate::service::members::member_put;
+use crate::service::member_record;
 use crate::service::{contention_pause, CONTENDED_ATTEMPTS};
 use crate::service::{to_doc, Chat};
 use crate::store::layout::{channel_item, cooldown_pk, message_id_key, message_sk, outbox_write};
@@ -707,7 +707,7 @@ pub(super) fn member_writes(
         next.read.read_seq = r.read_seq;
         next.read.last_read = Some(r.message.created_at.clone());
         next.read.last_read_message_id = Some(r.message.id.clone());
-        writes.push(member_put(cid, &next)?);
+        writes.push(member_record::put(cid, &next)?);
         if r.member.hidden {
             visible(&mut writes, &r.member.user_id);
         }
@@ -718,7 +718,7 @@ pub(super) fn member_writes(
     {
         let mut next = m.clone();
         next.hidden = false;
-        writes.push(member_put(cid, &next)?);
+        writes.push(member_record::put(cid, &next)?);
         visible(&mut writes, &m.user_id);
     }
     Ok(writes)
