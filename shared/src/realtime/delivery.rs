@@ -6,9 +6,9 @@
 //! for fan-out workers.
 
 use super::{Gateway, GatewayError, BUSY_CHANNEL_WATCHERS};
-use crate::domain::channel::{Channel, Member};
+use crate::domain::channel::Member;
 use crate::domain::ApiError;
-use crate::service::{member_record, Chat};
+use crate::service::{channel_record, member_record, Chat};
 use crate::store::layout::{channel_pk, deleted_for_pk, CHANNEL_SK, MEMBER_SK_PREFIX};
 use crate::store::{query_all, Index, Query, SkRange, TableName};
 use async_trait::async_trait;
@@ -561,7 +561,7 @@ impl Chat {
         let mut members = Vec::new();
         for item in self.store.batch_get(TableName::Channels, &keys).await? {
             if item.sk == CHANNEL_SK {
-                channel = serde_json::from_value::<Channel>(item.data).ok();
+                channel = channel_record::decode(item).ok().map(|(c, _)| c);
             } else if let Ok(m) = member_record::decode(item) {
                 members.push(m);
             }

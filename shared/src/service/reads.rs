@@ -2,8 +2,8 @@
 //! user-level unread counts; each change written with its events.
 
 use super::channels::{acting_user, channel_event, Loaded};
-use super::member_record;
 use super::members::contended;
+use super::{channel_record, member_record};
 use super::{contention_pause, Chat, CONTENDED_ATTEMPTS};
 use crate::domain::caller::Session;
 use crate::domain::channel::{Cid, Member, NewMember};
@@ -710,8 +710,9 @@ impl Chat {
             .collect();
         let mut channels = std::collections::HashMap::new();
         for item in self.store.batch_get(TableName::Channels, &keys).await? {
-            if let Ok(c) = serde_json::from_value::<crate::domain::channel::Channel>(item.data) {
-                channels.insert(item.pk, c);
+            let pk = item.pk.clone();
+            if let Ok((c, _)) = channel_record::decode(item) {
+                channels.insert(pk, c);
             }
         }
         let mut out = Vec::new();

@@ -13,7 +13,7 @@ mod update;
 pub use events::SendEvent;
 pub use state::PREFETCH_CHANNELS;
 
-use super::{member_record, Chat};
+use super::{channel_record, member_record, Chat};
 use crate::domain::caller::{Caller, Session};
 use crate::domain::channel::{Channel, ChannelView, Member};
 use crate::domain::channel_type::ChannelTypeConfig;
@@ -28,9 +28,7 @@ use crate::store::layout::{
     channel_pk, channels_of_type_pk, hidden_members_pk, outbox_write, CHANNEL_SK, MEMBER_SK_PREFIX,
     READER_SK_PREFIX,
 };
-use crate::store::{
-    query_all, Index, Item, Query, StoreError, TableName, Write, MAX_TRANSACTION_WRITES,
-};
+use crate::store::{query_all, Index, Query, StoreError, TableName, Write, MAX_TRANSACTION_WRITES};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -236,7 +234,7 @@ impl Chat {
         let query = Query::new(TableName::Channels, channel_pk(cid));
         for item in query_all(self.store.as_ref(), query).await? {
             if item.sk == CHANNEL_SK {
-                channel = Some(decode_channel(item)?);
+                channel = Some(channel_record::decode(item)?);
             } else if item.sk.starts_with(MEMBER_SK_PREFIX) {
                 members.push(member_record::decode(item)?);
             } else if item.sk.starts_with(READER_SK_PREFIX) {
@@ -299,14 +297,14 @@ impl Chat {
         cid: &str,
         users: &[&str],
     ) -> Result<Loaded, ApiError> {
-        let pk = channel_pk(cid);
-        let mut keys = vec![(pk.clone(), CHANNEL_SK.to_string())];
+        let _pk = channel_pk(cid);
+        let mut keys = vec![channel_record::key(cid)];
         keys.extend(users.iter().map(|u| member_record::key(cid, u)));
         let mut channel = None;
         let mut members = Vec::new();
         for item in self.store.batch_get(TableName::Channels, &keys).await? {
             if item.sk == CHANNEL_SK {
-                channel = Some(decode_channel(item)?);
+                channel = Some(channel_record::decode(item)?);
             } else {
                 members.push(member_record::decode(item)?);
             }
@@ -509,11 +507,4 @@ fn pack(groups: Vec<Vec<Write>>) -> Vec<Vec<Write>> {
         }
     }
     out
-}
-
-/// A stored channel item and its version.
-fn decode_channel(item: Item) -> Result<(Channel, u64), ApiError> {
-    let channel = serde_json::from_value(item.data)
-        .map_err(|e| ApiError::internal(format!("stored channel is unreadable: {e}")))?;
-    Ok((channel, item.version))
 }

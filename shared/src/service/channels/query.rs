@@ -321,7 +321,7 @@ impl Chat {
             .collect();
         let mut docs: Vec<Value> = Vec::with_capacity(keys.len());
         for item in self.store.batch_get(TableName::Channels, &keys).await? {
-            let Ok(c) = serde_json::from_value::<Channel>(item.data) else {
+            let Ok((c, _)) = channel_record::decode(item) else {
                 continue;
             };
             if c.deleted_at.is_none() {

@@ -14,9 +14,9 @@ use crate::domain::limits::{DEFAULT_CHANNEL_MEMBER_LIMIT, MAX_CHANNEL_MEMBER_LIM
 use crate::domain::message::{MessageAnchor, MessagePage};
 use crate::domain::permissions::{self};
 use crate::domain::ApiError;
-use crate::service::{to_doc, Chat};
-use crate::store::layout::{channel_item, channel_pk, outbox_write, CHANNEL_SK};
-use crate::store::{Condition, StoreError, TableName, Write, MAX_TRANSACTION_WRITES};
+use crate::service::Chat;
+use crate::store::layout::outbox_write;
+use crate::store::{StoreError, TableName, MAX_TRANSACTION_WRITES};
 use serde_json::{json, Map, Value};
 
 /// Channel summaries a connection can ask for on connect (`prefetch-on=connect`, seed 001).
@@ -172,19 +172,14 @@ impl Chat {
         }
         let stamp = self.now();
         // A soft-deleted channel's item is replaced: the cid starts afresh.
-        let (condition, version) = match self
+        let (pk, sk) = channel_record::key(cid);
+        let read_version = self
             .store
-            .get(TableName::Channels, &channel_pk(cid), CHANNEL_SK)
+            .get(TableName::Channels, &pk, &sk)
             .await?
-        {
-            Some(old) => (Condition::Version(old.version), old.version + 1),
-            None => (Condition::NotExists, 1),
-        };
-        let mut head = vec![Write::Put {
-            table: TableName::Channels,
-            item: channel_item(cid, &channel.channel_type, to_doc(&channel)?, version),
-            condition,
-        }];
+            .map_or(0, |old| old.version);
+        let version = read_version + 1;
+        let mut head = vec![channel_record::put(&channel, read_version)?];
         head.push(outbox_write(
             &channel_event("channel.created", &channel, stamp).with(
                 "channel",

@@ -13,9 +13,9 @@ use crate::domain::limits::MAX_DELETE_CHANNELS;
 use crate::domain::message::{MessageAnchor, MessagePage};
 use crate::domain::ApiError;
 use crate::service::tasks::TaskJob;
-use crate::service::{to_doc, Chat};
-use crate::store::layout::{channel_item, channel_pk, outbox_write, CHANNEL_SK};
-use crate::store::{Condition, TableName, Write, MAX_TRANSACTION_WRITES};
+use crate::service::Chat;
+use crate::store::layout::outbox_write;
+use crate::store::{Write, MAX_TRANSACTION_WRITES};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
@@ -331,11 +331,7 @@ impl Chat {
         {
             channel.updated_at = now.clone();
         }
-        let mut head = vec![Write::Put {
-            table: TableName::Channels,
-            item: channel_item(&cid, channel_type, to_doc(&channel)?, loaded.version + 1),
-            condition: Condition::Version(loaded.version),
-        }];
+        let mut head = vec![channel_record::put(&channel, loaded.version)?];
         if data_changed {
             head.extend(channel_update_events(&loaded.channel, &channel, stamp));
         }
@@ -397,11 +393,7 @@ impl Chat {
             }
         }
         next.effective_grants(&config.grants, &[])?;
-        let mut writes = vec![Write::Put {
-            table: TableName::Channels,
-            item: channel_item(&cid, channel_type, to_doc(&next)?, loaded.version + 1),
-            condition: Condition::Version(loaded.version),
-        }];
+        let mut writes = vec![channel_record::put(&next, loaded.version)?];
         writes.extend(channel_update_events(&loaded.channel, &next, self.now()));
         self.commit_channel_change(&cid, writes).await?;
         let loaded = Loaded {
@@ -487,11 +479,7 @@ impl Chat {
             event = event.with("user", json!({ "id": a }));
         }
         let writes = vec![
-            Write::Put {
-                table: TableName::Channels,
-                item: channel_item(&cid, channel_type, to_doc(&channel)?, loaded.version + 1),
-                condition: Condition::Version(loaded.version),
-            },
+            channel_record::put(&channel, loaded.version)?,
             outbox_write(&event),
         ];
         self.commit_channel_change(&cid, writes).await?;
@@ -574,25 +562,9 @@ impl Chat {
         let wire = channel.to_wire(&ChannelView::default());
         let stamp = self.now();
         let channel_write = if hard {
-            Write::Delete {
-                table: TableName::Channels,
-                pk: channel_pk(&cid),
-                sk: CHANNEL_SK.into(),
-                condition: Condition::Version(loaded.version),
-            }
+            channel_record::delete(&cid, loaded.version)
         } else {
-            let mut item = channel_item(
-                &cid,
-                &channel.channel_type,
-                to_doc(&channel)?,
-                loaded.version + 1,
-            );
-            item.gsi2 = None;
-            Write::Put {
-                table: TableName::Channels,
-                item,
-                condition: Condition::Version(loaded.version),
-            }
+            channel_record::put_deleted(&channel, loaded.version)?
         };
         let mut event = channel_event("channel.deleted", &channel, stamp)
             .with("channel", Value::Object(wire.clone()));

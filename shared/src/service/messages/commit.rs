@@ -9,8 +9,8 @@ use super::message_item;
 use super::send::{member_writes, new_message_event, stamp_new_message, with_room_for, ReadBy};
 use crate::domain::message::Message;
 use crate::domain::ApiError;
-use crate::service::{contention_pause, to_doc, Chat, CONTENDED_ATTEMPTS};
-use crate::store::layout::{channel_item, message_id_key, outbox_write};
+use crate::service::{channel_record, contention_pause, Chat, CONTENDED_ATTEMPTS};
+use crate::store::layout::{message_id_key, outbox_write};
 use crate::store::{Condition, Item, StoreError, TableName, Write};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -185,16 +185,7 @@ impl Chat {
                 }
                 messages.push((message, wire));
             }
-            writes.push(Write::Put {
-                table: TableName::Channels,
-                item: channel_item(
-                    cid,
-                    &channel.channel_type,
-                    to_doc(&channel)?,
-                    loaded.version + 1,
-                ),
-                condition: Condition::Version(loaded.version),
-            });
+            writes.push(channel_record::put(&channel, loaded.version)?);
             let read_by: Vec<ReadBy> = loaded
                 .members
                 .iter()

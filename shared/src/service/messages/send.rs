@@ -10,10 +10,10 @@ use crate::domain::ids::random_id;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
 use crate::service::channels::{acting_user, channel_event, Loaded};
-use crate::service::member_record;
+use crate::service::Chat;
+use crate::service::{channel_record, member_record};
 use crate::service::{contention_pause, CONTENDED_ATTEMPTS};
-use crate::service::{to_doc, Chat};
-use crate::store::layout::{channel_item, cooldown_pk, message_id_key, message_sk, outbox_write};
+use crate::store::layout::{cooldown_pk, message_id_key, message_sk, outbox_write};
 use crate::store::{Condition, Item, StoreError, TableName, Write, MAX_TRANSACTION_WRITES};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -347,16 +347,7 @@ impl Chat {
                     item: message_item(&message, &sk)?,
                     condition: Condition::NotExists,
                 },
-                Write::Put {
-                    table: TableName::Channels,
-                    item: channel_item(
-                        &cid,
-                        &channel.channel_type,
-                        to_doc(&channel)?,
-                        loaded.version + 1,
-                    ),
-                    condition: Condition::Version(loaded.version),
-                },
+                channel_record::put(&channel, loaded.version)?,
                 outbox_write(&new_message_event(&channel, created, &wire, user)),
             ];
             // A reply counts on its parent (committed with it, so the count never drifts), and

@@ -8,11 +8,11 @@ use crate::domain::event::Event;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
 use crate::service::channels::{acting_user, channel_event, Loaded};
-use crate::service::{contention_pause, CONTENDED_ATTEMPTS};
-use crate::service::{to_doc, Chat};
+use crate::service::Chat;
+use crate::service::{channel_record, contention_pause, CONTENDED_ATTEMPTS};
 use crate::store::layout::{
-    channel_item, channel_messages_pk, deleted_for_me_pk, deleted_for_pk, message_id_key,
-    outbox_write, reactions_pk, replies_pk,
+    channel_messages_pk, deleted_for_me_pk, deleted_for_pk, message_id_key, outbox_write,
+    reactions_pk, replies_pk,
 };
 use crate::store::{Condition, Index, Item, Query, SkRange, StoreError, TableName, Write};
 use serde_json::{json, Map, Value};
@@ -329,16 +329,7 @@ impl Chat {
             if counted {
                 let mut channel = loaded.channel.clone();
                 channel.message_count = Some(n);
-                writes.push(Write::Put {
-                    table: TableName::Channels,
-                    item: channel_item(
-                        &channel.cid,
-                        &channel.channel_type,
-                        to_doc(&channel)?,
-                        loaded.version + 1,
-                    ),
-                    condition: Condition::Version(loaded.version),
-                });
+                writes.push(channel_record::put(&channel, loaded.version)?);
             }
         }
         if hard {
