@@ -11,6 +11,7 @@ pub mod sigv4;
 pub mod sqs;
 
 use crate::domain::ApiError;
+use crate::service::decode;
 use crate::service::Chat;
 use crate::service::{contention_pause, CONTENDED_ATTEMPTS};
 use crate::store::layout::{
@@ -318,8 +319,7 @@ impl Chat {
         let Some(item) = self.store.get(TableName::Connections, &pk, &sk).await? else {
             return Ok(false);
         };
-        let conn: Connection = serde_json::from_value(item.data)
-            .map_err(|e| ApiError::internal(format!("stored connection is unreadable: {e}")))?;
+        let conn: Connection = decode(item.data, "connection")?;
         for w in self.connection_watches(connection_id).await? {
             self.stop_watching(connection_id, &w.cid, &conn.user_id)
                 .await?;

@@ -6,6 +6,7 @@ use crate::domain::app_settings::AppSettings;
 use crate::domain::caller::Session;
 use crate::domain::channel_type::{self, ChannelTypeConfig};
 use crate::domain::ApiError;
+use crate::service::decode;
 use crate::store::layout::{app_settings_key, channel_type_key, channel_types_query};
 use crate::store::{Condition, Item, StoreError, TableName, Write};
 use serde_json::{Map, Value};
@@ -52,11 +53,7 @@ impl Chat {
         let page = self.store.query(channel_types_query().limit(1000)).await?;
         page.items
             .into_iter()
-            .map(|i| {
-                serde_json::from_value(i.data).map_err(|e| {
-                    ApiError::internal(format!("stored channel type is unreadable: {e}"))
-                })
-            })
+            .map(|i| decode(i.data, "channel type"))
             .collect()
     }
 

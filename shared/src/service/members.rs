@@ -12,6 +12,7 @@ use crate::domain::limits::{
     DEFAULT_QUERY_MEMBERS_LIMIT, MAX_MUTE_TARGETS, MAX_QUERY_MEMBERS_LIMIT,
 };
 use crate::domain::ApiError;
+use crate::service::decode;
 use crate::store::layout::{channel_mutes_pk, outbox_write};
 use crate::store::{query_all, Condition, Query, StoreError, TableName, Write};
 use serde::Deserialize;
@@ -251,9 +252,7 @@ impl Chat {
         let mut out = Vec::new();
         let query = Query::new(TableName::Channels, channel_mutes_pk(user_id));
         for item in query_all(self.store.as_ref(), query).await? {
-            let mute: ChannelMute = serde_json::from_value(item.data).map_err(|e| {
-                ApiError::internal(format!("stored channel mute is unreadable: {e}"))
-            })?;
+            let mute: ChannelMute = decode(item.data, "channel mute")?;
             if mute.is_active(now) {
                 out.push(mute);
             }

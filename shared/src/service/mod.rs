@@ -26,6 +26,16 @@ use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
+/// A stored document as its record type. An unreadable one is an internal error that names what
+/// it is (the detail goes to the logs, never to the caller).
+pub(crate) fn decode<T: DeserializeOwned>(
+    data: serde_json::Value,
+    what: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_value(data)
+        .map_err(|e| ApiError::internal(format!("stored {what} is unreadable: {e}")))
+}
+
 /// The app's credentials: the key clients send as `api_key` and the secret tokens are signed with.
 #[derive(Clone, Debug)]
 pub struct AppKeys {

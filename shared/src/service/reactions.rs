@@ -10,6 +10,7 @@ use crate::domain::reaction::{
     Reaction, DEFAULT_REACTIONS_LIMIT, LATEST_REACTIONS, MAX_REACTIONS_LIMIT, MAX_REACTIONS_OFFSET,
 };
 use crate::domain::ApiError;
+use crate::service::decode;
 use crate::store::layout::{outbox_write, reaction_sk, reactions_pk};
 use crate::store::{
     query_all, Condition, Index, Item, Query, SkRange, StoreError, TableName, Write,
@@ -221,8 +222,7 @@ impl Chat {
                     "reaction {kind} of {actor} on message {message_id} does not exist"
                 ))
             })?;
-        let reaction: Reaction = serde_json::from_value(found.data)
-            .map_err(|e| ApiError::internal(format!("stored reaction is unreadable: {e}")))?;
+        let reaction: Reaction = decode(found.data, "reaction")?;
         self.check_action_on(
             session,
             &config,
@@ -373,8 +373,7 @@ impl Chat {
             .index(Index::Gsi1)
             .backward();
         for item in query_all(self.store.as_ref(), query).await? {
-            let r: Reaction = serde_json::from_value(item.data)
-                .map_err(|e| ApiError::internal(format!("stored reaction is unreadable: {e}")))?;
+            let r: Reaction = decode(item.data, "reaction")?;
             if filter.matches_json(&serde_json::to_value(&r).unwrap_or(Value::Null)) {
                 all.push(r);
             }
@@ -414,10 +413,7 @@ impl Chat {
             .await?;
         page.items
             .into_iter()
-            .map(|i| {
-                serde_json::from_value(i.data)
-                    .map_err(|e| ApiError::internal(format!("stored reaction is unreadable: {e}")))
-            })
+            .map(|i| decode(i.data, "reaction"))
             .collect()
     }
 
@@ -436,10 +432,7 @@ impl Chat {
             .await?;
         page.items
             .into_iter()
-            .map(|i| {
-                serde_json::from_value(i.data)
-                    .map_err(|e| ApiError::internal(format!("stored reaction is unreadable: {e}")))
-            })
+            .map(|i| decode(i.data, "reaction"))
             .collect()
     }
 

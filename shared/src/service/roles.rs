@@ -6,6 +6,7 @@ use crate::domain::caller::Session;
 use crate::domain::limits::MAX_CUSTOM_ROLES;
 use crate::domain::permissions::{self, Permission, BUILTIN_ROLES};
 use crate::domain::ApiError;
+use crate::service::decode;
 use crate::store::layout::{role_key, roles_query, users_with_role_pk};
 use crate::store::{Condition, Index, Item, Query, StoreError, TableName, Write};
 use serde::{Deserialize, Serialize};
@@ -45,10 +46,7 @@ impl Chat {
         let page = self.store.query(roles_query().limit(1000)).await?;
         page.items
             .into_iter()
-            .map(|i| {
-                serde_json::from_value(i.data)
-                    .map_err(|e| ApiError::internal(format!("stored role is unreadable: {e}")))
-            })
+            .map(|i| decode(i.data, "role"))
             .collect()
     }
 

@@ -11,6 +11,7 @@ use crate::domain::filter::{compare_json, parse_sort, words, Filter, Op, SortFie
 use crate::domain::limits::MAX_QUERY_OFFSET;
 use crate::domain::message::{search_rules, Message};
 use crate::domain::ApiError;
+use crate::service::decode;
 use crate::store::layout::channel_messages_pk;
 use crate::store::{Query, TableName};
 use serde::{Deserialize, Serialize};
@@ -209,9 +210,7 @@ impl Chat {
                     )
                     .await?;
                 for item in page.items {
-                    let m: Message = serde_json::from_value(item.data).map_err(|e| {
-                        ApiError::internal(format!("stored message is unreadable: {e}"))
-                    })?;
+                    let m: Message = decode(item.data, "message")?;
                     let live =
                         floor.is_none_or(|f| parse_time(&m.created_at).is_none_or(|t| t >= f));
                     if !live

@@ -13,6 +13,7 @@ use crate::domain::thread::{
     DEFAULT_REPLY_LIMIT, DEFAULT_THREADS_LIMIT, MAX_THREADS_LIMIT, MAX_THREAD_SUB_LIMIT,
 };
 use crate::domain::ApiError;
+use crate::service::decode;
 use crate::store::layout::{
     outbox_write, thread_participant_sk, thread_pk, threads_of_pk, THREAD_SK,
 };
@@ -77,11 +78,6 @@ fn participant_item(p: &ThreadParticipant) -> Result<Item, ApiError> {
     .with_gsi1(threads_of_pk(&p.user_id), p.thread_id.clone()))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(item: Item, what: &str) -> Result<T, ApiError> {
-    serde_json::from_value(item.data)
-        .map_err(|e| ApiError::internal(format!("stored {what} is unreadable: {e}")))
-}
-
 /// A loaded thread: the item's version, and its participants.
 pub(crate) struct StoredThread {
     pub thread: Thread,
@@ -101,9 +97,12 @@ impl Chat {
         for item in query_all(self.store.as_ref(), query).await? {
             if item.sk == THREAD_SK {
                 let version = item.version;
-                thread = Some((decode::<Thread>(item, "thread")?, version));
+                thread = Some((decode::<Thread>(item.data, "thread")?, version));
             } else {
-                participants.push(decode::<ThreadParticipant>(item, "thread participant")?);
+                participants.push(decode::<ThreadParticipant>(
+                    item.data,
+                    "thread participant",
+                )?);
             }
         }
         Ok(thread.map(|(thread, version)| StoredThread {

@@ -18,6 +18,7 @@ use crate::domain::user::{
     SERVER_CONTROLLED,
 };
 use crate::domain::{ApiError, ErrorCode};
+use crate::service::decode;
 use crate::store::layout::{
     outbox_write, user_item, user_key, username_key, users_with_role_pk, USERS_INDEX_PK,
 };
@@ -312,8 +313,7 @@ impl Chat {
         let mut found = std::collections::HashMap::new();
         for chunk in keys.chunks(100) {
             for item in self.store.batch_get(TableName::App, chunk).await? {
-                let user: User = serde_json::from_value(item.data)
-                    .map_err(|e| ApiError::internal(format!("stored user is unreadable: {e}")))?;
+                let user: User = decode(item.data, "user")?;
                 found.insert(user.id.clone(), (user, item.version));
             }
         }
@@ -534,10 +534,7 @@ impl Chat {
                         let query =
                             Query::new(TableName::App, users_with_role_pk(role)).index(Index::Gsi2);
                         for item in query_all(self.store.as_ref(), query).await? {
-                            users.push(
-                                serde_json::from_value::<User>(item.data)
-                                    .map_err(|e| ApiError::internal(e.to_string()))?,
-                            );
+                            users.push(decode::<User>(item.data, "user")?);
                         }
                     }
                     users
@@ -579,10 +576,7 @@ impl Chat {
         query_all(self.store.as_ref(), query)
             .await?
             .into_iter()
-            .map(|item| {
-                serde_json::from_value::<User>(item.data)
-                    .map_err(|e| ApiError::internal(e.to_string()))
-            })
+            .map(|item| decode::<User>(item.data, "user"))
             .collect()
     }
 

@@ -8,6 +8,7 @@ use crate::domain::clock::parse_time;
 use crate::domain::message::{Message, MessageAnchor, MessagePage, Viewer};
 use crate::domain::ApiError;
 use crate::service::channels::Loaded;
+use crate::service::decode;
 use crate::service::Chat;
 use crate::store::layout::{
     channel_messages_pk, message_id_key, pending_pk, pinned_pk, pinned_sk, replies_pk,
@@ -58,10 +59,7 @@ impl Chat {
         let mut out: Vec<Message> = page
             .items
             .into_iter()
-            .map(|i| {
-                serde_json::from_value(i.data)
-                    .map_err(|e| ApiError::internal(format!("stored message is unreadable: {e}")))
-            })
+            .map(|i| decode(i.data, "message"))
             .collect::<Result<_, _>>()?;
         out.reverse();
         Ok(out)
@@ -164,9 +162,7 @@ impl Chat {
             }
             let batch = self.store.query(q).await?;
             for item in batch.items {
-                let m: Message = serde_json::from_value(item.data).map_err(|e| {
-                    ApiError::internal(format!("stored message is unreadable: {e}"))
-                })?;
+                let m: Message = decode(item.data, "message")?;
                 let above_floor = source
                     .floor
                     .is_none_or(|f| parse_time(&m.created_at).is_none_or(|t| t >= f));
@@ -266,9 +262,7 @@ impl Chat {
             }
             let batch = self.store.query(q).await?;
             for item in batch.items {
-                let m: Message = serde_json::from_value(item.data).map_err(|e| {
-                    ApiError::internal(format!("stored message is unreadable: {e}"))
-                })?;
+                let m: Message = decode(item.data, "message")?;
                 let live = floor.is_none_or(|f| parse_time(&m.created_at).is_none_or(|t| t >= f));
                 if !live || !pinned_now(&m, now) || m.kind == "deleted" || !m.visible_to(viewer) {
                     continue;
@@ -327,8 +321,7 @@ impl Chat {
         let Some(item) = self.store.get(TableName::Messages, &pk, &sk).await? else {
             return Ok(None);
         };
-        let message: Message = serde_json::from_value(item.data)
-            .map_err(|e| ApiError::internal(format!("stored message is unreadable: {e}")))?;
+        let message: Message = decode(item.data, "message")?;
         Ok(Some(StoredMessage {
             message,
             pk,

@@ -8,6 +8,7 @@ use crate::domain::event::Event;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
 use crate::service::channels::{acting_user, channel_event, Loaded};
+use crate::service::decode;
 use crate::service::Chat;
 use crate::service::{channel_record, contention_pause, CONTENDED_ATTEMPTS};
 use crate::store::layout::{
@@ -391,9 +392,7 @@ impl Chat {
                 return Ok(());
             }
             for item in page.items {
-                let reply: Message = serde_json::from_value(item.data).map_err(|e| {
-                    ApiError::internal(format!("stored message is unreadable: {e}"))
-                })?;
+                let reply: Message = decode(item.data, "message")?;
                 let (ipk, isk) = message_id_key(&reply.id);
                 self.store
                     .transact(vec![
