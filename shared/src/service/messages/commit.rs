@@ -5,14 +5,14 @@
 //! (commit order stays time order). A message whose id turns out to be taken is answered alone
 //! and the rest are committed without it.
 
-use super::message_item;
+use super::new_message_writes;
 use super::send::{member_writes, new_message_event, stamp_new_message, with_room_for, ReadBy};
 use crate::domain::message::Message;
 use crate::domain::ApiError;
 use crate::service::{channel_record, contention_pause, Chat, CONTENDED_ATTEMPTS};
 use crate::store::layout::{message_id_key, outbox_write};
-use crate::store::{Condition, Item, StoreError, TableName, Write};
-use serde_json::{json, Value};
+use crate::store::{Condition, StoreError, TableName};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -164,17 +164,7 @@ impl Chat {
                     self.now(),
                 );
                 at = created;
-                let (id_pk, id_sk) = message_id_key(&message.id);
-                writes.push(Write::Put {
-                    table: TableName::Messages,
-                    item: Item::new(id_pk, id_sk, json!({ "cid": cid, "sk": sk })),
-                    condition: Condition::NotExists,
-                });
-                writes.push(Write::Put {
-                    table: TableName::Messages,
-                    item: message_item(&message, &sk)?,
-                    condition: Condition::NotExists,
-                });
+                writes.extend(new_message_writes(&message, &sk, Condition::NotExists)?);
                 writes.push(outbox_write(&new_message_event(
                     &channel, created, &wire, &w.user,
                 )));

@@ -57,6 +57,30 @@ pub(crate) fn pinned_now(m: &Message, now: chrono::DateTime<chrono::Utc>) -> boo
             .is_none_or(|t| t > now)
 }
 
+/// The writes that store a new message under sort key `sk`: the record that claims its id and
+/// points at it (`claim`: `NotExists` for a new id, so a second send with the id is refused;
+/// `Exists` when a pending message is committed under the id it already claimed), and the
+/// message item itself.
+fn new_message_writes(m: &Message, sk: &str, claim: Condition) -> Result<[Write; 2], ApiError> {
+    let (id_pk, id_sk) = crate::store::layout::message_id_key(&m.id);
+    let mut pointer = serde_json::json!({ "cid": m.cid, "sk": sk });
+    if m.pending {
+        pointer["pk"] = Value::String(message_pk(m));
+    }
+    Ok([
+        Write::Put {
+            table: TableName::Messages,
+            item: Item::new(id_pk, id_sk, pointer),
+            condition: claim,
+        },
+        Write::Put {
+            table: TableName::Messages,
+            item: message_item(m, sk)?,
+            condition: Condition::NotExists,
+        },
+    ])
+}
+
 /// A message's item in its channel's partition; replies are also listed under their parent
 /// (`gsi1`, same sort key) for the thread's pages.
 fn message_item(m: &Message, sk: &str) -> Result<Item, ApiError> {

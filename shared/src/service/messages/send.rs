@@ -254,20 +254,7 @@ impl Chat {
         if message.pending {
             // Pending: stored for its sender only; nothing else of the channel changes until
             // it is committed.
-            let (id_pk, id_sk) = message_id_key(&message.id);
-            let pointer = json!({ "cid": cid, "sk": sk, "pk": message_pk(&message) });
-            let mut writes = vec![
-                Write::Put {
-                    table: TableName::Messages,
-                    item: Item::new(id_pk, id_sk, pointer),
-                    condition: Condition::NotExists,
-                },
-                Write::Put {
-                    table: TableName::Messages,
-                    item: message_item(&message, &sk)?,
-                    condition: Condition::NotExists,
-                },
-            ];
+            let mut writes = new_message_writes(&message, &sk, Condition::NotExists)?.to_vec();
             // Its sender's connections hear of it (`message.new` scoped to the sender); the
             // channel's watchers only once it is committed.
             let mut event = channel_event("message.new", &loaded.channel, self.now())
@@ -327,8 +314,6 @@ impl Chat {
                     (created, sk.clone())
                 }
             };
-            let (id_pk, id_sk) = message_id_key(&message.id);
-            let pointer = json!({ "cid": cid, "sk": sk });
             // A committed pending message moves from its sender's partition; its id is already
             // claimed.
             let claim = if commit_of.is_some() {
@@ -336,20 +321,12 @@ impl Chat {
             } else {
                 Condition::NotExists
             };
-            let mut writes = vec![
-                Write::Put {
-                    table: TableName::Messages,
-                    item: Item::new(id_pk, id_sk, pointer),
-                    condition: claim,
-                },
-                Write::Put {
-                    table: TableName::Messages,
-                    item: message_item(&message, &sk)?,
-                    condition: Condition::NotExists,
-                },
-                channel_record::put(&channel, loaded.version)?,
-                outbox_write(&new_message_event(&channel, created, &wire, user)),
-            ];
+            // The id claim is the first write: a refused claim is a reused id.
+            let mut writes = new_message_writes(&message, &sk, claim)?.to_vec();
+            writes.push(channel_record::put(&channel, loaded.version)?);
+            writes.push(outbox_write(&new_message_event(
+                &channel, created, &wire, user,
+            )));
             // A reply counts on its parent (committed with it, so the count never drifts), and
             // the parent's `message.updated` (new `reply_count`, `thread_participants`) is what
             // clients update "N replies" from.
