@@ -275,6 +275,7 @@ pub async fn fan_out(
     let commits = feed.store.change_notifier();
     let mut position = Some(feed.start);
     let mut forgotten_at = tokio::time::Instant::now();
+    let mut delivered: Option<ChangePosition> = None;
     loop {
         // Armed before the read, so a commit between the read and the wait is not missed.
         let committed = commits.notified();
@@ -301,16 +302,20 @@ pub async fn fan_out(
             }
         }
         // The fan-out is the outbox's only reader here: what it delivered is not kept (the
-        // store would otherwise hold every event for a day).
-        if !idle && forgotten_at.elapsed() >= FORGET_EVERY {
+        // store would otherwise hold every event for a day). Forgotten at most once a second
+        // while busy, and when the feed goes quiet.
+        if !idle {
+            delivered = Some(batch.next.clone());
+        }
+        if let Some(upto) = delivered
+            .as_ref()
+            .filter(|_| idle || forgotten_at.elapsed() >= FORGET_EVERY)
+        {
             forgotten_at = tokio::time::Instant::now();
-            if let Err(e) = feed
-                .store
-                .forget_through(TableName::Events, &batch.next)
-                .await
-            {
+            if let Err(e) = feed.store.forget_through(TableName::Events, upto).await {
                 tracing::warn!(error = %e, "forgetting delivered events failed");
             }
+            delivered = None;
         }
         position = Some(batch.next);
         if idle {
