@@ -452,10 +452,13 @@ impl Chat {
                 .await?
                 .map(|(u, _)| u.to_json())
                 .unwrap_or_else(|| json!({ "id": user_id }));
-            let event =
-                crate::service::channels::channel_event("user.watching.start", channel, self.now())
-                    .with("user", user)
-                    .with("watcher_count", count.into());
+            let event = crate::service::channel_record::channel_event(
+                "user.watching.start",
+                channel,
+                self.now(),
+            )
+            .with("user", user)
+            .with("watcher_count", count.into());
             writes.push(crate::store::layout::outbox_write(&event));
         }
         self.store.transact(writes).await?;
@@ -483,7 +486,7 @@ impl Chat {
         if !watching.iter().any(|w| w.user_id == user_id) {
             if let Some(loaded) = self.load_channel(cid).await? {
                 let count = watching_users(&watching).len();
-                let event = crate::service::channels::channel_event(
+                let event = crate::service::channel_record::channel_event(
                     "user.watching.stop",
                     &loaded.channel,
                     self.now(),

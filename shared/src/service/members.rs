@@ -1,7 +1,8 @@
 //! Per-member channel state: member partial update (custom data, archive, pin, role), hide and
 //! show, channel mutes, and query members.
 
-use super::channels::{acting_user, channel_event, Loaded};
+use super::acting_user;
+use super::channel_record::{channel_event, Loaded};
 use super::{contention_pause, member_record, to_doc, Chat, QueryParts, CONTENDED_ATTEMPTS};
 use crate::domain::caller::Session;
 use crate::domain::channel::{

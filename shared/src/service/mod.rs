@@ -2,6 +2,7 @@
 //! caller's permissions and writes state together with its events in one transaction.
 
 pub mod app;
+pub(crate) mod channel_access;
 pub(crate) mod channel_record;
 pub mod channel_types;
 pub mod channels;
@@ -25,6 +26,24 @@ use crate::store::{Item, Table, TableName};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
+
+/// The user acting in a request: the caller, or for server-side requests the `user_id` / `user`
+/// the body names (Stream's server-side "on behalf of").
+pub(crate) fn acting_user(
+    session: &crate::domain::caller::Session,
+    user_id: &Option<String>,
+    user: &Option<serde_json::Map<String, serde_json::Value>>,
+) -> Option<String> {
+    match &session.caller {
+        crate::domain::caller::Caller::Server => user_id.clone().or_else(|| {
+            user.as_ref()
+                .and_then(|u| u.get("id"))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        }),
+        other => other.user_id().map(str::to_string),
+    }
+}
 
 /// A stored document as its record type. An unreadable one is an internal error that names what
 /// it is (the detail goes to the logs, never to the caller).

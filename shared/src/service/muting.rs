@@ -3,7 +3,7 @@
 //! mutes and blocks are items under the user (one read for `me.mutes` / `me.blocked_user_ids`),
 //! keyed by the other user, so delivery checks a whole audience with one batch read.
 
-use super::channels::acting_user;
+use super::acting_user;
 use super::{to_doc, Chat};
 use crate::domain::caller::Session;
 use crate::domain::clock::{format_time, parse_time};

@@ -1,7 +1,8 @@
 //! Reactions on messages: send (one per user and type, `enforce_unique`), delete, list, with
 //! the message's aggregates and the events written in the same transaction.
 
-use super::channels::{acting_user, channel_event};
+use super::acting_user;
+use super::channel_record::channel_event;
 use super::messages::message_write;
 use super::{contention_pause, to_doc, Chat, QueryParts, CONTENDED_ATTEMPTS};
 use crate::domain::caller::Session;
@@ -55,7 +56,7 @@ impl Chat {
         &self,
         session: &Session,
         config: &crate::domain::channel_type::ChannelTypeConfig,
-        loaded: &super::channels::Loaded,
+        loaded: &super::channel_record::Loaded,
     ) -> Result<(), ApiError> {
         if !loaded.channel.frozen || session.caller.is_server() {
             return Ok(());

@@ -1,7 +1,8 @@
 //! Read and delivery state: mark read (one channel or all), mark unread, mark delivered, and the
 //! user-level unread counts; each change written with its events.
 
-use super::channels::{acting_user, channel_event, Loaded};
+use super::acting_user;
+use super::channel_record::{channel_event, Loaded};
 use super::members::contended;
 use super::{channel_record, member_record};
 use super::{contention_pause, Chat, CONTENDED_ATTEMPTS};

@@ -2,7 +2,7 @@
 //! readable, of types with `search` on), messages by a text query or a message filter, sorted by
 //! relevance or any filterable field, paged by offset or by `next` / `previous` cursors.
 
-use super::channels::acting_user;
+use super::acting_user;
 use super::Chat;
 use crate::domain::caller::Session;
 use crate::domain::channel::{check_filter_values, query_channels_rules, ChannelView};

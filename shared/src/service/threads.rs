@@ -2,7 +2,8 @@
 //! query threads, get a thread, partial update of title and custom data, and per-participant
 //! read state.
 
-use super::channels::{acting_user, channel_event};
+use super::acting_user;
+use super::channel_record::channel_event;
 use super::{to_doc, Chat, QueryParts};
 use crate::domain::caller::Session;
 use crate::domain::channel::ChannelView;

@@ -4,7 +4,6 @@
 //! (typing and custom events). This file owns the channel record and its partition (loading a
 //! channel with its members, committing a change) and the request bodies.
 
-mod access;
 mod events;
 mod query;
 mod state;
@@ -14,9 +13,7 @@ pub use events::SendEvent;
 pub use state::PREFETCH_CHANNELS;
 
 use super::{channel_record, member_record, Chat};
-use crate::domain::caller::{Caller, Session};
 use crate::domain::channel::{Channel, ChannelView, Member};
-use crate::domain::channel_type::ChannelTypeConfig;
 use crate::domain::event::Event;
 use crate::domain::limits::{
     DEFAULT_CHANNEL_MESSAGE_LIMIT, MAX_CHANNEL_MEMBER_LIMIT, MAX_CHANNEL_MEMBER_OFFSET,
@@ -24,10 +21,9 @@ use crate::domain::limits::{
 use crate::domain::message::{MessageAnchor, MessagePage};
 use crate::domain::user::User;
 use crate::domain::ApiError;
-use crate::store::layout::{
-    channel_pk, channels_of_type_pk, hidden_members_pk, outbox_write, CHANNEL_SK, MEMBER_SK_PREFIX,
-    READER_SK_PREFIX,
-};
+pub(crate) use crate::service::acting_user;
+pub(crate) use crate::service::channel_record::{channel_event, Loaded};
+use crate::store::layout::{channels_of_type_pk, outbox_write};
 use crate::store::{query_all, Index, Query, StoreError, TableName, Write, MAX_TRANSACTION_WRITES};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -135,46 +131,6 @@ pub struct QueryChannels {
     pub user: Option<Map<String, Value>>,
 }
 
-/// A channel with its members, as read from its partition.
-pub(crate) struct Loaded {
-    pub channel: Channel,
-    pub version: u64,
-    /// Every member ([`Chat::load_channel`]), or only the acting user's
-    /// ([`Chat::load_channel_as`], for a send, which needs no one else's).
-    pub members: Vec<Member>,
-    /// Read states of users who are not members (see `reader_item`).
-    pub readers: Vec<Member>,
-}
-
-/// The user acting in a request: the caller, or for server-side requests the `user_id` / `user`
-/// the body names (Stream's server-side "on behalf of").
-pub(crate) fn acting_user(
-    session: &Session,
-    user_id: &Option<String>,
-    user: &Option<Map<String, Value>>,
-) -> Option<String> {
-    match &session.caller {
-        Caller::Server => user_id.clone().or_else(|| {
-            user.as_ref()
-                .and_then(|u| u.get("id"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        }),
-        other => other.user_id().map(str::to_string),
-    }
-}
-
-pub(crate) fn channel_event(
-    kind: &str,
-    channel: &Channel,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Event {
-    Event::new(kind, channel.cid.clone(), now)
-        .with("cid", Value::String(channel.cid.clone()))
-        .with("channel_id", Value::String(channel.id.clone()))
-        .with("channel_type", Value::String(channel.channel_type.clone()))
-}
-
 /// An event addressed to one user (the `notification.*` family), stored under that user's scope.
 fn notification_event(
     kind: &str,
@@ -214,48 +170,6 @@ impl Default for StatePage {
 }
 
 impl Chat {
-    pub(crate) async fn channel_config(
-        &self,
-        channel_type: &str,
-    ) -> Result<ChannelTypeConfig, ApiError> {
-        self.channel_type(channel_type)
-            .await?
-            .map(|(c, _)| c)
-            .ok_or_else(|| {
-                ApiError::not_found(format!("channel type {channel_type:?} does not exist"))
-            })
-    }
-
-    /// The channel and all its members, from its partition.
-    pub(crate) async fn load_channel(&self, cid: &str) -> Result<Option<Loaded>, ApiError> {
-        let mut channel = None;
-        let mut members = Vec::new();
-        let mut readers = Vec::new();
-        let query = Query::new(TableName::Channels, channel_pk(cid));
-        for item in query_all(self.store.as_ref(), query).await? {
-            if item.sk == CHANNEL_SK {
-                channel = Some(channel_record::decode(item)?);
-            } else if item.sk.starts_with(MEMBER_SK_PREFIX) {
-                members.push(member_record::decode(item)?);
-            } else if item.sk.starts_with(READER_SK_PREFIX) {
-                readers.push(member_record::decode(item)?);
-            }
-        }
-        Ok(channel
-            .filter(|(c, _): &(Channel, u64)| c.deleted_at.is_none())
-            .map(|(mut channel, version)| {
-                // The count is the member items there are: a change interrupted between its
-                // channel item and its member items (a crash) never leaves it wrong.
-                channel.member_count = members.len() as u32;
-                Loaded {
-                    channel,
-                    version,
-                    members,
-                    readers,
-                }
-            }))
-    }
-
     /// Commits a change to a channel item written under its version condition: a concurrent
     /// change makes the request fail with a retryable input error, not a 500.
     async fn commit_channel_change(&self, cid: &str, writes: Vec<Write>) -> Result<(), ApiError> {
@@ -279,76 +193,6 @@ impl Chat {
             )
             .await?;
         Ok(!page.items.is_empty())
-    }
-
-    /// The channel with only `user_id`'s member item (when a member): one batch read of two
-    /// items, however many members the channel has. `member_count` is the stored count.
-    pub(crate) async fn load_channel_as(
-        &self,
-        cid: &str,
-        user_id: Option<&str>,
-    ) -> Result<Loaded, ApiError> {
-        self.load_channel_with(cid, user_id.as_slice()).await
-    }
-
-    /// The channel with the member items of `users` (those who are members).
-    pub(crate) async fn load_channel_with(
-        &self,
-        cid: &str,
-        users: &[&str],
-    ) -> Result<Loaded, ApiError> {
-        let _pk = channel_pk(cid);
-        let mut keys = vec![channel_record::key(cid)];
-        keys.extend(users.iter().map(|u| member_record::key(cid, u)));
-        let mut channel = None;
-        let mut members = Vec::new();
-        for item in self.store.batch_get(TableName::Channels, &keys).await? {
-            if item.sk == CHANNEL_SK {
-                channel = Some(channel_record::decode(item)?);
-            } else {
-                members.push(member_record::decode(item)?);
-            }
-        }
-        match channel {
-            Some((channel, version)) if channel.deleted_at.is_none() => Ok(Loaded {
-                channel,
-                version,
-                members,
-                readers: Vec::new(),
-            }),
-            _ => Err(ApiError::not_found(format!(
-                "Can't find channel with id {cid}"
-            ))),
-        }
-    }
-
-    /// The members who hid the channel: found on its hidden-members index, read from their
-    /// items (an index may lag; the items are what a conditioned write is checked against).
-    pub(crate) async fn hidden_members(&self, cid: &str) -> Result<Vec<Member>, ApiError> {
-        let query = Query::new(TableName::Channels, hidden_members_pk(cid))
-            .index(Index::Gsi2)
-            .keys_only();
-        let keys: Vec<(String, String)> = query_all(self.store.as_ref(), query)
-            .await?
-            .into_iter()
-            .map(|item| (item.pk, item.sk))
-            .collect();
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.store
-            .batch_get(TableName::Channels, &keys)
-            .await?
-            .into_iter()
-            .map(member_record::decode)
-            .filter(|m| !matches!(m, Ok(m) if !m.hidden))
-            .collect()
-    }
-
-    pub(crate) async fn require_channel(&self, cid: &str) -> Result<Loaded, ApiError> {
-        self.load_channel(cid)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("Can't find channel with id {cid}")))
     }
 
     /// Every cid listed under an index partition (the index sort key is the cid).

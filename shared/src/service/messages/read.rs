@@ -7,7 +7,7 @@ use crate::domain::channel::{Channel, Cid};
 use crate::domain::clock::parse_time;
 use crate::domain::message::{Message, MessageAnchor, MessagePage, Viewer};
 use crate::domain::ApiError;
-use crate::service::channels::Loaded;
+use crate::service::channel_record::Loaded;
 use crate::service::decode;
 use crate::service::Chat;
 use crate::store::layout::{

@@ -3,7 +3,7 @@
 use crate::domain::caller::Session;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
-use crate::service::channels::Loaded;
+use crate::service::channel_record::Loaded;
 use crate::service::Chat;
 use serde_json::{json, Value};
 

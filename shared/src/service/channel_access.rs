@@ -1,7 +1,8 @@
 //! Who may do what to a channel: permission checks against the channel's grants, readable
-//! channels, the viewer of restricted messages, watching and stop-watching.
+//! channels, the viewer of restricted messages, watching and stop-watching. Below both the
+//! channel and the message use cases.
 
-use super::*;
+use super::channel_record::Loaded;
 use crate::domain::caller::{Caller, Session};
 use crate::domain::channel::{Channel, Cid};
 use crate::domain::channel_type::ChannelTypeConfig;
