@@ -1,7 +1,8 @@
 //! Load over HTTP: a release `chat-local` on the on-disk store, driven by 8 / 32 / 128
 //! concurrent keep-alive clients, each phase next to a `GET /health` baseline at the same
 //! concurrency in the same run. Sends into distinct channels and into one hot channel (sends/s,
-//! p50 / p99, refusals), then the disk the messages took. Prints figures; asserts nothing.
+//! p50 / p99, refusals), the disk the messages took, the CPU chat-local uses idle, and query
+//! channels for a member of 1 / 100 / 1,000 channels. Prints figures; asserts nothing.
 //!
 //! Run: `cargo bench -p chat-local --bench load`. The server runs with `CHAT_RATE_LIMITS=off`:
 //! one app sending thousands of messages a minute is what this measures, not Stream's budgets.
@@ -92,6 +93,20 @@ async fn phase<F>(
 where
     F: Fn(usize) -> (&'static str, String, Option<serde_json::Value>) + Send + Sync + 'static,
 {
+    phase_of(http, url, clients, REQUESTS, make).await
+}
+
+/// [`phase`] with `requests` requests.
+async fn phase_of<F>(
+    http: &Http,
+    url: &str,
+    clients: usize,
+    requests: usize,
+    make: F,
+) -> (f64, Duration, Duration, usize)
+where
+    F: Fn(usize) -> (&'static str, String, Option<serde_json::Value>) + Send + Sync + 'static,
+{
     let make = Arc::new(make);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -100,7 +115,7 @@ where
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             let mut i = c;
-            while i < REQUESTS {
+            while i < requests {
                 let (method, path, body) = make(i);
                 let t = Instant::now();
                 let status = call(&http, &url, method, &path, body.as_ref()).await;
@@ -120,7 +135,7 @@ where
     times.sort();
     let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
     (
-        REQUESTS as f64 / elapsed.as_secs_f64(),
+        requests as f64 / elapsed.as_secs_f64(),
         at(0.5),
         at(0.99),
         refused,
@@ -266,5 +281,96 @@ async fn main() {
         "disk: {:.0} bytes per message ({sent} messages, database + WAL, events and change log included)",
         after.saturating_sub(before) as f64 / sent as f64
     );
+
+    // Idle: the process's CPU time over a few quiet seconds.
+    let pid = server.child.id();
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    if let (Some(a), Some(b)) = (before, cpu_ticks(pid)) {
+        // Linux counts CPU time in ticks of 1/100 s.
+        println!(
+            "idle: {:.2}% of one core over 5 s",
+            (b - a) as f64 / 100.0 / 5.0 * 100.0
+        );
+    }
+
+    // Query channels for members of 1, 100 and 1,000 channels (server side, on the member's
+    // behalf, one client: the latency of one app opening its channel list), next to the baseline.
+    let member_of = |n: usize| format!("qc-{n}");
+    let members: Vec<serde_json::Value> = [1, 100, 1000]
+        .iter()
+        .map(|n| json!({ "id": member_of(*n) }))
+        .collect();
+    let upsert = json!({ "users": members });
+    call(&http, &server.url, "POST", "/users", Some(&upsert)).await;
+    for i in 0..1000 {
+        let mut members = vec![member_of(1000), users[i % CHANNELS].clone()];
+        if i < 100 {
+            members.push(member_of(100));
+        }
+        if i == 0 {
+            members.push(member_of(1));
+        }
+        let body = json!({"data": {"members": members, "created_by_id": users[i % CHANNELS]}});
+        call(
+            &http,
+            &server.url,
+            "POST",
+            &format!("/channels/messaging/qc-{i:04}/query"),
+            Some(&body),
+        )
+        .await;
+        if i % 7 == 0 {
+            let message = json!({"message": {"text": "hello", "user_id": users[i % CHANNELS]}});
+            call(
+                &http,
+                &server.url,
+                "POST",
+                &format!("/channels/messaging/qc-{i:04}/message"),
+                Some(&message),
+            )
+            .await;
+        }
+    }
+    let (base, b50, b99, _) = phase_of(&http, &server.url, 1, 2000, |_| {
+        ("GET", "/health".to_string(), None)
+    })
+    .await;
+    println!(
+        "{:<34}{:>12.0}{:>11}{:>11}{:>9}{:>12}",
+        "GET /health, 1 client",
+        base,
+        ms(b50),
+        ms(b99),
+        "-",
+        "1.00"
+    );
+    for n in [1, 100, 1000] {
+        let user = member_of(n);
+        let (rate, p50, p99, refused) = phase_of(&http, &server.url, 1, 200, move |_| {
+            let body = json!({"filter_conditions": {"members": {"$in": [user]}}, "sort": [{"field": "last_message_at", "direction": -1}], "limit": 10, "user_id": user, "state": true});
+            ("POST", "/channels".to_string(), Some(body))
+        })
+        .await;
+        println!(
+            "{:<34}{:>12.0}{:>11}{:>11}{:>9}{:>12.3}",
+            format!("query channels, member of {n}"),
+            rate,
+            ms(p50),
+            ms(p99),
+            refused,
+            rate / base
+        );
+    }
     drop(server);
+}
+
+/// User plus system CPU time of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
