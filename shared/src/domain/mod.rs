@@ -9,6 +9,7 @@ pub mod channel_type;
 pub mod clock;
 pub mod error;
 pub mod event;
+pub mod event_kind;
 pub mod filter;
 pub mod ids;
 pub mod limits;

@@ -18,20 +18,6 @@ pub struct SendEvent {
 /// Event types a client may send itself; any other name is a custom event.
 const TYPING_EVENTS: &[&str] = &["typing.start", "typing.stop"];
 
-/// Event types only the server makes.
-const SERVER_EVENT_PREFIXES: &[&str] = &[
-    "message.",
-    "channel.",
-    "member.",
-    "notification.",
-    "user.",
-    "reaction.",
-    "health.",
-    "connection.",
-    "thread.",
-    "poll.",
-];
-
 impl Chat {
     /// `POST /channels/{type}/{id}/event`: typing events (the type's `typing_events`, the user's
     /// typing privacy) and custom events (the type's `custom_events`, `SendCustomEvent`), sent to
@@ -85,7 +71,7 @@ impl Chat {
                 "CreateMessage",
             )?;
         } else {
-            if SERVER_EVENT_PREFIXES.iter().any(|p| kind.starts_with(p)) {
+            if crate::domain::event_kind::is_server_event(&kind) {
                 return Err(ApiError::field(
                     "event.type",
                     format!("{kind} is an event only the server sends"),
