@@ -1,7 +1,9 @@
 //! chat-local: every function's routes on one port, on the embedded store, as one process.
 //! Prints the URL and credentials on start; stops cleanly on Ctrl-C / SIGTERM.
 
+mod hooks;
 mod longpoll;
+mod scheduler;
 mod ws;
 
 use clap::Parser;
@@ -128,15 +130,24 @@ async fn run(args: Args) -> Result<(), String> {
         .change_feed_end(outbox)
         .await
         .map_err(|e| e.to_string())?;
-    // Events left from a previous run were for sockets that are gone.
+    // The hooks resume where they stopped; a new data directory starts at the end.
+    let hooks_start = match hooks::stored_position(&embedded).await? {
+        Some(stored) => hooks::earlier(&stored, &start),
+        None => start.clone(),
+    };
+    // Events left from a previous run were for sockets that are gone (and are kept only while
+    // the hooks have not had them).
     embedded
-        .forget_through(outbox, &start)
+        .forget_through(outbox, &hooks::earlier(&start, &hooks_start))
         .await
         .map_err(|e| e.to_string())?;
+    let (handed, held) = tokio::sync::watch::channel(hooks_start.clone());
     let feed = ws::OutboxFeed {
         start,
         store: embedded.clone(),
+        held,
     };
+    let hook_store = embedded.clone();
     let store: Arc<dyn Table> = Arc::new(embedded);
     let keys = credentials(data_dir)?;
     let chat = Chat::new(
@@ -184,6 +195,17 @@ async fn run(args: Args) -> Result<(), String> {
     // CHAT_MESSAGE_THROTTLE=off: clients get every message (seed: throttling "can be disabled").
     let delivery = shared::realtime::delivery::Delivery::new(gateway).throttling_from_env();
     let fan_out = tokio::spawn(ws::fan_out(chat.clone(), delivery, stop_rx.clone(), feed));
+    // Every event to the app's webhooks, SQS queues and SNS topics.
+    let dispatcher = tokio::spawn(hooks::dispatch(
+        chat.clone(),
+        shared::hooks::Hooks::new(&chat),
+        hook_store,
+        hooks_start,
+        handed,
+        stop_rx.clone(),
+    ));
+    // Timers: unread reminders.
+    let timers = tokio::spawn(scheduler::run(chat.clone(), stop_rx.clone()));
     // Responses are gzip-compressed for clients that accept it (seed 002); in AWS API Gateway
     // compresses (the template's MinimumCompressionSize).
     let rest = shared::http::with_edge_for(
@@ -234,7 +256,10 @@ async fn run(args: Args) -> Result<(), String> {
     // Every socket sends its close frame (1012) before the process ends.
     sockets.wait_closed(SOCKET_CLOSE_GRACE).await;
     fan_out.abort();
+    // The dispatcher saves its position as it stops.
+    let _ = tokio::time::timeout(Duration::from_secs(2), dispatcher).await;
     idle_polls.abort();
+    timers.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 /// Keep-alive: a `health.check` at least this often (the JS client gives up after 35 s).
 const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(30);
 /// The fan-out task wakes on every commit to the outbox; this is only its fallback.
-const FANOUT_FALLBACK: Duration = Duration::from_secs(1);
+pub const FANOUT_FALLBACK: Duration = Duration::from_secs(1);
 /// The host name chat-local's connections are recorded under (one process per data directory).
 pub const LOCAL_HOST: &str = "chat-local";
 /// Close code of a server restart: the client reconnects (1000 would tell it not to).
@@ -259,6 +259,8 @@ pub struct OutboxFeed {
     /// The store the feed is read from: its commit notifier wakes the fan-out, and what the
     /// fan-out delivered is forgotten there.
     pub store: Embedded,
+    /// How far the hook dispatcher has handed events off: nothing after it is forgotten.
+    pub held: watch::Receiver<ChangePosition>,
 }
 
 /// Delivered events are forgotten at most this often (each time is one write transaction).
@@ -301,17 +303,18 @@ pub async fn fan_out(
                 }
             }
         }
-        // The fan-out is the outbox's only reader here: what it delivered is not kept (the
-        // store would otherwise hold every event for a day). Forgotten at most once a second
-        // while busy, and when the feed goes quiet.
+        // What the fan-out delivered and the hook dispatcher handed off is not kept (the store
+        // would otherwise hold every event for a day). Forgotten at most once a second while
+        // busy, and when the feed goes quiet.
         if !idle {
             delivered = Some(batch.next.clone());
         }
-        if let Some(upto) = delivered
+        if let Some(delivered_upto) = delivered
             .as_ref()
             .filter(|_| idle || forgotten_at.elapsed() >= FORGET_EVERY)
         {
             forgotten_at = tokio::time::Instant::now();
+            let upto = &crate::hooks::earlier(delivered_upto, &feed.held.borrow());
             if let Err(e) = feed.store.forget_through(TableName::Events, upto).await {
                 tracing::warn!(error = %e, "forgetting delivered events failed");
             }

@@ -32,6 +32,51 @@ pub fn routes() -> Router<Chat> {
         .route("/tasks/{id}", get(get_task))
         .route("/connect/endpoint", get(session_endpoint))
         .route("/rate_limits", get(rate_limits))
+        .route("/check_sqs", axum::routing::post(check_sqs))
+        .route("/check_sns", axum::routing::post(check_sns))
+        .route("/event_hooks/failures", get(hook_failures))
+        .route(
+            "/event_hooks/failures/replay",
+            axum::routing::post(replay_hook_failures),
+        )
+}
+
+/// `GET /event_hooks/failures` (server-side): events a hook did not take, kept 14 days.
+async fn hook_failures(State(chat): State<Chat>, session: Session) -> HttpResult {
+    session
+        .caller
+        .require_server("reading failed hook deliveries")?;
+    let failures = chat.hook_failures().await?;
+    Ok(Reply::json(json!({ "failures": failures })))
+}
+
+/// `POST /event_hooks/failures/replay` (server-side): sends the kept failures again to their
+/// hooks; the ones taken are forgotten.
+async fn replay_hook_failures(State(chat): State<Chat>, session: Session) -> HttpResult {
+    session
+        .caller
+        .require_server("replaying failed hook deliveries")?;
+    let hooks = crate::hooks::Hooks::new(&chat);
+    let (replayed, kept) = hooks.replay_failures(&chat).await?;
+    Ok(Reply::json(json!({ "replayed": replayed, "kept": kept })))
+}
+
+/// `POST /check_sqs` (server-side): a test message to the queue.
+async fn check_sqs(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(body): Body<crate::hooks::checks::CheckSqs>,
+) -> HttpResult {
+    Ok(Reply::json(chat.check_sqs(&session, body).await?))
+}
+
+/// `POST /check_sns` (server-side): a test message to the topic.
+async fn check_sns(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(body): Body<crate::hooks::checks::CheckSns>,
+) -> HttpResult {
+    Ok(Reply::json(chat.check_sns(&session, body).await?))
 }
 
 /// Endpoint discovery (like Chime's GetMessagingSessionEndpoint): where to open the WebSocket.

@@ -229,6 +229,9 @@ impl Chat {
         event: &Value,
     ) -> Result<usize, ApiError> {
         let kind = event["type"].as_str().unwrap_or_default();
+        if crate::domain::event_kind::EventKind::parse(kind).is_some_and(|k| k.is_hooks_only()) {
+            return Ok(0);
+        }
         let now_ms = self.now().timestamp_millis();
         let watching = matches!(kind, "user.watching.start" | "user.watching.stop");
         // Seed ("Automatic feature throttling"): busy channels get watching events at most every

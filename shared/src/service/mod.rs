@@ -13,10 +13,12 @@ pub mod messages;
 pub mod muting;
 pub mod reactions;
 pub mod reads;
+pub mod reminders;
 pub mod roles;
 pub mod search;
 pub mod tasks;
 pub mod threads;
+pub mod timers;
 pub mod users;
 pub mod writers;
 

@@ -1,0 +1,47 @@
+//! The body a hook receives for an outbox event: the event as connections get it, without
+//! per-recipient fields, and for `message.new` the channel's members and watcher count (as
+//! Stream's webhooks carry them, so a backend can notify offline members without a read).
+
+use crate::domain::channel::Member;
+use crate::domain::ApiError;
+use crate::service::Chat;
+use serde_json::{json, Value};
+
+/// Members a `message.new` hook body lists at most.
+const MAX_PAYLOAD_MEMBERS: usize = 100;
+
+impl Chat {
+    /// The hook body of the event stored under `scope`.
+    pub async fn hook_payload(&self, scope: &str, event: &Value) -> Result<Value, ApiError> {
+        let mut body = event.clone();
+        if event["type"] != "message.new" || scope.starts_with("user:") {
+            return Ok(body);
+        }
+        let Some(loaded) = self.load_channel(scope).await? else {
+            return Ok(body);
+        };
+        let mut members: Vec<&Member> = loaded.members.iter().collect();
+        members.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then(a.user_id.cmp(&b.user_id))
+        });
+        members.truncate(MAX_PAYLOAD_MEMBERS);
+        let ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+        let users = self.users_by_id(&ids).await?;
+        let creator = loaded.channel.created_by_id.as_deref();
+        let list: Vec<Value> = members
+            .iter()
+            .map(|m| {
+                let user = users
+                    .get(&m.user_id)
+                    .map(|(u, _)| u.to_json())
+                    .unwrap_or_else(|| json!({ "id": m.user_id }));
+                Value::Object(m.to_wire(Some(&user), creator))
+            })
+            .collect();
+        body["members"] = Value::Array(list);
+        body["watcher_count"] = self.channel_watchers(scope).await?.len().into();
+        Ok(body)
+    }
+}
