@@ -7,83 +7,23 @@
 //! Run: `cargo bench -p chat-local --bench load`. The server runs with `CHAT_RATE_LIMITS=off`:
 //! one app sending thousands of messages a minute is what this measures, not Stream's budgets.
 
-use axum::body::Bytes;
-use http_body_util::{BodyExt, Full};
+#[path = "support/http.rs"]
+mod http;
+
+use http::{call, free_port, ms, phase_of, Http, Server, KEY, SECRET};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KEY: &str = "load-key";
-const SECRET: &str = "load-secret";
 /// Requests per phase (split over the clients).
 const REQUESTS: usize = 4000;
 const CLIENTS: [usize; 3] = [8, 32, 128];
 const CHANNELS: usize = 128;
 
-type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn server_token() -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"server": true}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token")
-}
-
-async fn call(
-    http: &Http,
-    url: &str,
-    method: &str,
-    path: &str,
-    body: Option<&serde_json::Value>,
-) -> u16 {
-    let sep = if path.contains('?') { '&' } else { '?' };
-    let req = axum::http::Request::builder()
-        .method(method)
-        .uri(format!("{url}{path}{sep}api_key={KEY}"))
-        .header("authorization", server_token())
-        .header("stream-auth-type", "jwt")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            body.map(|b| b.to_string()).unwrap_or_default(),
-        )))
-        .expect("request");
-    match http.request(req).await {
-        Ok(res) => {
-            let status = res.status().as_u16();
-            let _ = res.into_body().collect().await;
-            status
-        }
-        Err(_) => 0,
-    }
-}
-
-/// `clients` tasks share `REQUESTS` requests; `make(i)` gives request i. Returns requests/s,
-/// p50, p99 and how many did not answer 200.
+/// [`phase_of`] with `REQUESTS` requests.
 async fn phase<F>(
     http: &Http,
     url: &str,
@@ -96,52 +36,6 @@ where
     phase_of(http, url, clients, REQUESTS, make).await
 }
 
-/// [`phase`] with `requests` requests.
-async fn phase_of<F>(
-    http: &Http,
-    url: &str,
-    clients: usize,
-    requests: usize,
-    make: F,
-) -> (f64, Duration, Duration, usize)
-where
-    F: Fn(usize) -> (&'static str, String, Option<serde_json::Value>) + Send + Sync + 'static,
-{
-    let make = Arc::new(make);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (http, url, make) = (http.clone(), url.to_string(), make.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            let mut i = c;
-            while i < requests {
-                let (method, path, body) = make(i);
-                let t = Instant::now();
-                let status = call(&http, &url, method, &path, body.as_ref()).await;
-                out.push((t.elapsed(), status));
-                i += clients;
-            }
-            out
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("client task"));
-    }
-    let elapsed = started.elapsed();
-    let refused = all.iter().filter(|(_, s)| *s != 200 && *s != 201).count();
-    let mut times: Vec<Duration> = all.into_iter().map(|(d, _)| d).collect();
-    times.sort();
-    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
-    (
-        requests as f64 / elapsed.as_secs_f64(),
-        at(0.5),
-        at(0.99),
-        refused,
-    )
-}
-
 fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
@@ -152,10 +46,6 @@ fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}ms", d.as_secs_f64() * 1000.0)
 }
 
 #[tokio::main]

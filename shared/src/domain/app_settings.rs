@@ -132,7 +132,7 @@ impl Default for AppSettings {
 
 const UNIQUE_USERNAME_MODES: &[&str] = &["no", "app", "team"];
 const HOOK_TYPES: &[&str] = &["webhook", "sqs", "sns", "pending_message"];
-const AUTH_TYPES: &[&str] = &["keys", "resource"];
+const AUTH_TYPES: &[&str] = &["keys", "resource", "role"];
 
 impl AppSettings {
     /// Token revocation date, when one is set.
@@ -274,7 +274,7 @@ impl AppSettings {
             if !AUTH_TYPES.contains(&auth.as_str()) {
                 return Err(ApiError::field(
                     field,
-                    format!("{field} must be keys or resource"),
+                    format!("{field} must be keys, resource or role"),
                 ));
             }
         }
@@ -289,13 +289,16 @@ impl AppSettings {
             validate_url(field, url)?;
         }
         if !self.sqs_url.is_empty() {
-            validate_url("sqs_url", &self.sqs_url)?;
+            validate_queue_url("sqs_url", &self.sqs_url)?;
         }
-        if !self.sns_topic_arn.is_empty() && !self.sns_topic_arn.starts_with("arn:") {
-            return Err(ApiError::field(
-                "sns_topic_arn",
-                "sns_topic_arn must be an ARN (arn:aws:sns:...)",
-            ));
+        if !self.sns_topic_arn.is_empty() {
+            validate_topic_arn("sns_topic_arn", &self.sns_topic_arn)?;
+        }
+        for (field, auth, arn) in [
+            ("sqs_role_arn", &self.sqs_auth_type, &self.sqs_role_arn),
+            ("sns_role_arn", &self.sns_auth_type, &self.sns_role_arn),
+        ] {
+            validate_role(field, auth, arn)?;
         }
         for (field, cfg) in [
             ("file_upload_config", &self.file_upload_config),
@@ -343,6 +346,37 @@ fn validate_url(field: &str, url: &str) -> Result<(), ApiError> {
     }
 }
 
+fn validate_queue_url(field: &str, url: &str) -> Result<(), ApiError> {
+    match crate::domain::aws_names::sqs_endpoint(url) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::field(
+            field,
+            format!("{field} must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account id>/<queue name>)"),
+        )),
+    }
+}
+
+fn validate_topic_arn(field: &str, arn: &str) -> Result<(), ApiError> {
+    match crate::domain::aws_names::sns_region(arn) {
+        Some(_) => Ok(()),
+        None => Err(ApiError::field(
+            field,
+            format!("{field} must be an SNS topic ARN (arn:aws:sns:<region>:<account id>:<topic>)"),
+        )),
+    }
+}
+
+/// `role` authentication needs the role to assume.
+fn validate_role(field: &str, auth_type: &str, role_arn: &str) -> Result<(), ApiError> {
+    if auth_type == "role" && !role_arn.starts_with("arn:") {
+        return Err(ApiError::field(
+            field,
+            format!("{field} must be the ARN of the role to assume when the auth type is role"),
+        ));
+    }
+    Ok(())
+}
+
 fn validate_hooks(hooks: Vec<EventHook>, now: DateTime<Utc>) -> Result<Vec<EventHook>, ApiError> {
     let mut pending = 0;
     hooks
@@ -364,17 +398,37 @@ fn validate_hooks(hooks: Vec<EventHook>, now: DateTime<Utc>) -> Result<Vec<Event
                 _ => "webhook_url",
             };
             match hook.fields.get(required) {
-                Some(Value::String(s)) if !s.is_empty() => {
-                    if required == "webhook_url" {
-                        validate_url("event_hooks.webhook_url", s)?;
-                    }
-                }
+                Some(Value::String(s)) if !s.is_empty() => match required {
+                    "webhook_url" => validate_url("event_hooks.webhook_url", s)?,
+                    "sqs_queue_url" => validate_queue_url("event_hooks.sqs_queue_url", s)?,
+                    _ => validate_topic_arn("event_hooks.sns_topic_arn", s)?,
+                },
                 _ => {
                     return Err(ApiError::field(
                         "event_hooks",
                         format!("a {} hook needs {required}", hook.hook_type),
                     ))
                 }
+            }
+            for (field, role) in [
+                ("sqs_auth_type", "sqs_role_arn"),
+                ("sns_auth_type", "sns_role_arn"),
+            ] {
+                let text = |name: &str| {
+                    hook.fields
+                        .get(name)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let auth = text(field);
+                if !auth.is_empty() && !AUTH_TYPES.contains(&auth.as_str()) {
+                    return Err(ApiError::field(
+                        "event_hooks",
+                        format!("{field} must be keys, resource or role"),
+                    ));
+                }
+                validate_role(&format!("event_hooks.{role}"), &auth, &text(role))?;
             }
             if hook.hook_type == "pending_message" {
                 pending += 1;
@@ -418,6 +472,25 @@ mod tests {
         assert!(update(&mut s, json!({"not_a_setting": 1})).is_err());
         assert!(update(&mut s, json!({"webhook_url": "ftp://x"})).is_err());
         assert!(update(&mut s, json!({"event_hooks": [{"hook_type": "sqs"}]})).is_err());
+        assert!(update(&mut s, json!({"sqs_url": "https://foo.com/bar"})).is_err());
+        assert!(update(&mut s, json!({"sns_topic_arn": "arn:aws:sqs:x"})).is_err());
+        assert!(update(&mut s, json!({"sqs_auth_type": "role"})).is_err());
+        assert!(update(
+            &mut AppSettings::default(),
+            json!({"sqs_auth_type": "role", "sqs_role_arn": "arn:aws:iam::123456789012:role/chat"})
+        )
+        .is_ok());
+        assert!(update(
+            &mut s,
+            json!({"event_hooks": [{"hook_type": "sqs", "sqs_queue_url": "https://foo.com/bar"}]})
+        )
+        .is_err());
+        assert!(update(
+            &mut s,
+            json!({"event_hooks": [{"hook_type": "sns", "sns_topic_arn": "arn:aws:sns:us-east-1:123456789012:t",
+                                    "sns_auth_type": "role"}]})
+        )
+        .is_err());
         assert_eq!(s, AppSettings::default(), "failed updates change nothing");
         update(&mut s, json!({"reminders_interval": 60, "enforce_unique_usernames": "team", "disable_auth_checks": true})).unwrap();
         assert_eq!(

@@ -1,5 +1,6 @@
 //! The event catalogue: every event type the product sends, and who hears each beyond the
-//! connections of its scope (the app's hooks: webhooks, SQS, SNS). Event types a client makes up
+//! connections of its scope: the app's hooks (webhooks, SQS, SNS) hear the types Stream's webhook
+//! events list names, and only the hooks hear unread reminders. Event types a client makes up
 //! (`POST /channels/{type}/{id}/event`) are custom events; they reach the hooks that ask for them
 //! (`should_send_custom_events`).
 
@@ -57,7 +58,8 @@ pub enum HookDelivery {
     Hooks,
     /// A custom event: only to hooks with `should_send_custom_events`.
     CustomHooks,
-    /// Real-time only (typing, watching, presence, health): never to hooks.
+    /// Not a webhook event (real-time signals, notifications to one user's connections, and
+    /// the changes Stream's webhook events list leaves out).
     Never,
 }
 
@@ -181,17 +183,30 @@ impl EventKind {
         matches!(self, EventKind::UserUnreadMessageReminder)
     }
 
-    /// Real-time signals about connections and typing: they mean nothing to a backend, so no
-    /// hook hears them (as in Stream, whose webhooks never carry them).
-    pub fn is_realtime_only(self) -> bool {
+    /// Whether hooks hear it: the types of Stream's webhook events list.
+    pub fn reaches_hooks(self) -> bool {
         matches!(
             self,
-            EventKind::TypingStart
-                | EventKind::TypingStop
-                | EventKind::UserWatchingStart
-                | EventKind::UserWatchingStop
-                | EventKind::UserPresenceChanged
-                | EventKind::HealthCheck
+            EventKind::MessageNew
+                | EventKind::MessageRead
+                | EventKind::MessageUpdated
+                | EventKind::MessageDeleted
+                | EventKind::ReactionNew
+                | EventKind::ReactionUpdated
+                | EventKind::ReactionDeleted
+                | EventKind::MemberAdded
+                | EventKind::MemberUpdated
+                | EventKind::MemberRemoved
+                | EventKind::ChannelCreated
+                | EventKind::ChannelUpdated
+                | EventKind::ChannelTruncated
+                | EventKind::ChannelDeleted
+                | EventKind::ChannelHidden
+                | EventKind::UserUpdated
+                | EventKind::UserDeleted
+                | EventKind::UserDeactivated
+                | EventKind::UserReactivated
+                | EventKind::UserUnreadMessageReminder
         )
     }
 }
@@ -204,10 +219,9 @@ pub fn is_server_event(name: &str) -> bool {
 /// Where an event of type `name` goes besides its scope's connections.
 pub fn hook_delivery(name: &str) -> HookDelivery {
     match EventKind::parse(name) {
-        Some(kind) if kind.is_realtime_only() => HookDelivery::Never,
-        Some(_) => HookDelivery::Hooks,
-        // Typing is the only client event that is not custom.
-        None if is_server_event(name) => HookDelivery::Hooks,
+        Some(kind) if kind.reaches_hooks() => HookDelivery::Hooks,
+        Some(_) => HookDelivery::Never,
+        None if is_server_event(name) => HookDelivery::Never,
         None => HookDelivery::CustomHooks,
     }
 }
@@ -225,9 +239,14 @@ mod tests {
     }
 
     #[test]
-    fn realtime_signals_never_reach_hooks() {
+    fn hooks_hear_the_webhook_events_list() {
         assert_eq!(hook_delivery("typing.start"), HookDelivery::Never);
         assert_eq!(hook_delivery("user.presence.changed"), HookDelivery::Never);
+        assert_eq!(
+            hook_delivery("notification.added_to_channel"),
+            HookDelivery::Never
+        );
+        assert_eq!(hook_delivery("message.read"), HookDelivery::Hooks);
         assert_eq!(hook_delivery("message.new"), HookDelivery::Hooks);
         assert_eq!(
             hook_delivery("user.unread_message_reminder"),

@@ -2,6 +2,7 @@
 //! app settings, validation limits.
 
 pub mod app_settings;
+pub mod aws_names;
 pub mod caller;
 pub mod capabilities;
 pub mod channel;

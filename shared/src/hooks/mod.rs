@@ -66,12 +66,40 @@ pub struct Dispatched {
     pub failed: usize,
 }
 
+/// Targets that failed lately, and until when they are skipped: one record per process (the
+/// dispatcher and a replay see the same), so a replay that gets through closes the circuit.
+#[derive(Default)]
+pub struct FailingTargets(Mutex<HashMap<String, Instant>>);
+
+impl FailingTargets {
+    fn skipped_until(&self, target: &str) -> Option<Instant> {
+        let now = Instant::now();
+        self.0
+            .lock()
+            .ok()?
+            .get(target)
+            .copied()
+            .filter(|until| *until > now)
+    }
+
+    fn open(&self, target: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(target.to_string(), Instant::now() + OPEN_CIRCUIT);
+        }
+    }
+
+    fn close(&self, target: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(target);
+        }
+    }
+}
+
 /// Sends the app's events to its hooks.
 pub struct Hooks {
     senders: Senders,
     retry: Retry,
-    /// Targets that failed lately: until when they are skipped.
-    open_until: Mutex<HashMap<String, Instant>>,
+    failing: std::sync::Arc<FailingTargets>,
 }
 
 impl Hooks {
@@ -79,7 +107,7 @@ impl Hooks {
         Hooks {
             senders: Senders::new(&chat.keys.api_key, &chat.keys.api_secret),
             retry: Retry::default(),
-            open_until: Mutex::default(),
+            failing: chat.failing_hooks.clone(),
         }
     }
 
@@ -155,40 +183,61 @@ impl Hooks {
         Ok(done)
     }
 
-    /// Sends events to one target; returns how many it took and the failures.
+    /// Sends events to one target; returns how many it took and the failures. A webhook takes
+    /// them one at a time, in order; a queue or topic in batches. Once an event fails its
+    /// attempts, the target's circuit opens and the rest are kept without being tried.
     async fn deliver(
         &self,
         chat: &Chat,
         target: &Target,
         events: Vec<Outgoing>,
     ) -> (usize, Vec<HookFailure>) {
-        if events.is_empty() {
-            return (0, Vec::new());
-        }
-        let failure = |e: &Outgoing, error: &str, attempts: u32| {
-            HookFailure::new(
-                &target.id,
-                target.destination.kind(),
-                e,
-                error,
-                attempts,
-                chat.now_str(),
-            )
+        let runs: Vec<Vec<Outgoing>> = match target.destination {
+            Destination::Webhook { .. } => events.into_iter().map(|e| vec![e]).collect(),
+            _ => vec![events],
         };
-        if let Some(until) = self.skipped_until(&target.id) {
-            let error = format!(
-                "the target failed lately; not tried again for {} s",
-                until.saturating_duration_since(Instant::now()).as_secs()
-            );
-            let failed = events.iter().map(|e| failure(e, &error, 0)).collect();
-            return (0, failed);
+        let mut delivered = 0;
+        let mut failed = Vec::new();
+        for run in runs.into_iter().filter(|r| !r.is_empty()) {
+            if let Some(until) = self.failing.skipped_until(&target.id) {
+                let error = format!(
+                    "not tried: the target failed lately and is skipped for {} s",
+                    until.saturating_duration_since(Instant::now()).as_secs()
+                );
+                failed.extend(run.iter().map(|e| (e.clone(), error.clone(), 0)));
+                continue;
+            }
+            let (taken, refused) = self.attempt(target, &run).await;
+            delivered += taken;
+            failed.extend(refused);
         }
+        let failed = failed
+            .into_iter()
+            .map(|(e, error, attempts)| {
+                HookFailure::new(
+                    &target.id,
+                    target.destination.kind(),
+                    &e,
+                    &error,
+                    attempts,
+                    chat.now_str(),
+                )
+            })
+            .collect();
+        (delivered, failed)
+    }
+
+    /// Sends `events` with the retry budget; returns how many were taken and the ones that
+    /// were not, with the last error and the attempts made. Opens or closes the circuit.
+    async fn attempt(
+        &self,
+        target: &Target,
+        events: &[Outgoing],
+    ) -> (usize, Vec<(Outgoing, String, u32)>) {
         let mut pending: Vec<usize> = (0..events.len()).collect();
-        let mut errors: HashMap<usize, SendError> = HashMap::new();
+        let mut errors: HashMap<usize, (SendError, u32)> = HashMap::new();
         let mut backoff = self.retry.first_backoff;
-        let mut attempts = 0;
         for attempt in 1..=self.retry.attempts.max(1) {
-            attempts = attempt;
             let batch: Vec<Outgoing> = pending.iter().map(|&i| events[i].clone()).collect();
             let results = self.send(target, &batch, attempt).await;
             let mut retry = Vec::new();
@@ -201,7 +250,7 @@ impl Hooks {
                         if matches!(e, SendError::Retry(_)) {
                             retry.push(i);
                         }
-                        errors.insert(i, e);
+                        errors.insert(i, (e, attempt));
                     }
                 }
             }
@@ -214,30 +263,25 @@ impl Hooks {
                 backoff *= 2;
             }
         }
-        let mut failed: Vec<(usize, SendError)> = errors.into_iter().collect();
+        let mut failed: Vec<(usize, (SendError, u32))> = errors.into_iter().collect();
         failed.sort_by_key(|(i, _)| *i);
-        if failed.iter().any(|(_, e)| matches!(e, SendError::Retry(_))) {
-            self.open(&target.id);
+        if failed
+            .iter()
+            .any(|(_, (e, _))| matches!(e, SendError::Retry(_)))
+        {
+            self.failing.open(&target.id);
         } else {
-            self.close(&target.id);
+            self.failing.close(&target.id);
         }
-        let delivered = events.len() - failed.len();
+        let taken = events.len() - failed.len();
         let failed = failed
             .into_iter()
-            .map(|(i, e)| {
-                let tries = if matches!(e, SendError::Retry(_)) {
-                    attempts
-                } else {
-                    1
-                };
-                failure(&events[i], e.message(), tries)
-            })
+            .map(|(i, (e, attempts))| (events[i].clone(), e.message().to_string(), attempts))
             .collect();
-        (delivered, failed)
+        (taken, failed)
     }
 
-    /// One attempt at each event, in order; a webhook stops at its first failure (the rest
-    /// wait for the next attempt, so its events keep their order).
+    /// One attempt at each event, in order.
     async fn send(
         &self,
         target: &Target,
@@ -248,14 +292,7 @@ impl Hooks {
             Destination::Webhook { url } => {
                 let mut out = Vec::with_capacity(events.len());
                 for e in events {
-                    let sent = if out.iter().any(Result::is_err) {
-                        Err(SendError::Retry(
-                            "an earlier event is not delivered yet".into(),
-                        ))
-                    } else {
-                        self.senders.webhook(url, target.timeout, e, attempt).await
-                    };
-                    out.push(sent);
+                    out.push(self.senders.webhook(url, target.timeout, e, attempt).await);
                 }
                 out
             }
@@ -280,28 +317,6 @@ impl Hooks {
         }
     }
 
-    fn skipped_until(&self, target: &str) -> Option<Instant> {
-        let now = Instant::now();
-        self.open_until
-            .lock()
-            .ok()?
-            .get(target)
-            .copied()
-            .filter(|until| *until > now)
-    }
-
-    fn open(&self, target: &str) {
-        if let Ok(mut m) = self.open_until.lock() {
-            m.insert(target.to_string(), Instant::now() + OPEN_CIRCUIT);
-        }
-    }
-
-    fn close(&self, target: &str) {
-        if let Ok(mut m) = self.open_until.lock() {
-            m.remove(target);
-        }
-    }
-
     /// Sends kept failed deliveries again to their hooks (those still configured); the ones
     /// taken are forgotten. Returns how many were replayed and how many are still kept.
     pub async fn replay_failures(&self, chat: &Chat) -> Result<(usize, usize), ApiError> {
@@ -316,11 +331,12 @@ impl Hooks {
                 kept += 1;
                 continue;
             };
-            self.close(&target.id);
             let sent = self
                 .send(target, std::slice::from_ref(&event), f.attempts + 1)
                 .await;
             if matches!(sent.first(), Some(Ok(()))) {
+                // It answers again: the events that follow are tried again too.
+                self.failing.close(&target.id);
                 chat.forget_hook_failure(&f.id).await?;
                 replayed += 1;
             } else {

@@ -1,6 +1,7 @@
 //! The body a hook receives for an outbox event: the event as connections get it, without
-//! per-recipient fields, and for `message.new` the channel's members and watcher count (as
-//! Stream's webhooks carry them, so a backend can notify offline members without a read).
+//! per-recipient fields, and for `message.new` the channel's members when it was sent and its
+//! watcher count when it is handed off (as Stream's webhooks carry them, so a backend can
+//! notify offline members without a read).
 
 use crate::domain::channel::Member;
 use crate::domain::ApiError;
@@ -20,7 +21,14 @@ impl Chat {
         let Some(loaded) = self.load_channel(scope).await? else {
             return Ok(body);
         };
-        let mut members: Vec<&Member> = loaded.members.iter().collect();
+        // The members when the message was sent: those who joined since are left out (members
+        // removed since are gone from the store and cannot be listed).
+        let sent_at = event["created_at"].as_str().unwrap_or_default();
+        let mut members: Vec<&Member> = loaded
+            .members
+            .iter()
+            .filter(|m| sent_at.is_empty() || m.created_at.as_str() <= sent_at)
+            .collect();
         members.sort_by(|a, b| {
             a.created_at
                 .cmp(&b.created_at)

@@ -88,6 +88,8 @@ pub struct Chat {
     pub(crate) config: Arc<config_cache::ConfigCache>,
     /// New messages waiting for their channel's turn, committed together.
     pub(crate) mailboxes: Arc<messages::Mailboxes>,
+    /// Hook targets that failed lately (skipped for a while).
+    pub(crate) failing_hooks: Arc<crate::hooks::FailingTargets>,
 }
 
 impl Chat {
@@ -106,6 +108,7 @@ impl Chat {
             writers: Arc::default(),
             config: Arc::default(),
             mailboxes: Arc::default(),
+            failing_hooks: Arc::default(),
         }
     }
 

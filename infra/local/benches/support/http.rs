@@ -1,0 +1,124 @@
+//! What the HTTP benchmarks share: a `chat-local` child process, a keep-alive client, a
+//! server-side request, and a phase of concurrent requests with its rate and percentiles.
+
+#![allow(dead_code)]
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use serde_json::json;
+use std::process::Child;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "load-key";
+pub const SECRET: &str = "load-secret";
+
+pub type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn server_token() -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"server": true}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("token")
+}
+
+pub async fn call(
+    http: &Http,
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> u16 {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(format!("{url}{path}{sep}api_key={KEY}"))
+        .header("authorization", server_token())
+        .header("stream-auth-type", "jwt")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )))
+        .expect("request");
+    match http.request(req).await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let _ = res.into_body().collect().await;
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
+/// `clients` tasks share `requests` requests; `make(i)` gives request i. Returns requests/s,
+/// p50, p99 and how many did not answer 200.
+pub async fn phase_of<F>(
+    http: &Http,
+    url: &str,
+    clients: usize,
+    requests: usize,
+    make: F,
+) -> (f64, Duration, Duration, usize)
+where
+    F: Fn(usize) -> (&'static str, String, Option<serde_json::Value>) + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, url, make) = (http.clone(), url.to_string(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut i = c;
+            while i < requests {
+                let (method, path, body) = make(i);
+                let t = Instant::now();
+                let status = call(&http, &url, method, &path, body.as_ref()).await;
+                out.push((t.elapsed(), status));
+                i += clients;
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    let elapsed = started.elapsed();
+    let refused = all.iter().filter(|(_, s)| *s != 200 && *s != 201).count();
+    let mut times: Vec<Duration> = all.into_iter().map(|(d, _)| d).collect();
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    (
+        requests as f64 / elapsed.as_secs_f64(),
+        at(0.5),
+        at(0.99),
+        refused,
+    )
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.2}ms", d.as_secs_f64() * 1000.0)
+}
