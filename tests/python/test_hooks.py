@@ -209,6 +209,8 @@ class Receiver:
     def __init__(self):
         self.lock = threading.Lock()
         self.requests = []
+        # The path of each request, in the same order.
+        self.paths = []
         self.fail_next = 0
         self.always_fail = False
         receiver = self
@@ -224,6 +226,7 @@ class Receiver:
                         receiver.fail_next -= 1
                         status = 500
                     receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, raw, status))
+                    receiver.paths.append(self.path)
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -715,3 +718,45 @@ def test_message_new_carries_the_members_it_was_sent_to(hooks_server, receivers)
     for body in hook.events(ch.cid):
         members = sorted(m["user_id"] for m in body["members"])
         assert members == sorted([a, b]), (body["message"]["text"], members, "c was added after the message")
+
+
+def test_pending_messages_call_their_hooks_back(hooks_server, receivers):
+    """A pending_message hook hears of each pending message's fate at `<url>/PassOnPendingMessage`
+    (committed) or `<url>/DeletedPendingMessage` (deleted, or still pending when its
+    `timeout_ms` ran out: then it is gone), with the message and its metadata, signed."""
+    srv, client = hooks_server, hooks_server.client()
+    hook = receivers()
+    configure(srv, event_hooks=[{"hook_type": "pending_message", "enabled": True, "webhook_url": hook.url,
+                                 "timeout_ms": 2000, "callback": {"mode": "CALLBACK_MODE_REST"}}])
+    a, b = users(client)
+    ch = new_channel(client, [a, b])
+
+    def callbacks(message_id):
+        with hook.lock:
+            seen = list(zip(hook.requests, hook.paths))
+        return [(path, h, raw, json.loads(raw)) for (h, raw, status), path in seen
+                if status == 200 and json.loads(raw)["message"]["id"] == message_id]
+
+    held = ch.send_message({"text": "held"}, a, pending=True, pending_message_metadata={"my": "metadata"})["message"]
+    client.commit_message(held["id"])
+    [(path, h, raw, body)] = wait_for(lambda: callbacks(held["id"]), "the commit's callback")
+    assert path == "/hook/PassOnPendingMessage", path
+    assert body["metadata"] == {"my": "metadata"} and body["message"]["text"] == "held", body
+    assert client.verify_webhook(raw, h["x-signature"])
+
+    withdrawn = ch.send_message({"text": "withdrawn"}, a, pending=True, pending_message_metadata={"n": "2"})["message"]
+    client.delete_message(withdrawn["id"], hard=True)
+    [(path, _, _, body)] = wait_for(lambda: callbacks(withdrawn["id"]), "the delete's callback")
+    assert path == "/hook/DeletedPendingMessage" and body["metadata"] == {"n": "2"}, (path, body)
+
+    forgotten = ch.send_message({"text": "forgotten"}, a, pending=True)["message"]
+    [(path, _, _, body)] = wait_for(lambda: callbacks(forgotten["id"]), "the timeout's callback")
+    assert path == "/hook/DeletedPendingMessage", path
+    with pytest.raises(Exception) as gone:
+        client.get_message(forgotten["id"])
+    assert "404" in str(gone.value) or "does not exist" in str(gone.value), gone.value
+    # The committed one stays.
+    assert client.get_message(held["id"])["message"]["text"] == "held"
+    # Callbacks go to the pending hook only: never as events to it, once each.
+    assert all(p.startswith("/hook/") and p.endswith("PendingMessage") for p in hook.paths), hook.paths
+    assert len(callbacks(held["id"])) == 1

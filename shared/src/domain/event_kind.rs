@@ -49,6 +49,10 @@ pub enum EventKind {
     NotificationInviteRejected,
     NotificationMutesUpdated,
     NotificationChannelMutesUpdated,
+    /// A pending message was committed (to the `pending_message` hooks' callback).
+    PendingMessageCommitted,
+    /// A pending message was deleted, or timed out (to the `pending_message` hooks' callback).
+    PendingMessageDeleted,
 }
 
 /// Where an event goes besides the connections of its scope.
@@ -58,6 +62,8 @@ pub enum HookDelivery {
     Hooks,
     /// A custom event: only to hooks with `should_send_custom_events`.
     CustomHooks,
+    /// A pending message's fate: only to the `pending_message` hooks' callbacks.
+    PendingCallbacks,
     /// Not a webhook event (real-time signals, notifications to one user's connections, and
     /// the changes Stream's webhook events list leaves out).
     Never,
@@ -77,10 +83,11 @@ const SERVER_PREFIXES: &[&str] = &[
     "thread.",
     "poll.",
     "campaign.",
+    "pending_message.",
 ];
 
 impl EventKind {
-    pub const ALL: [EventKind; 42] = [
+    pub const ALL: [EventKind; 44] = [
         EventKind::ChannelCreated,
         EventKind::ChannelUpdated,
         EventKind::ChannelDeleted,
@@ -123,6 +130,8 @@ impl EventKind {
         EventKind::NotificationInviteRejected,
         EventKind::NotificationMutesUpdated,
         EventKind::NotificationChannelMutesUpdated,
+        EventKind::PendingMessageCommitted,
+        EventKind::PendingMessageDeleted,
     ];
 
     /// Stream's name of the event type.
@@ -170,6 +179,8 @@ impl EventKind {
             EventKind::NotificationInviteRejected => "notification.invite_rejected",
             EventKind::NotificationMutesUpdated => "notification.mutes_updated",
             EventKind::NotificationChannelMutesUpdated => "notification.channel_mutes_updated",
+            EventKind::PendingMessageCommitted => "pending_message.committed",
+            EventKind::PendingMessageDeleted => "pending_message.deleted",
         }
     }
 
@@ -180,7 +191,20 @@ impl EventKind {
 
     /// Events only the hooks hear (no connection is sent them).
     pub fn is_hooks_only(self) -> bool {
-        matches!(self, EventKind::UserUnreadMessageReminder)
+        matches!(
+            self,
+            EventKind::UserUnreadMessageReminder
+                | EventKind::PendingMessageCommitted
+                | EventKind::PendingMessageDeleted
+        )
+    }
+
+    /// A pending message's fate, for the `pending_message` hooks.
+    pub fn is_pending_callback(self) -> bool {
+        matches!(
+            self,
+            EventKind::PendingMessageCommitted | EventKind::PendingMessageDeleted
+        )
     }
 
     /// Whether hooks hear it: the types of Stream's webhook events list.
@@ -219,6 +243,7 @@ pub fn is_server_event(name: &str) -> bool {
 /// Where an event of type `name` goes besides its scope's connections.
 pub fn hook_delivery(name: &str) -> HookDelivery {
     match EventKind::parse(name) {
+        Some(kind) if kind.is_pending_callback() => HookDelivery::PendingCallbacks,
         Some(kind) if kind.reaches_hooks() => HookDelivery::Hooks,
         Some(_) => HookDelivery::Never,
         None if is_server_event(name) => HookDelivery::Never,

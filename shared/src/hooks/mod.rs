@@ -193,7 +193,9 @@ impl Hooks {
         events: Vec<Outgoing>,
     ) -> (usize, Vec<HookFailure>) {
         let runs: Vec<Vec<Outgoing>> = match target.destination {
-            Destination::Webhook { .. } => events.into_iter().map(|e| vec![e]).collect(),
+            Destination::Webhook { .. } | Destination::PendingCallback { .. } => {
+                events.into_iter().map(|e| vec![e]).collect()
+            }
             _ => vec![events],
         };
         let mut delivered = 0;
@@ -293,6 +295,18 @@ impl Hooks {
                 let mut out = Vec::with_capacity(events.len());
                 for e in events {
                     out.push(self.senders.webhook(url, target.timeout, e, attempt).await);
+                }
+                out
+            }
+            Destination::PendingCallback { url } => {
+                let mut out = Vec::with_capacity(events.len());
+                for e in events {
+                    let call = match e.kind.as_str() {
+                        "pending_message.committed" => "PassOnPendingMessage",
+                        _ => "DeletedPendingMessage",
+                    };
+                    let url = format!("{url}/{call}");
+                    out.push(self.senders.webhook(&url, target.timeout, e, attempt).await);
                 }
                 out
             }

@@ -14,6 +14,13 @@ const MAX_PAYLOAD_MEMBERS: usize = 100;
 impl Chat {
     /// The hook body of the event stored under `scope`.
     pub async fn hook_payload(&self, scope: &str, event: &Value) -> Result<Value, ApiError> {
+        // A pending message's callback body (seed "Pending Messages": `message` and `metadata`).
+        if event["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("pending_message."))
+        {
+            return Ok(json!({ "message": event["message"], "metadata": event["metadata"] }));
+        }
         let mut body = event.clone();
         if event["type"] != "message.new" || scope.starts_with("user:") {
             return Ok(body);

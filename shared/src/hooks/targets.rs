@@ -1,6 +1,6 @@
 //! Where the app's events go: the targets its settings name, from the `event_hooks` list
-//! (`webhook`, `sqs` and `sns` hooks; `pending_message` hooks are callbacks, not event
-//! delivery) and from the legacy single-target fields (`webhook_url` with `webhook_events`,
+//! (`webhook`, `sqs` and `sns` hooks, and `pending_message` hooks, which are called back about
+//! pending messages only) and from the legacy single-target fields (`webhook_url` with `webhook_events`,
 //! `sqs_url`/`sqs_key`/`sqs_secret`, `sns_topic_arn`/`sns_key`/`sns_secret`), each with the
 //! events it wants.
 
@@ -41,6 +41,11 @@ pub enum Destination {
         region: Option<String>,
         auth: AwsAuth,
     },
+    /// A `pending_message` hook's callback: `<url>/PassOnPendingMessage` when a pending message
+    /// is committed, `<url>/DeletedPendingMessage` when it is deleted or times out.
+    PendingCallback {
+        url: String,
+    },
 }
 
 impl Destination {
@@ -50,6 +55,7 @@ impl Destination {
             Destination::Webhook { .. } => "webhook",
             Destination::Sqs { .. } => "sqs",
             Destination::Sns { .. } => "sns",
+            Destination::PendingCallback { .. } => "pending_message",
         }
     }
 }
@@ -70,10 +76,13 @@ pub struct Target {
 impl Target {
     /// Whether an event of type `kind` goes to this target.
     pub fn wants(&self, kind: &str) -> bool {
+        if let Destination::PendingCallback { .. } = self.destination {
+            return hook_delivery(kind) == HookDelivery::PendingCallbacks;
+        }
         let listed =
             self.event_types.is_empty() || self.event_types.iter().any(|t| t == kind || t == "*");
         match hook_delivery(kind) {
-            HookDelivery::Never => false,
+            HookDelivery::Never | HookDelivery::PendingCallbacks => false,
             HookDelivery::Hooks => listed,
             HookDelivery::CustomHooks => {
                 self.custom_events || self.event_types.iter().any(|t| t == kind)
@@ -175,12 +184,29 @@ fn hook_target(hook: &EventHook) -> Option<Target> {
                 field(hook, "sns_role_arn"),
             ),
         },
-        // `pending_message` hooks are called back about pending messages, not sent events.
+        // Called back about pending messages, unless its callback mode is none.
+        "pending_message" => {
+            let url = field(hook, "webhook_url");
+            let mode = hook
+                .fields
+                .get("callback")
+                .and_then(|c| c.get("mode"))
+                .and_then(Value::as_str)
+                .unwrap_or("CALLBACK_MODE_REST");
+            if url.is_empty() || mode == "CALLBACK_MODE_NONE" {
+                return None;
+            }
+            Destination::PendingCallback {
+                url: url.trim_end_matches('/').to_string(),
+            }
+        }
         _ => return None,
     };
+    // A pending_message hook's timeout_ms is how long messages stay pending, not a call's.
     let timeout = hook
         .fields
         .get("timeout_ms")
+        .filter(|_| hook.hook_type != "pending_message")
         .and_then(Value::as_u64)
         .map(|ms| {
             Duration::from_millis(ms.clamp(*TIMEOUT_MS_RANGE.start(), *TIMEOUT_MS_RANGE.end()))
@@ -237,7 +263,8 @@ mod tests {
                 {"hook_type": "sns", "sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:t",
                  "event_types": ["message.new"], "sns_auth_type": "resource"},
                 {"hook_type": "webhook", "webhook_url": "http://x", "enabled": false},
-                {"hook_type": "pending_message", "webhook_url": "http://p"},
+                {"hook_type": "pending_message", "webhook_url": "http://p", "timeout_ms": 10000,
+                 "callback": {"mode": "CALLBACK_MODE_NONE"}},
             ],
         }));
         let t = targets(&s);
@@ -265,6 +292,25 @@ mod tests {
         assert!(!t[2].wants("reaction.new"));
         assert!(t[1].wants("reaction.new"));
         assert!(!t[1].wants("typing.start"));
+    }
+
+    #[test]
+    fn pending_callbacks_hear_only_pending_messages() {
+        let s = settings(json!({"event_hooks": [
+            {"hook_type": "pending_message", "webhook_url": "http://p/", "timeout_ms": 10000},
+            {"hook_type": "webhook", "webhook_url": "http://a"},
+        ]}));
+        let t = targets(&s);
+        assert_eq!(
+            t[0].destination,
+            Destination::PendingCallback {
+                url: "http://p".into()
+            }
+        );
+        assert_eq!(t[0].timeout, DEFAULT_WEBHOOK_TIMEOUT);
+        assert!(t[0].wants("pending_message.committed"));
+        assert!(!t[0].wants("message.new"));
+        assert!(!t[1].wants("pending_message.deleted"));
     }
 
     #[test]

@@ -21,18 +21,23 @@ const RUN_BATCH: usize = 100;
 pub enum TimerKind {
     /// Unread reminders of a channel's members (`user.unread_message_reminder` to the hooks).
     UnreadReminder,
+    /// A pending message's timeout (the longest `timeout_ms` of the `pending_message` hooks):
+    /// still pending then, it is deleted.
+    PendingMessage,
 }
 
 impl TimerKind {
     pub fn as_str(self) -> &'static str {
         match self {
             TimerKind::UnreadReminder => "unread_reminder",
+            TimerKind::PendingMessage => "pending_message",
         }
     }
 
     pub fn parse(s: &str) -> Option<TimerKind> {
         match s {
             "unread_reminder" => Some(TimerKind::UnreadReminder),
+            "pending_message" => Some(TimerKind::PendingMessage),
             _ => None,
         }
     }
@@ -100,6 +105,23 @@ impl Timer {
     }
 }
 
+/// The write that sets a timer for `key` unless one is set (to go in the transaction of what
+/// needs it).
+pub fn timer_write(kind: TimerKind, key: &str, due: DateTime<Utc>) -> Write {
+    let (pk, sk) = timer_key(kind, key);
+    let data = serde_json::json!({
+        "kind": kind.as_str(),
+        "key": key,
+        "due_ms": due.timestamp_millis(),
+    });
+    let item = Item::new(pk, sk, data).with_gsi1(due_pk(shard_of(key)), due_sk(due, kind, key));
+    Write::Put {
+        table: TableName::App,
+        item,
+        condition: Condition::NotExists,
+    }
+}
+
 impl Chat {
     /// Sets a timer for `key` unless one is set already; true when this call set it.
     pub async fn schedule_timer(
@@ -108,22 +130,7 @@ impl Chat {
         key: &str,
         due: DateTime<Utc>,
     ) -> Result<bool, ApiError> {
-        let (pk, sk) = timer_key(kind, key);
-        let data = serde_json::json!({
-            "kind": kind.as_str(),
-            "key": key,
-            "due_ms": due.timestamp_millis(),
-        });
-        let item = Item::new(pk, sk, data).with_gsi1(due_pk(shard_of(key)), due_sk(due, kind, key));
-        match self
-            .store
-            .write(Write::Put {
-                table: TableName::App,
-                item,
-                condition: Condition::NotExists,
-            })
-            .await
-        {
+        match self.store.write(timer_write(kind, key, due)).await {
             Ok(()) => Ok(true),
             Err(StoreError::ConditionFailed) => Ok(false),
             Err(e) => Err(e.into()),
@@ -165,6 +172,26 @@ impl Chat {
     pub async fn fire_timer(&self, timer: &Timer) -> Result<(), ApiError> {
         match timer.kind {
             TimerKind::UnreadReminder => self.fire_unread_reminder(timer).await,
+            TimerKind::PendingMessage => self.fire_pending_timeout(timer).await,
+        }
+    }
+
+    /// A pending message's timeout: deleted (with its callback) if it is still pending.
+    async fn fire_pending_timeout(&self, timer: &Timer) -> Result<(), ApiError> {
+        if let Some(stored) = self.find_message(&timer.key).await? {
+            if stored.message.pending {
+                let session = crate::domain::caller::Session::server(self.app_settings().await?);
+                let opts = crate::service::messages::DeleteMessageOptions {
+                    hard: true,
+                    ..Default::default()
+                };
+                self.delete_message(&session, &timer.key, opts).await?;
+            }
+        }
+        // Done (or nothing left to do): the timer goes.
+        match self.store.write(timer.claim()).await {
+            Ok(()) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 

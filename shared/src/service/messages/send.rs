@@ -263,6 +263,14 @@ impl Chat {
                 .with("user", user.clone());
             event.scope = format!("user:{}", message.user_id.clone().unwrap_or_default());
             writes.push(outbox_write(&event));
+            // Still pending when the hooks' timeout runs out, it is deleted.
+            if let Some(expires) = message.pending_expires_at.as_deref().and_then(parse_time) {
+                writes.push(crate::service::timers::timer_write(
+                    crate::service::timers::TimerKind::PendingMessage,
+                    &message.id,
+                    expires,
+                ));
+            }
             writes.extend(extra);
             return match self.store.transact(writes).await {
                 Ok(()) => Ok(wire),

@@ -360,6 +360,16 @@ impl Chat {
             writes.push(message_write(stored, &deleted)?);
         }
         writes.push(outbox_write(&event));
+        if stored.message.pending {
+            let callback = pending_callback(
+                "pending_message.deleted",
+                &loaded.channel,
+                &stored.message,
+                wire.clone(),
+                self.now(),
+            );
+            writes.push(outbox_write(&callback));
+        }
         match self.store.transact(writes).await {
             Ok(()) => Ok(Some(wire)),
             Err(StoreError::TransactionCanceled { .. }) => Ok(None),
@@ -555,8 +565,26 @@ impl Chat {
             .await?
             .map(|(u, _)| u.to_json())
             .unwrap_or_else(|| json!({ "id": author }));
+        // The pending_message hooks are called back with the message and its metadata.
+        let committed = self
+            .messages_wire(std::slice::from_ref(&message), None)
+            .await?
+            .remove(0);
+        let callback = pending_callback(
+            "pending_message.committed",
+            &loaded.channel,
+            &message,
+            committed,
+            self.now(),
+        );
         let wire = self
-            .post_message(loaded, message, &user, Vec::new(), Some(&stored))
+            .post_message(
+                loaded,
+                message,
+                &user,
+                vec![outbox_write(&callback)],
+                Some(&stored),
+            )
             .await?;
         Ok(json!({ "message": wire }))
     }
@@ -614,6 +642,25 @@ impl Chat {
             .await?;
         Ok(json!({ "message": wire }))
     }
+}
+
+/// The event that calls the `pending_message` hooks back about a pending message (`kind`:
+/// committed or deleted), with its `pending_message_metadata`.
+fn pending_callback(
+    kind: &str,
+    channel: &crate::domain::channel::Channel,
+    message: &Message,
+    wire: Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::domain::event::Event {
+    let mut event = channel_event(kind, channel, now)
+        .with("message", wire)
+        .with(
+            "metadata",
+            Value::Object(message.pending_message_metadata.clone()),
+        );
+    event.scope = format!("user:{}", message.user_id.clone().unwrap_or_default());
+    event
 }
 
 /// Messages one user may delete for themselves in one channel (seed).
