@@ -5,11 +5,41 @@ use crate::domain::clock::format_time;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+/// What an event is about, which decides who hears it: a channel (its watchers) or a user (their
+/// connections). Stored as the outbox item's partition key: the cid, or `user:<id>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope<'a> {
+    Channel(&'a str),
+    User(&'a str),
+}
+
+impl<'a> Scope<'a> {
+    /// The scope a stored key names.
+    pub fn parse(key: &'a str) -> Scope<'a> {
+        match key.strip_prefix(USER_SCOPE_PREFIX) {
+            Some(user) => Scope::User(user),
+            None => Scope::Channel(key),
+        }
+    }
+
+    pub fn is_channel(self) -> bool {
+        matches!(self, Scope::Channel(_))
+    }
+}
+
+const USER_SCOPE_PREFIX: &str = "user:";
+
+/// The stored key of a user's scope.
+pub fn user_scope(user_id: &str) -> String {
+    format!("{USER_SCOPE_PREFIX}{user_id}")
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// Stream's event type, e.g. `user.updated`.
     pub kind: String,
-    /// What the event is about, e.g. `user:<id>` or a channel cid; orders events per scope.
+    /// What the event is about (a [`Scope`]'s key: `user:<id>` or a channel cid); orders events
+    /// per scope.
     pub scope: String,
     pub created_at: DateTime<Utc>,
     pub payload: Map<String, Value>,

@@ -74,8 +74,9 @@ impl Chat {
     /// Keeps failed deliveries.
     pub async fn record_hook_failures(&self, failures: Vec<HookFailure>) -> Result<(), ApiError> {
         let now = self.now();
-        for mut f in failures {
-            f.id = time_ordered_id(now);
+        // Listed in the order they happened: each a microsecond after the one before.
+        for (i, mut f) in failures.into_iter().enumerate() {
+            f.id = time_ordered_id(now + chrono::Duration::microseconds(i as i64));
             let mut item = Item::new(
                 FAILURES_PK,
                 f.id.clone(),

@@ -17,6 +17,7 @@ mod payload;
 pub mod send;
 pub mod targets;
 
+use crate::domain::event::Scope;
 use crate::domain::event_kind::EventKind;
 use crate::domain::ApiError;
 use crate::service::Chat;
@@ -143,7 +144,9 @@ impl Hooks {
         let mut outgoing = Vec::new();
         for e in events {
             let kind = e.event["type"].as_str().unwrap_or_default();
-            if reminders && kind == EventKind::MessageNew.as_str() && !e.scope.starts_with("user:")
+            if reminders
+                && kind == EventKind::MessageNew.as_str()
+                && Scope::parse(&e.scope).is_channel()
             {
                 chat.note_message_for_reminders(&e.scope, &e.event).await?;
             }

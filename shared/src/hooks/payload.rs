@@ -4,6 +4,7 @@
 //! notify offline members without a read).
 
 use crate::domain::channel::Member;
+use crate::domain::event::Scope;
 use crate::domain::ApiError;
 use crate::service::Chat;
 use serde_json::{json, Value};
@@ -22,7 +23,7 @@ impl Chat {
             return Ok(json!({ "message": event["message"], "metadata": event["metadata"] }));
         }
         let mut body = event.clone();
-        if event["type"] != "message.new" || scope.starts_with("user:") {
+        if event["type"] != "message.new" || !Scope::parse(scope).is_channel() {
             return Ok(body);
         }
         let Some(loaded) = self.load_channel(scope).await? else {

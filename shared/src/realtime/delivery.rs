@@ -7,6 +7,8 @@
 
 use super::{Gateway, GatewayError, BUSY_CHANNEL_WATCHERS};
 use crate::domain::channel::Member;
+use crate::domain::event::Scope;
+use crate::domain::event_kind::EventKind;
 use crate::domain::ApiError;
 use crate::service::{channel_record, member_record, Chat};
 use crate::store::layout::{channel_pk, deleted_for_pk, CHANNEL_SK, MEMBER_SK_PREFIX};
@@ -228,12 +230,15 @@ impl Chat {
         scope: &str,
         event: &Value,
     ) -> Result<usize, ApiError> {
-        let kind = event["type"].as_str().unwrap_or_default();
-        if crate::domain::event_kind::EventKind::parse(kind).is_some_and(|k| k.is_hooks_only()) {
+        let kind = EventKind::parse(event["type"].as_str().unwrap_or_default());
+        if kind.is_some_and(EventKind::is_hooks_only) {
             return Ok(0);
         }
         let now_ms = self.now().timestamp_millis();
-        let watching = matches!(kind, "user.watching.start" | "user.watching.stop");
+        let watching = matches!(
+            kind,
+            Some(EventKind::UserWatchingStart | EventKind::UserWatchingStop)
+        );
         // Seed ("Automatic feature throttling"): busy channels get watching events at most every
         // 5 s; the ones in between are dropped before their audience is even read.
         if watching && out.watching_suppressed(scope, now_ms) {
@@ -241,19 +246,22 @@ impl Chat {
         }
         let mut event = event.clone();
         let mut audience = Audience::new();
-        if let Some(uid) = scope.strip_prefix("user:") {
+        if let Scope::User(uid) = Scope::parse(scope) {
             for c in self.user_connections(uid).await? {
                 audience.insert(c.connection_id, c.user_id);
             }
             // Presence changes reach the user's presence subscribers; profile updates reach
             // them too, and the watchers of every channel the user is a member of (whose
             // member and message lists show the user).
-            if matches!(kind, "user.presence.changed" | "user.updated") {
+            if matches!(
+                kind,
+                Some(EventKind::UserPresenceChanged | EventKind::UserUpdated)
+            ) {
                 for conn in self.presence_subscribers(uid).await? {
                     audience.entry(conn).or_default();
                 }
             }
-            if kind == "user.updated" {
+            if kind == Some(EventKind::UserUpdated) {
                 for cid in self.membership_cids(uid).await? {
                     for w in self.channel_watches(&cid).await? {
                         audience.insert(w.connection_id, w.user_id);
@@ -266,11 +274,16 @@ impl Chat {
             }
             let watchers: BTreeSet<&String> = audience.values().collect();
             let busy = watchers.len() > BUSY_CHANNEL_WATCHERS;
-            if kind == "message.new" {
+            if kind == Some(EventKind::MessageNew) {
                 event["watcher_count"] = watchers.len().into();
             }
             // Busy channels drop read and typing events.
-            if busy && matches!(kind, "message.read" | "typing.start" | "typing.stop") {
+            if busy
+                && matches!(
+                    kind,
+                    Some(EventKind::MessageRead | EventKind::TypingStart | EventKind::TypingStop)
+                )
+            {
                 return Ok(0);
             }
             if watching {
@@ -290,7 +303,7 @@ impl Chat {
             _ if audience.is_empty() => {}
             _ => sent += self.deliver_to(out, scope, &event, &audience, true).await?,
         }
-        if kind == "message.new" && !scope.starts_with("user:") {
+        if kind == Some(EventKind::MessageNew) && Scope::parse(scope).is_channel() {
             sent += self
                 .notify_members_not_watching(out, scope, &event, &audience)
                 .await?;
@@ -341,7 +354,10 @@ impl Chat {
             if hidden.contains(user.as_str()) {
                 continue;
             }
-            if kind == "message.new" && user != sender && !out.admit_message(conn, now_ms) {
+            if kind == EventKind::MessageNew.as_str()
+                && user != sender
+                && !out.admit_message(conn, now_ms)
+            {
                 continue;
             }
             let frame = match personal.get(user.as_str()) {
@@ -382,7 +398,7 @@ impl Chat {
             hidden.insert(String::new());
         }
         // A user who blocked someone hears nothing of their messages, reactions and typing.
-        if !scope.starts_with("user:") {
+        if Scope::parse(scope).is_channel() {
             let kind = event["type"].as_str().unwrap_or_default();
             let actor = event["user"]["id"]
                 .as_str()
@@ -402,7 +418,7 @@ impl Chat {
         }
         if let (Some(id), false) = (
             message["id"].as_str(),
-            event["type"] == "message.new" || scope.starts_with("user:"),
+            event["type"] == EventKind::MessageNew.as_str() || !Scope::parse(scope).is_channel(),
         ) {
             let page = self
                 .store
@@ -428,10 +444,10 @@ impl Chat {
         users: &BTreeSet<&str>,
     ) -> Result<HashMap<String, Personal>, ApiError> {
         let mut out: HashMap<String, Personal> = HashMap::new();
-        if users.len() > BUSY_CHANNEL_WATCHERS || scope.starts_with("user:") {
+        if users.len() > BUSY_CHANNEL_WATCHERS || !Scope::parse(scope).is_channel() {
             return Ok(out);
         }
-        if event["type"] == "message.new" {
+        if event["type"] == EventKind::MessageNew.as_str() {
             for u in self.joined_members(scope, users).await? {
                 if let Some(fields) = self.unread_fields(&u, scope).await? {
                     out.entry(u).or_default().fields = fields;
@@ -587,7 +603,7 @@ impl Chat {
             }
         }
         let mut notice = event.clone();
-        notice["type"] = Value::String("notification.message_new".into());
+        notice["type"] = Value::String(EventKind::NotificationMessageNew.as_str().into());
         notice["channel"] =
             Value::Object(channel.to_wire(&crate::domain::channel::ChannelView::default()));
         notice["channel_member_count"] = channel.member_count.into();

@@ -359,7 +359,7 @@ impl Chat {
         me["channel_mutes"] = Value::Array(mutes.clone());
         let event = crate::domain::event::Event::new(
             "notification.channel_mutes_updated",
-            format!("user:{actor}"),
+            crate::domain::event::user_scope(&actor),
             self.now(),
         )
         .with("me", me.clone());

@@ -259,7 +259,7 @@ impl Chat {
         me["mutes"] = Value::Array(self.user_mutes_wire(&all).await?);
         let event = Event::new(
             "notification.mutes_updated",
-            format!("user:{actor}"),
+            crate::domain::event::user_scope(&actor),
             self.now(),
         )
         .with("me", me.clone());

@@ -268,7 +268,7 @@ impl Chat {
     ) -> Event {
         let mut e = Event::new(
             "notification.mark_read",
-            format!("user:{reader}"),
+            crate::domain::event::user_scope(reader),
             self.now(),
         )
         .with("user", user.clone())
@@ -371,7 +371,7 @@ impl Chat {
             self.mark_thread_unread(thread_id, &reader).await?;
             let notice = Event::new(
                 "notification.mark_unread",
-                format!("user:{reader}"),
+                crate::domain::event::user_scope(&reader),
                 self.now(),
             )
             .with("cid", Value::String(cid.clone()))
@@ -471,7 +471,7 @@ impl Chat {
             .await?;
         let mut notice = Event::new(
             "notification.mark_unread",
-            format!("user:{reader}"),
+            crate::domain::event::user_scope(&reader),
             self.now(),
         )
         .with("cid", Value::String(cid.clone()))

@@ -200,9 +200,13 @@ impl Chat {
                 json!({ "channel": channel, "messages": last_five }),
             );
             for uid in &reminded_users {
-                let event = Event::new("user.unread_message_reminder", format!("user:{uid}"), now)
-                    .with("user", user_json(uid))
-                    .with("channels", Value::Object(channels.clone()));
+                let event = Event::new(
+                    "user.unread_message_reminder",
+                    crate::domain::event::user_scope(uid),
+                    now,
+                )
+                .with("user", user_json(uid))
+                .with("channels", Value::Object(channels.clone()));
                 events.push(outbox_write(&event));
             }
         }

@@ -138,7 +138,7 @@ fn notification_event(
     user_id: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Event {
-    Event::new(kind, format!("user:{user_id}"), now)
+    Event::new(kind, crate::domain::event::user_scope(user_id), now)
         .with("cid", Value::String(channel.cid.clone()))
         .with("channel_id", Value::String(channel.id.clone()))
         .with("channel_type", Value::String(channel.channel_type.clone()))

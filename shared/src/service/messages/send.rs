@@ -261,7 +261,8 @@ impl Chat {
             let mut event = channel_event("message.new", &loaded.channel, self.now())
                 .with("message", wire.clone())
                 .with("user", user.clone());
-            event.scope = format!("user:{}", message.user_id.clone().unwrap_or_default());
+            event.scope =
+                crate::domain::event::user_scope(message.user_id.as_deref().unwrap_or_default());
             writes.push(outbox_write(&event));
             // Still pending when the hooks' timeout runs out, it is deleted.
             if let Some(expires) = message.pending_expires_at.as_deref().and_then(parse_time) {
@@ -594,7 +595,7 @@ fn channel_visible_event(
             Value::Object(channel.to_wire(&crate::domain::channel::ChannelView::default())),
         )
         .with("user", json!({ "id": user_id }));
-    e.scope = format!("user:{user_id}");
+    e.scope = crate::domain::event::user_scope(user_id);
     e
 }
 

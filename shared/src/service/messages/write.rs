@@ -484,11 +484,15 @@ impl Chat {
         }
         let mut wire = self.message_wire(&stored.message, false, None).await?;
         mark_deleted_for_me(&mut wire);
-        let event = Event::new("message.deleted", format!("user:{actor}"), self.now())
-            .with("cid", Value::String(loaded.channel.cid.clone()))
-            .with("message", wire.clone())
-            .with("deleted_for_me", Value::Bool(true))
-            .with("user", json!({ "id": actor }));
+        let event = Event::new(
+            "message.deleted",
+            crate::domain::event::user_scope(&actor),
+            self.now(),
+        )
+        .with("cid", Value::String(loaded.channel.cid.clone()))
+        .with("message", wire.clone())
+        .with("deleted_for_me", Value::Bool(true))
+        .with("user", json!({ "id": actor }));
         self.store
             .transact(vec![
                 Write::Put {
@@ -659,7 +663,7 @@ fn pending_callback(
             "metadata",
             Value::Object(message.pending_message_metadata.clone()),
         );
-    event.scope = format!("user:{}", message.user_id.clone().unwrap_or_default());
+    event.scope = crate::domain::event::user_scope(message.user_id.as_deref().unwrap_or_default());
     event
 }
 

@@ -238,7 +238,8 @@ impl Chat {
     }
 
     fn user_event(&self, kind: &str, user: &User) -> Event {
-        Event::new(kind, format!("user:{}", user.id), self.now()).with("user", user.to_json())
+        Event::new(kind, crate::domain::event::user_scope(&user.id), self.now())
+            .with("user", user.to_json())
     }
 
     /// `POST /users`: create or fully replace up to 100 users. Every user is validated and its
