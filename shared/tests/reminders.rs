@@ -331,16 +331,9 @@ async fn the_scheduler_function_queues_timers_due_within_the_minute_and_fires_th
 
 /// Scopes of the reminder events in the outbox.
 async fn reminders_in_outbox(t: &TestChat) -> Vec<String> {
-    let feed = t
-        .chat
-        .store
-        .read_changes(TableName::Events, None, 1000)
+    t.outbox("user.unread_message_reminder")
         .await
-        .expect("feed");
-    feed.changes
         .into_iter()
-        .filter_map(|c| c.new)
-        .filter(|i| i.data["type"] == "user.unread_message_reminder")
         .map(|i| i.pk)
         .collect()
 }

@@ -110,6 +110,9 @@ pub struct Message {
     pub updated_at: String,
     #[serde(default)]
     pub silent: bool,
+    /// Sent while its author was shadow-banned: only the author (and the server) sees it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadowed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -354,6 +357,7 @@ impl Message {
             created_at: now.to_string(),
             updated_at: now.to_string(),
             silent,
+            shadowed: false,
             deleted_at: None,
             message_text_updated_at: None,
             pinned: false,
@@ -439,6 +443,7 @@ impl Message {
     /// Counts as unread for the channel's members.
     pub fn counts_as_unread(&self) -> bool {
         !self.pending
+            && !self.shadowed
             && self.restricted_visibility.is_empty()
             && !self.silent
             && self.in_channel_list()
@@ -455,6 +460,10 @@ impl Message {
         }
         let own = viewer.user_id.is_some() && viewer.user_id == self.user_id.as_deref();
         if self.pending && !own {
+            return false;
+        }
+        // A shadow-banned author's message: theirs alone (the server, reading for no one, too).
+        if self.shadowed && !own && viewer.user_id.is_some() {
             return false;
         }
         self.restricted_visibility.is_empty()

@@ -3,6 +3,7 @@
 
 pub mod app_settings;
 pub mod aws_names;
+pub mod ban;
 pub mod caller;
 pub mod capabilities;
 pub mod channel;

@@ -35,6 +35,9 @@ pub struct User {
     pub banned: bool,
     #[serde(default)]
     pub shadow_banned: bool,
+    /// When a timed app-wide ban ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ban_expires: Option<String>,
     #[serde(default)]
     pub online: bool,
     #[serde(default)]
@@ -75,6 +78,7 @@ const SERVER_OWNED: &[&str] = &[
     "deleted_at",
     "banned",
     "shadow_banned",
+    "ban_expires",
     "blocked_user_ids",
     "avg_response_time",
     "response_time_count",
@@ -89,6 +93,7 @@ pub const SERVER_CONTROLLED: &[&str] = &[
     "revoke_tokens_issued_before",
     "banned",
     "shadow_banned",
+    "ban_expires",
     "deactivated_at",
     "deleted_at",
     "blocked_user_ids",
@@ -143,6 +148,7 @@ const NOT_UPDATABLE: &[&str] = &[
     "deleted_at",
     "banned",
     "shadow_banned",
+    "ban_expires",
 ];
 
 pub fn validate_user_id(id: &str) -> Result<(), ApiError> {
@@ -261,6 +267,7 @@ impl User {
         next.deleted_at = self.deleted_at.clone();
         next.banned = self.banned;
         next.shadow_banned = self.shadow_banned;
+        next.ban_expires = self.ban_expires.clone();
         next.blocked_user_ids = self.blocked_user_ids.clone();
         next.avg_response_time = self.avg_response_time;
         next.response_time_count = self.response_time_count;

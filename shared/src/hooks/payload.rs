@@ -49,10 +49,7 @@ impl Chat {
         let list: Vec<Value> = members
             .iter()
             .map(|m| {
-                let user = users
-                    .get(&m.user_id)
-                    .map(|(u, _)| u.to_json())
-                    .unwrap_or_else(|| json!({ "id": m.user_id }));
+                let user = crate::service::users::shown(&users, &m.user_id);
                 Value::Object(m.to_wire(Some(&user), creator))
             })
             .collect();

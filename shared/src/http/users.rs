@@ -30,9 +30,49 @@ pub fn routes() -> Router<Chat> {
         .route("/users/restore", post(restore_users))
         .route("/guest", post(create_guest))
         .route("/moderation/mute", post(mute_users))
+        .route("/moderation/ban", post(ban_user).delete(unban_user))
+        .route(
+            "/query_banned_users",
+            axum::routing::get(query_banned_users),
+        )
         .route("/moderation/unmute", post(unmute_users))
         .route("/users/block", get(blocked_users).post(block_user))
         .route("/users/unblock", post(unblock_user))
+}
+
+/// `POST /moderation/ban`: an app-wide or channel ban, open or shadow.
+async fn ban_user(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<crate::domain::ban::BanRequest>,
+) -> HttpResult {
+    Ok(Reply::json(chat.ban_user(&session, req).await?))
+}
+
+/// `DELETE /moderation/ban`: the SDKs send its fields as query parameters.
+async fn unban_user(State(chat): State<Chat>, session: Session, params: Params) -> HttpResult {
+    let text = |k: &str| params.get(k).filter(|v| !v.is_empty()).map(str::to_string);
+    let req = crate::domain::ban::BanRequest {
+        target_user_id: text("target_user_id"),
+        channel_type: text("type"),
+        id: text("id"),
+        channel_cid: text("channel_cid"),
+        shadow: params.flag("shadow")?,
+        user_id: text("user_id"),
+        ..Default::default()
+    };
+    Ok(Reply::json(chat.unban_user(&session, req).await?))
+}
+
+/// `GET /query_banned_users` (`payload`: filter, sort, limit, offset).
+async fn query_banned_users(
+    State(chat): State<Chat>,
+    session: Session,
+    params: Params,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.query_banned_users(&session, params.payload()?).await?,
+    ))
 }
 
 async fn mute_users(

@@ -379,6 +379,17 @@ impl Chat {
     ) -> Result<BTreeSet<String>, ApiError> {
         let mut hidden = BTreeSet::new();
         let message = &event["message"];
+        // A shadow-banned author's message: only the author hears of it.
+        if message["shadowed"] == true {
+            let author = message["user"]["id"].as_str().unwrap_or_default();
+            hidden.extend(
+                users
+                    .iter()
+                    .filter(|u| **u != author)
+                    .map(|u| u.to_string()),
+            );
+            hidden.insert(String::new());
+        }
         if let Some(allowed) = message["restricted_visibility"]
             .as_array()
             .filter(|a| !a.is_empty())
@@ -545,6 +556,7 @@ impl Chat {
             .as_array()
             .is_some_and(|a| !a.is_empty())
             || (message["parent_id"].is_string() && message["show_in_channel"] != true)
+            || message["shadowed"] == true
         {
             return Ok(0);
         }

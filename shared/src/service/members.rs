@@ -152,10 +152,7 @@ impl Chat {
             }
         }
         let users = self.users_by_id(&[user_id]).await?;
-        let user = users
-            .get(user_id)
-            .map(|(u, _)| u.to_json())
-            .unwrap_or_else(|| json!({"id": user_id}));
+        let user = crate::service::users::shown(&users, user_id);
         let mut loaded = loaded;
         for attempt in 1..=CONTENDED_ATTEMPTS {
             let member = member_of(&loaded, user_id)?;
@@ -201,10 +198,7 @@ impl Chat {
             )
         })?;
         let users = self.users_by_id(&[actor.as_str()]).await?;
-        let user = users
-            .get(&actor)
-            .map(|(u, _)| u.to_json())
-            .unwrap_or_else(|| json!({"id": actor}));
+        let user = crate::service::users::shown(&users, &actor);
         for attempt in 1..=CONTENDED_ATTEMPTS {
             let loaded = self.require_channel(&cid).await?;
             let mut member = member_of(&loaded, &actor)?.clone();
@@ -441,10 +435,7 @@ impl Chat {
         let creator = loaded.channel.created_by_id.as_deref();
         let mut matched = Vec::new();
         for m in &loaded.members {
-            let user = users
-                .get(&m.user_id)
-                .map(|(u, _)| u.to_json())
-                .unwrap_or_else(|| json!({"id": m.user_id}));
+            let user = crate::service::users::shown(&users, &m.user_id);
             let wire = m.to_wire(Some(&user), creator);
             let doc = member_filter_doc(m, &wire, &user, &cid);
             if filter.matches_json(&doc) {

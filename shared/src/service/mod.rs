@@ -2,6 +2,7 @@
 //! caller's permissions and writes state together with its events in one transaction.
 
 pub mod app;
+pub mod bans;
 pub(crate) mod channel_access;
 pub(crate) mod channel_record;
 pub mod channel_types;

@@ -116,6 +116,7 @@ impl Chat {
             &loaded.channel,
             "CreateReaction",
         )?;
+        self.check_not_banned(&user, loaded.members.iter().find(|m| m.user_id == actor))?;
         self.check_reactions_open(session, &config, &loaded)?;
         let reaction = Reaction::from_payload(&req.reaction, message_id, &actor, &self.now_str())?;
         let user_json = user.to_json();
@@ -234,10 +235,7 @@ impl Chat {
         )?;
         self.check_reactions_open(session, &config, &loaded)?;
         let users = self.users_by_id(&[actor.as_str()]).await?;
-        let user_json = users
-            .get(&actor)
-            .map(|(u, _)| u.to_json())
-            .unwrap_or_else(|| json!({ "id": actor }));
+        let user_json = crate::service::users::shown(&users, &actor);
         let (_turn, waited) = self.writers.turn(&format!("message:{message_id}")).await;
         if waited {
             stored = self.require_message(message_id).await?;

@@ -167,12 +167,7 @@ impl Chat {
             let mut ids: Vec<&str> = loaded.members.iter().map(|m| m.user_id.as_str()).collect();
             ids.extend(messages.iter().filter_map(|m| m.user_id.as_deref()));
             let users = self.users_by_id(&ids).await?;
-            let user_json = |id: &str| {
-                users
-                    .get(id)
-                    .map(|(u, _)| u.to_json())
-                    .unwrap_or_else(|| json!({ "id": id }))
-            };
+            let user_json = |id: &str| crate::service::users::shown(&users, id);
             let creator = loaded.channel.created_by_id.as_deref();
             let mut channel = loaded
                 .channel

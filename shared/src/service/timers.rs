@@ -24,6 +24,8 @@ pub enum TimerKind {
     /// A pending message's timeout (the longest `timeout_ms` of the `pending_message` hooks):
     /// still pending then, it is deleted.
     PendingMessage,
+    /// A timed ban's end: lifted then, with `user.unbanned`.
+    BanExpiry,
 }
 
 impl TimerKind {
@@ -31,6 +33,7 @@ impl TimerKind {
         match self {
             TimerKind::UnreadReminder => "unread_reminder",
             TimerKind::PendingMessage => "pending_message",
+            TimerKind::BanExpiry => "ban_expiry",
         }
     }
 
@@ -38,6 +41,7 @@ impl TimerKind {
         match s {
             "unread_reminder" => Some(TimerKind::UnreadReminder),
             "pending_message" => Some(TimerKind::PendingMessage),
+            "ban_expiry" => Some(TimerKind::BanExpiry),
             _ => None,
         }
     }
@@ -108,6 +112,18 @@ impl Timer {
 /// The write that sets a timer for `key` unless one is set (to go in the transaction of what
 /// needs it).
 pub fn timer_write(kind: TimerKind, key: &str, due: DateTime<Utc>) -> Write {
+    match timer_replace_write(kind, key, due) {
+        Write::Put { table, item, .. } => Write::Put {
+            table,
+            item,
+            condition: Condition::NotExists,
+        },
+        other => other,
+    }
+}
+
+/// The write that sets the timer for `key`, moving one already set.
+pub fn timer_replace_write(kind: TimerKind, key: &str, due: DateTime<Utc>) -> Write {
     let (pk, sk) = timer_key(kind, key);
     let data = serde_json::json!({
         "kind": kind.as_str(),
@@ -118,7 +134,18 @@ pub fn timer_write(kind: TimerKind, key: &str, due: DateTime<Utc>) -> Write {
     Write::Put {
         table: TableName::App,
         item,
-        condition: Condition::NotExists,
+        condition: Condition::None,
+    }
+}
+
+/// The write that removes the timer for `key`, if one is set.
+pub fn timer_delete_write(kind: TimerKind, key: &str) -> Write {
+    let (pk, sk) = timer_key(kind, key);
+    Write::Delete {
+        table: TableName::App,
+        pk,
+        sk,
+        condition: Condition::None,
     }
 }
 
@@ -173,6 +200,7 @@ impl Chat {
         match timer.kind {
             TimerKind::UnreadReminder => self.fire_unread_reminder(timer).await,
             TimerKind::PendingMessage => self.fire_pending_timeout(timer).await,
+            TimerKind::BanExpiry => self.fire_ban_expiry(timer).await,
         }
     }
 

@@ -106,6 +106,21 @@ impl TestChat {
             .expect("channel");
     }
 
+    /// The outbox events of type `kind` written so far, oldest first (with their scopes).
+    pub async fn outbox(&self, kind: &str) -> Vec<shared::store::Item> {
+        let feed = self
+            .chat
+            .store
+            .read_changes(shared::store::TableName::Events, None, 10_000)
+            .await
+            .expect("events feed");
+        feed.changes
+            .into_iter()
+            .filter_map(|c| c.new)
+            .filter(|i| i.data["type"] == kind)
+            .collect()
+    }
+
     /// Every route behind the edge, as chat-local and the functions serve them.
     pub fn router(&self) -> axum::Router {
         let routes = shared::http::app::routes()

@@ -26,7 +26,7 @@ pub(crate) use crate::service::channel_record::{channel_event, Loaded};
 use crate::store::layout::{channels_of_type_pk, outbox_write};
 use crate::store::{query_all, Index, Query, StoreError, TableName, Write, MAX_TRANSACTION_WRITES};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
 
 /// Body of `POST /channels/{type}/{id}/query` (and the id-less distinct form).
@@ -258,12 +258,7 @@ impl MemberChanges {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<Vec<Write>>, ApiError> {
         let creator = channel.created_by_id.as_deref();
-        let user_json = |id: &str| {
-            users
-                .get(id)
-                .map(|(u, _)| u.to_json())
-                .unwrap_or_else(|| json!({"id": id}))
-        };
+        let user_json = |id: &str| crate::service::users::shown(users, id);
         let wire = |m: &Member| Value::Object(m.to_wire(Some(&user_json(&m.user_id)), creator));
         let mut groups: Vec<Vec<Write>> = Vec::new();
         for m in &self.added {

@@ -265,12 +265,7 @@ impl Chat {
         );
         ids.extend(messages.iter().filter_map(|m| m.user_id.as_deref()));
         let users = self.users_by_id(&ids).await?;
-        let user_json = |id: &str| {
-            users
-                .get(id)
-                .map(|(u, _)| u.to_json())
-                .unwrap_or_else(|| json!({"id": id}))
-        };
+        let user_json = |id: &str| crate::service::users::shown(&users, id);
         let membership = reader.and_then(|r| loaded.members.iter().find(|m| m.user_id == r));
         let effective = loaded.channel.effective_config(config, &[])?;
         let capabilities = match (&session.caller, reader) {

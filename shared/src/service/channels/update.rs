@@ -174,6 +174,8 @@ impl Chat {
                 let mut member = Member::new(m, invited, hide_before.clone(), &now);
                 // Joining reads what came before: unread counts start from here.
                 member.read.read_seq = channel.counted_messages;
+                // Banned from the channel before joining (or before leaving): still banned.
+                let member = self.with_channel_bans(&cid, member).await?;
                 members.insert(member.user_id.clone(), member.clone());
                 changes.added.push(member);
             }
@@ -277,6 +279,7 @@ impl Chat {
                         &now,
                     );
                     member.read.read_seq = channel.counted_messages;
+                    let member = self.with_channel_bans(&cid, member).await?;
                     members.insert(member.user_id.clone(), member.clone());
                     changes.added.push(member);
                 }

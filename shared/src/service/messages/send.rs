@@ -62,6 +62,20 @@ impl Chat {
             .get_user(&author)
             .await?
             .ok_or_else(|| ApiError::input(format!("user {author:?} does not exist")))?;
+        // A banned author may not send here; a shadow-banned one's message reaches only them.
+        // A member's item carries their channel bans; anyone else's are read (livestreams).
+        let outsider = match loaded.members.iter().find(|m| m.user_id == author) {
+            Some(_) => None,
+            None => {
+                let bans = self.channel_bans(&author, &cid).await?;
+                if bans.iter().any(|b| !b.shadow) {
+                    return Err(crate::service::bans::ban_error(&author, true));
+                }
+                Some(bans.iter().any(|b| b.shadow))
+            }
+        };
+        let membership = loaded.members.iter().find(|m| m.user_id == author);
+        self.check_not_banned(&user, membership)?;
         let mut message = Message::from_payload(
             &req.message,
             &cid,
@@ -69,6 +83,7 @@ impl Chat {
             random_id(),
             &self.now_str(),
         )?;
+        message.shadowed = self.is_shadow_banned(&user, membership) || outsider.unwrap_or(false);
         if req.message.get("pinned").and_then(Value::as_bool) == Some(true) {
             message.pin(Some(&author), req.message.get("pin_expires"), self.now())?;
         }

@@ -160,6 +160,17 @@ impl Chat {
         let stored = self.require_message(id).await?;
         let (config, loaded) = self.message_channel(session, &stored.message).await?;
         self.check_message_action(session, &config, &loaded, &stored.message, "UpdateMessage")?;
+        // The user it is updated as: the caller, or the user a server-side update names.
+        let actor = acting_user(
+            session,
+            &payload
+                .get("user_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            &payload.get("user").and_then(Value::as_object).cloned(),
+        );
+        self.check_actor_not_banned(actor.as_deref(), &loaded)
+            .await?;
         check_updatable(&stored.message)?;
         let mut next = stored
             .message
@@ -199,8 +210,10 @@ impl Chat {
         if other {
             self.check_message_action(session, &config, &loaded, &stored.message, "UpdateMessage")?;
         }
-        check_updatable(&stored.message)?;
         let actor = acting_user(session, &user_id, &None);
+        self.check_actor_not_banned(actor.as_deref(), &loaded)
+            .await?;
+        check_updatable(&stored.message)?;
         let mut next = stored
             .message
             .apply_partial(&set, &unset, actor.as_deref(), self.now())?;

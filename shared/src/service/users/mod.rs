@@ -80,6 +80,14 @@ fn username_claims(settings: &AppSettings, user: &User) -> BTreeSet<(String, Str
     }
 }
 
+/// A user's object from users read by [`Chat::users_by_id`], or just `{id}` for one not stored.
+pub(crate) fn shown(users: &std::collections::HashMap<String, (User, u64)>, id: &str) -> Value {
+    users
+        .get(id)
+        .map(|(u, _)| u.to_json())
+        .unwrap_or_else(|| json!({ "id": id }))
+}
+
 impl Chat {
     pub async fn get_user(&self, id: &str) -> Result<Option<(User, u64)>, ApiError> {
         Ok(self
