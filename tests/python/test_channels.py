@@ -379,7 +379,7 @@ def test_query_channels_by_members_and_counts(client, users):
     assert [x["channel"]["cid"] for x in r["channels"]] == [two.cid, one.cid]
     r = client.query_channels({"members": {"$in": [a]}}, member_limit=1)
     assert all(len(x["members"]) == 1 for x in r["channels"])
-    r = client.query_channels({"cid": {"$in": [one.cid, two.cid]}, "member.user.name": {"$autocomplete": "name " + c[:4]}})
+    r = client.query_channels({"cid": {"$in": [one.cid, two.cid]}, "member.user.name": {"$autocomplete": "name " + c[:8]}})
     assert [x["channel"]["cid"] for x in r["channels"]] == [two.cid]
 
 

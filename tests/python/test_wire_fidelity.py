@@ -387,11 +387,11 @@ def test_23_responses_are_gzipped_when_asked_and_only_then(server, client):
 
 # --- 24. capabilities name only what exists ---------------------------------------------------
 
-NOT_BUILT = {"upload-file", "flag-message", "create-call", "join-call"}
+NOT_BUILT = {"upload-file", "create-call", "join-call"}
 
 
 @pytest.mark.parametrize("ctype", ["messaging", "team", "livestream", "commerce", "gaming"])
-def test_24_own_capabilities_never_advertise_uploads_flags_or_calls(server, client, ctype):
+def test_24_own_capabilities_never_advertise_uploads_or_calls(server, client, ctype):
     (member,) = make_users(client, "cap-member")
     (admin,) = make_users(client, "cap-admin", role="admin")
     ch = client.channel(ctype, uid("caps"), {"members": [member]})

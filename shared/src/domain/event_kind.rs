@@ -49,6 +49,10 @@ pub enum EventKind {
     NotificationInviteRejected,
     NotificationMutesUpdated,
     NotificationChannelMutesUpdated,
+    MessageFlagged,
+    MessageUnflagged,
+    UserFlagged,
+    UserUnflagged,
     /// A pending message was committed (to the `pending_message` hooks' callback).
     PendingMessageCommitted,
     /// A pending message was deleted, or timed out (to the `pending_message` hooks' callback).
@@ -87,7 +91,7 @@ const SERVER_PREFIXES: &[&str] = &[
 ];
 
 impl EventKind {
-    pub const ALL: [EventKind; 44] = [
+    pub const ALL: [EventKind; 48] = [
         EventKind::ChannelCreated,
         EventKind::ChannelUpdated,
         EventKind::ChannelDeleted,
@@ -130,6 +134,10 @@ impl EventKind {
         EventKind::NotificationInviteRejected,
         EventKind::NotificationMutesUpdated,
         EventKind::NotificationChannelMutesUpdated,
+        EventKind::MessageFlagged,
+        EventKind::MessageUnflagged,
+        EventKind::UserFlagged,
+        EventKind::UserUnflagged,
         EventKind::PendingMessageCommitted,
         EventKind::PendingMessageDeleted,
     ];
@@ -179,6 +187,10 @@ impl EventKind {
             EventKind::NotificationInviteRejected => "notification.invite_rejected",
             EventKind::NotificationMutesUpdated => "notification.mutes_updated",
             EventKind::NotificationChannelMutesUpdated => "notification.channel_mutes_updated",
+            EventKind::MessageFlagged => "message.flagged",
+            EventKind::MessageUnflagged => "message.unflagged",
+            EventKind::UserFlagged => "user.flagged",
+            EventKind::UserUnflagged => "user.unflagged",
             EventKind::PendingMessageCommitted => "pending_message.committed",
             EventKind::PendingMessageDeleted => "pending_message.deleted",
         }
@@ -194,6 +206,10 @@ impl EventKind {
         matches!(
             self,
             EventKind::UserUnreadMessageReminder
+                | EventKind::MessageFlagged
+                | EventKind::MessageUnflagged
+                | EventKind::UserFlagged
+                | EventKind::UserUnflagged
                 | EventKind::PendingMessageCommitted
                 | EventKind::PendingMessageDeleted
         )
@@ -231,6 +247,10 @@ impl EventKind {
                 | EventKind::UserDeactivated
                 | EventKind::UserReactivated
                 | EventKind::UserUnreadMessageReminder
+                | EventKind::MessageFlagged
+                | EventKind::MessageUnflagged
+                | EventKind::UserFlagged
+                | EventKind::UserUnflagged
         )
     }
 }

@@ -66,3 +66,32 @@ pub const MAX_FILTER_DEPTH: usize = 8;
 pub const MAX_FILTER_CONDITIONS: usize = 100;
 /// Users muted or unmuted, and channels muted or unmuted, per call.
 pub const MAX_MUTE_TARGETS: usize = 100;
+
+/// Moderation queries (banned users, message flags): largest page and offset, and the page
+/// when none is asked for.
+pub const MAX_MODERATION_PAGE: usize = 300;
+pub const MAX_MODERATION_OFFSET: usize = 10_000;
+pub const DEFAULT_MODERATION_PAGE: usize = 25;
+
+/// A moderation query's `limit` and `offset`, checked against their bounds.
+pub fn moderation_page(
+    limit: Option<usize>,
+    offset: Option<usize>,
+) -> Result<(usize, usize), crate::domain::ApiError> {
+    use crate::domain::ApiError;
+    let limit = limit.unwrap_or(DEFAULT_MODERATION_PAGE);
+    if limit > MAX_MODERATION_PAGE {
+        return Err(ApiError::field(
+            "limit",
+            format!("limit must be at most {MAX_MODERATION_PAGE}"),
+        ));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset > MAX_MODERATION_OFFSET {
+        return Err(ApiError::field(
+            "offset",
+            format!("offset must be at most {MAX_MODERATION_OFFSET}"),
+        ));
+    }
+    Ok((limit, offset))
+}

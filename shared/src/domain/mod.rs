@@ -13,6 +13,7 @@ pub mod error;
 pub mod event;
 pub mod event_kind;
 pub mod filter;
+pub mod flag;
 pub mod ids;
 pub mod limits;
 pub mod message;

@@ -35,6 +35,9 @@ pub fn routes() -> Router<Chat> {
             "/query_banned_users",
             axum::routing::get(query_banned_users),
         )
+        .route("/moderation/flag", post(flag))
+        .route("/moderation/unflag", post(unflag))
+        .route("/moderation/flags/message", get(query_message_flags))
         .route("/moderation/unmute", post(unmute_users))
         .route("/users/block", get(blocked_users).post(block_user))
         .route("/users/unblock", post(unblock_user))
@@ -72,6 +75,36 @@ async fn query_banned_users(
 ) -> HttpResult {
     Ok(Reply::json(
         chat.query_banned_users(&session, params.payload()?).await?,
+    ))
+}
+
+/// `POST /moderation/flag`: a message or user reported to the moderators.
+async fn flag(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<crate::domain::flag::FlagRequest>,
+) -> HttpResult {
+    Ok(Reply::json(chat.flag(&session, req, true).await?))
+}
+
+/// `POST /moderation/unflag`.
+async fn unflag(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<crate::domain::flag::FlagRequest>,
+) -> HttpResult {
+    Ok(Reply::json(chat.flag(&session, req, false).await?))
+}
+
+/// `GET /moderation/flags/message` (`payload`: filter, limit, offset).
+async fn query_message_flags(
+    State(chat): State<Chat>,
+    session: Session,
+    params: Params,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.query_message_flags(&session, params.payload()?)
+            .await?,
     ))
 }
 

@@ -21,9 +21,6 @@ use crate::store::{query_all, Condition, Item, Query, StoreError, TableName, Wri
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// Bans listed at most per `query_banned_users` page, and how far it may skip.
-const MAX_BAN_PAGE: usize = 300;
-const MAX_BAN_OFFSET: usize = 10_000;
 /// Attempts at a ban or unban whose user or member changed meanwhile.
 const ATTEMPTS: u32 = 5;
 
@@ -279,20 +276,7 @@ impl Chat {
         if !session.caller.is_server() {
             self.check_ban_permission(session, None).await?;
         }
-        let limit = q.limit.unwrap_or(25);
-        if limit > MAX_BAN_PAGE {
-            return Err(ApiError::field(
-                "limit",
-                format!("limit must be at most {MAX_BAN_PAGE}"),
-            ));
-        }
-        let offset = q.offset.unwrap_or(0);
-        if offset > MAX_BAN_OFFSET {
-            return Err(ApiError::field(
-                "offset",
-                format!("offset must be at most {MAX_BAN_OFFSET}"),
-            ));
-        }
+        let (limit, offset) = crate::domain::limits::moderation_page(q.limit, q.offset)?;
         let filter = Filter::parse(&q.filter_conditions, Some(&ban_filter_rules()))
             .map_err(|e| ApiError::field("filter_conditions", e.to_string()))?;
         let mut sort = parse_sort(&q.sort).map_err(|e| ApiError::field("sort", e.to_string()))?;

@@ -8,6 +8,7 @@ pub(crate) mod channel_record;
 pub mod channel_types;
 pub mod channels;
 pub mod config_cache;
+pub mod flags;
 pub(crate) mod member_record;
 pub mod members;
 pub mod messages;

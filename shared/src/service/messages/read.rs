@@ -349,7 +349,7 @@ impl Chat {
         Ok((config, loaded))
     }
 
-    pub(super) async fn message_wire(
+    pub(crate) async fn message_wire(
         &self,
         m: &Message,
         show_deleted_text: bool,
