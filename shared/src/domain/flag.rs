@@ -88,6 +88,9 @@ pub struct Flag {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub custom: Map<String, Value>,
+    /// Raised by the channel type's blocklists, not by a user.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created_by_automod: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -110,7 +113,7 @@ impl Flag {
     pub fn to_wire(&self, reporter: Value, target: Option<(&str, Value)>) -> Value {
         let mut out = json!({
             "user": reporter,
-            "created_by_automod": false,
+            "created_by_automod": self.created_by_automod,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "custom": self.custom,

@@ -4,6 +4,7 @@
 pub mod app_settings;
 pub mod aws_names;
 pub mod ban;
+pub mod blocklist;
 pub mod caller;
 pub mod capabilities;
 pub mod channel;

@@ -32,6 +32,13 @@ pub fn routes() -> Router<Chat> {
         .route("/tasks/{id}", get(get_task))
         .route("/connect/endpoint", get(session_endpoint))
         .route("/rate_limits", get(rate_limits))
+        .route("/blocklists", get(list_blocklists).post(create_blocklist))
+        .route(
+            "/blocklists/{name}",
+            get(get_blocklist)
+                .put(update_blocklist)
+                .delete(delete_blocklist),
+        )
         .route("/check_sqs", axum::routing::post(check_sqs))
         .route("/check_sns", axum::routing::post(check_sns))
         .route("/event_hooks/failures", get(hook_failures))
@@ -59,6 +66,45 @@ async fn replay_hook_failures(State(chat): State<Chat>, session: Session) -> Htt
     let hooks = crate::hooks::Hooks::new(&chat);
     let (replayed, kept) = hooks.replay_failures(&chat).await?;
     Ok(Reply::json(json!({ "replayed": replayed, "kept": kept })))
+}
+
+async fn create_blocklist(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<crate::domain::blocklist::BlocklistRequest>,
+) -> HttpResult {
+    Ok(Reply::json(chat.create_blocklist(&session, req).await?))
+}
+
+async fn list_blocklists(State(chat): State<Chat>, session: Session) -> HttpResult {
+    Ok(Reply::json(chat.list_blocklists(&session).await?))
+}
+
+async fn get_blocklist(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(name): Path<String>,
+) -> HttpResult {
+    Ok(Reply::json(chat.get_blocklist(&session, &name).await?))
+}
+
+async fn update_blocklist(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(name): Path<String>,
+    Body(req): Body<crate::domain::blocklist::BlocklistRequest>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.update_blocklist(&session, &name, req).await?,
+    ))
+}
+
+async fn delete_blocklist(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(name): Path<String>,
+) -> HttpResult {
+    Ok(Reply::json(chat.delete_blocklist(&session, &name).await?))
 }
 
 /// `POST /check_sqs` (server-side): a test message to the queue.

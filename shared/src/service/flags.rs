@@ -17,6 +17,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 const FLAGS_PK: &str = "flags";
+/// The reporter of the flags blocklists raise.
+const AUTOMOD: &str = "automod";
 
 fn flag_key(target: &FlagTarget, reporter: &str) -> (String, String) {
     let sk = match target {
@@ -100,6 +102,7 @@ impl Chat {
                     message_user_id: stored.message.user_id.clone(),
                     reason: req.reason.clone().filter(|r| !r.is_empty()),
                     custom: req.custom.clone(),
+                    created_by_automod: false,
                     created_at: now.clone(),
                     updated_at: now.clone(),
                 };
@@ -146,6 +149,7 @@ impl Chat {
                     message_user_id: None,
                     reason: req.reason.clone().filter(|r| !r.is_empty()),
                     custom: req.custom.clone(),
+                    created_by_automod: false,
                     created_at: now.clone(),
                     updated_at: now.clone(),
                 };
@@ -160,20 +164,7 @@ impl Chat {
             if let Some(item) = &existing {
                 record = super::decode(item.data.clone(), "flag")?;
             } else {
-                let data =
-                    serde_json::to_value(&record).map_err(|e| ApiError::internal(e.to_string()))?;
-                let writes = vec![
-                    Write::Put {
-                        table: TableName::App,
-                        item: Item::new(pk, sk, data),
-                        condition: Condition::NotExists,
-                    },
-                    outbox_write(&event),
-                ];
-                match self.store.transact(writes).await {
-                    Ok(()) | Err(StoreError::TransactionCanceled { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                self.store_flag(&target, &record, &event).await?;
             }
         } else {
             let Some(item) = existing else {
@@ -199,6 +190,67 @@ impl Chat {
             FlagTarget::User(id) => Some(("target_user", json!({ "id": id }))),
         };
         Ok(json!({ "flag": record.to_wire(reporter_user.to_json(), target_json) }))
+    }
+
+    /// Stores a new flag with its event, unless its reporter flagged the target already (then
+    /// nothing changes).
+    async fn store_flag(
+        &self,
+        target: &FlagTarget,
+        record: &Flag,
+        event: &Event,
+    ) -> Result<(), ApiError> {
+        let (pk, sk) = flag_key(target, &record.user_id);
+        let data = serde_json::to_value(record).map_err(|e| ApiError::internal(e.to_string()))?;
+        let writes = vec![
+            Write::Put {
+                table: TableName::App,
+                item: Item::new(pk, sk, data),
+                condition: Condition::NotExists,
+            },
+            outbox_write(event),
+        ];
+        match self.store.transact(writes).await {
+            Ok(()) | Err(StoreError::TransactionCanceled { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A message a blocklist with `flag` behaviour caught: flagged by automod (reporter
+    /// `automod`), with `message.flagged` to the hooks.
+    pub(crate) async fn automod_flag(
+        &self,
+        message_id: &str,
+        hit: &crate::service::blocklists::BlocklistHit,
+    ) -> Result<(), ApiError> {
+        let stored = self.require_message(message_id).await?;
+        let Some(loaded) = self.load_channel(&stored.message.cid).await? else {
+            return Ok(());
+        };
+        let now = self.now_str();
+        let record = Flag {
+            user_id: AUTOMOD.into(),
+            target_message_id: Some(message_id.to_string()),
+            target_user_id: None,
+            channel_cid: Some(loaded.channel.cid.clone()),
+            message_user_id: stored.message.user_id.clone(),
+            reason: Some(format!("blocklist {}: {}", hit.blocklist, hit.phrase)),
+            custom: Default::default(),
+            created_by_automod: true,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let wire = self.message_wire(&stored.message, false, None).await?;
+        let event = channel_event("message.flagged", &loaded.channel, self.now())
+            .with("message", wire)
+            .with("user", json!({ "id": AUTOMOD }))
+            .with("reason", json!(record.reason));
+        self.store_flag(
+            &FlagTarget::Message(message_id.to_string()),
+            &record,
+            &event,
+        )
+        .await
     }
 
     /// `GET /moderation/flags/message`: message flags matching the filter (`channel_cid`,
@@ -249,11 +301,14 @@ impl Chat {
                     continue;
                 }
             }
-            let reporter = self
-                .get_user(&f.user_id)
-                .await?
-                .map(|(u, _)| u.to_json())
-                .unwrap_or_else(|| json!({ "id": f.user_id }));
+            let reporter = match f.created_by_automod {
+                true => json!({ "id": AUTOMOD }),
+                false => self
+                    .get_user(&f.user_id)
+                    .await?
+                    .map(|(u, _)| u.to_json())
+                    .unwrap_or_else(|| json!({ "id": f.user_id })),
+            };
             let message = self.message_wire(&stored.message, false, None).await?;
             out.push(f.to_wire(reporter, Some(("message", message))));
         }

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bans;
+pub mod blocklists;
 pub(crate) mod channel_access;
 pub(crate) mod channel_record;
 pub mod channel_types;
@@ -92,6 +93,8 @@ pub struct Chat {
     pub(crate) mailboxes: Arc<messages::Mailboxes>,
     /// Hook targets that failed lately (skipped for a while).
     pub(crate) failing_hooks: Arc<crate::hooks::FailingTargets>,
+    /// Blocklists compiled for checking messages, kept for a moment.
+    pub(crate) blocklists: Arc<blocklists::CompiledBlocklists>,
 }
 
 impl Chat {
@@ -111,6 +114,7 @@ impl Chat {
             config: Arc::default(),
             mailboxes: Arc::default(),
             failing_hooks: Arc::default(),
+            blocklists: Arc::default(),
         }
     }
 

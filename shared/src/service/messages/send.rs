@@ -5,6 +5,7 @@
 use super::*;
 use crate::domain::caller::Session;
 use crate::domain::channel::{Channel, Cid};
+use crate::domain::channel_type::ModerationBehavior;
 use crate::domain::clock::parse_time;
 use crate::domain::ids::random_id;
 use crate::domain::message::Message;
@@ -181,6 +182,21 @@ impl Chat {
                 return Ok(json!({ "message": refused }));
             }
         }
+        // The channel type's blocklists: a blocked message is answered, not sent; a
+        // shadow-blocked one reaches only its author; a flagged one is sent and flagged.
+        let listed = self.blocklist_hit(&effective, &message.text).await?;
+        match listed.as_ref().map(|h| h.behavior) {
+            Some(ModerationBehavior::Block) => {
+                let mut refused = message.to_wire(Some(&user.to_json()));
+                refused["type"] = Value::String("error".into());
+                refused["text"] =
+                    Value::String("Message was blocked by moderation policies".into());
+                return Ok(json!({ "message": refused }));
+            }
+            Some(ModerationBehavior::ShadowBlock) => message.shadowed = true,
+            _ => {}
+        }
+        let message_id = message.id.clone();
         let slow_mode = self
             .slow_mode_write(session, &config, &loaded, &author, &message.created_at)
             .await?;
@@ -202,6 +218,9 @@ impl Chat {
                 None,
             )
             .await?;
+        if let Some(hit) = listed.filter(|h| h.behavior == ModerationBehavior::Flag) {
+            self.automod_flag(&message_id, &hit).await?;
+        }
         if let Some(previous) = answered {
             self.record_response_time(&session.settings, &author, &previous.message, &answered_at)
                 .await?;

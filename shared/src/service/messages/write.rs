@@ -4,6 +4,7 @@
 use super::*;
 use crate::domain::caller::Session;
 use crate::domain::channel::Channel;
+use crate::domain::channel_type::ModerationBehavior;
 use crate::domain::event::Event;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
@@ -176,6 +177,9 @@ impl Chat {
             .message
             .apply_full_update(&payload, &self.now_str())?;
         self.check_text_length(&config, &loaded, &next)?;
+        let listed = self
+            .check_updated_text(&config, &loaded, &stored.message, &next)
+            .await?;
         if next.text != stored.message.text {
             // Seed: translations are recomputed when the text changes.
             self.auto_translate(session, &loaded, &mut next).await;
@@ -183,6 +187,9 @@ impl Chat {
         let wire = self
             .save_message(&stored, &next, &loaded.channel, "message.updated", &[])
             .await?;
+        if let Some(hit) = listed {
+            self.automod_flag(&next.id, &hit).await?;
+        }
         Ok(json!({ "message": wire }))
     }
 
@@ -227,10 +234,38 @@ impl Chat {
             ));
         }
         self.check_text_length(&config, &loaded, &next)?;
+        let listed = self
+            .check_updated_text(&config, &loaded, &stored.message, &next)
+            .await?;
         let wire = self
             .save_message(&stored, &next, &loaded.channel, "message.updated", &[])
             .await?;
+        if let Some(hit) = listed {
+            self.automod_flag(&next.id, &hit).await?;
+        }
         Ok(json!({ "message": wire }))
+    }
+
+    /// A changed text goes through the channel type's blocklists again: refused when a list
+    /// blocks it; the hit to flag when a list flags it.
+    async fn check_updated_text(
+        &self,
+        config: &crate::domain::channel_type::ChannelTypeConfig,
+        loaded: &Loaded,
+        before: &Message,
+        after: &Message,
+    ) -> Result<Option<crate::service::blocklists::BlocklistHit>, ApiError> {
+        if after.text == before.text {
+            return Ok(None);
+        }
+        let effective = loaded.channel.effective_config(config, &[])?;
+        match self.blocklist_hit(&effective, &after.text).await? {
+            Some(hit) if hit.behavior == ModerationBehavior::Flag => Ok(Some(hit)),
+            Some(_) => Err(ApiError::input(
+                "the message was blocked by moderation policies",
+            )),
+            None => Ok(None),
+        }
     }
 
     fn check_text_length(
