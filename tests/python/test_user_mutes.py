@@ -70,3 +70,44 @@ def test_me_carries_mutes_and_blocked_user_ids(client, people, server):
     ws.close()
     assert [m["target"]["id"] for m in hello["me"]["mutes"]] == [people[1]]
     assert hello["me"]["blocked_user_ids"] == [people[2]]
+
+
+def test_a_blocked_users_messages_are_not_shown_to_who_blocked_them(client, people, server):
+    """Blocks in reads: channel state, query channels, replies and search leave out what a
+    blocked user wrote, for the user who blocked them only; unblocking shows it again."""
+    me, blocked, third = people
+    ch = client.channel("messaging", uid("blk"), {"members": [me, blocked, third]})
+    ch.create(me)
+    mine = ch.send_message({"text": "hello all"}, me)["message"]
+    theirs = ch.send_message({"text": "hello blockhead"}, blocked)["message"]
+    reply = ch.send_message({"text": "a reply blockhead", "parent_id": mine["id"]}, blocked)["message"]
+    client.block_user(blocked, me)
+
+    def seen(user):
+        token = server.user_token(user)
+        state = server.request("POST", f"/channels/messaging/{ch.id}/query", token=token, json={}).json()
+        listed = server.request(
+            "POST", "/channels", token=token, json={"filter_conditions": {"cid": ch.cid}, "sort": []}
+        ).json()["channels"][0]
+        replies = server.request("GET", f"/messages/{mine['id']}/replies", token=token).json()
+        found = server.request(
+            "GET",
+            "/search",
+            token=token,
+            params={"payload": '{"filter_conditions": {"cid": "%s"}, "query": "blockhead"}' % ch.cid},
+        ).json()
+        return {
+            "state": [m["id"] for m in state["messages"]],
+            "query channels": [m["id"] for m in listed["messages"]],
+            "replies": [m["id"] for m in replies["messages"]],
+            "search": [r["message"]["id"] for r in found["results"]],
+        }
+
+    mine_view, third_view = seen(me), seen(third)
+    assert mine_view == {"state": [mine["id"]], "query channels": [mine["id"]], "replies": [], "search": []}, mine_view
+    assert theirs["id"] in third_view["state"] and third_view["replies"] == [reply["id"]], third_view
+    assert sorted(third_view["search"]) == sorted([theirs["id"], reply["id"]]), third_view
+    # The server reads everything.
+    assert client.get_message(theirs["id"])["message"]["text"] == "hello blockhead"
+    client.unblock_user(blocked, me)
+    assert theirs["id"] in seen(me)["state"]

@@ -180,12 +180,14 @@ fn is_false(b: &bool) -> bool {
 
 /// Who reads messages: a user (or the server, `user_id: None`) and whether they may read
 /// restricted-visibility messages of others.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Viewer<'a> {
     pub user_id: Option<&'a str>,
     pub reads_restricted: bool,
     /// The channel type's `message_retention`: messages created before this are gone.
     pub retained_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Users the reader blocked: their messages are not shown to the reader.
+    pub blocked: std::sync::Arc<Vec<String>>,
 }
 
 /// The parts of a message payload beyond text and custom data: attachments (≤ 30), mentions
@@ -465,6 +467,12 @@ impl Message {
         // A shadow-banned author's message: theirs alone (the server, reading for no one, too).
         if self.shadowed && !own && viewer.user_id.is_some() {
             return false;
+        }
+        // Nothing of a user the reader blocked.
+        if let Some(author) = self.user_id.as_deref() {
+            if !own && viewer.blocked.iter().any(|b| b == author) {
+                return false;
+            }
         }
         self.restricted_visibility.is_empty()
             || own
@@ -966,6 +974,7 @@ mod tests {
             user_id: Some("u"),
             reads_restricted: false,
             retained_since: None,
+            blocked: Default::default(),
         };
         assert!(m.visible_to(&viewer));
         viewer.retained_since = crate::domain::clock::parse_time("2021-01-01T00:00:00Z");

@@ -121,11 +121,21 @@ impl Chat {
             .channel
             .effective_config(config, &[])?
             .retention_days();
+        let blocked = match reader {
+            Some(r) => self
+                .user_blocks(r)
+                .await?
+                .into_iter()
+                .map(|b| b.blocked_user_id)
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(Viewer {
             user_id: reader,
             reads_restricted: self.viewer_grants(session, config, loaded, reader).await?,
             retained_since: retention
                 .map(|days| self.now() - chrono::Duration::days(i64::from(days))),
+            blocked: std::sync::Arc::new(blocked),
         })
     }
 

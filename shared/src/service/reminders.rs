@@ -119,6 +119,7 @@ impl Chat {
             user_id: None,
             reads_restricted: false,
             retained_since: None,
+            blocked: Default::default(),
         };
         let page = MessagePage {
             anchor: MessageAnchor::Latest,
