@@ -263,3 +263,56 @@ def test_query_users_by_role_reads_the_role_and_keeps_every_other_condition(clie
     assert [u["id"] for u in got] == [f"rq-{tag}-{i}" for i in (5, 3, 1, 0)]
     got = client.query_users({"role": "user", "id": {"$autocomplete": f"rq-{tag}"}}, {"id": 1})["users"]
     assert [u["id"] for u in got] == [f"rq-{tag}-{i}" for i in (2, 4, 6)]
+
+
+def _talker(client):
+    """A user with a channel message and a reply in a thread of someone else's message."""
+    talker, host = f"t-{uuid.uuid4().hex[:8]}", f"h-{uuid.uuid4().hex[:8]}"
+    client.upsert_users([{"id": talker}, {"id": host}])
+    ch = client.channel("messaging", f"c-{uuid.uuid4().hex[:8]}", {"members": [talker, host]})
+    ch.create(host)
+    said = ch.send_message({"text": "mine"}, talker)["message"]["id"]
+    parent = ch.send_message({"text": "host's"}, host)["message"]["id"]
+    replied = ch.send_message({"text": "my reply", "parent_id": parent}, talker)["message"]["id"]
+    return talker, host, ch, said, parent, replied
+
+
+def test_deleting_a_user_with_mark_messages_deleted_deletes_their_messages(client):
+    talker, host, ch, said, parent, replied = _talker(client)
+    client.delete_user(talker, mark_messages_deleted=True)
+    assert client.get_message(said)["message"]["type"] == "deleted"
+    assert client.get_message(replied)["message"]["type"] == "deleted"
+    assert client.get_message(parent)["message"]["type"] == "regular"
+
+
+def test_hard_deleting_a_user_with_their_messages_removes_them(client):
+    talker, host, ch, said, parent, replied = _talker(client)
+    client.delete_user(talker, mark_messages_deleted=True, hard_delete=True)
+    for gone in (said, replied):
+        with pytest.raises(StreamAPIException) as missing:
+            client.get_message(gone)
+        assert missing.value.status_code == 404
+    assert client.get_message(parent)["message"]["text"] == "host's"
+
+
+def test_deactivation_deletes_and_reactivation_restores_messages(client):
+    talker, host, ch, said, parent, replied = _talker(client)
+    earlier = ch.send_message({"text": "regretted"}, talker)["message"]["id"]
+    client.delete_message(earlier)
+    time.sleep(0.01)
+    client.deactivate_user(talker, mark_messages_deleted=True)
+    assert client.get_message(said)["message"]["type"] == "deleted"
+    client.reactivate_user(talker, restore_messages=True)
+    assert client.get_message(said)["message"]["type"] == "regular"
+    assert client.get_message(replied)["message"]["type"] == "reply"
+    # Deleted before the deactivation: stays deleted.
+    assert client.get_message(earlier)["message"]["type"] == "deleted"
+
+
+def test_batch_delete_with_hard_messages_removes_them_in_the_task(client):
+    talker, host, ch, said, parent, replied = _talker(client)
+    task_id = client.delete_users([talker], "soft", messages="hard")["task_id"]
+    wait_task(client, task_id)
+    with pytest.raises(StreamAPIException) as missing:
+        client.get_message(said)
+    assert missing.value.status_code == 404

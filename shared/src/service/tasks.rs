@@ -221,10 +221,18 @@ impl Chat {
                 }
                 Ok(json!({"users": users}))
             }
-            TaskJob::DeleteUsers { user_ids, user, .. } => {
+            TaskJob::DeleteUsers {
+                user_ids,
+                user,
+                messages,
+                ..
+            } => {
                 let mut result = serde_json::Map::new();
                 for id in user_ids {
-                    let status = match self.finish_user_deletion(&settings, id, user).await {
+                    let status = match self
+                        .finish_user_deletion(&settings, id, user, messages.as_deref())
+                        .await
+                    {
                         Ok(()) => json!({"status": "ok"}),
                         Err(e) => json!({"status": "error", "error": e.message}),
                     };

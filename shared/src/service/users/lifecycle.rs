@@ -124,6 +124,16 @@ impl Chat {
         }
         self.save_user(settings, Some((&old, version)), &next, vec![event])
             .await?;
+        match (on, messages_flag, &old.deactivated_at) {
+            (true, true, _) => {
+                self.delete_messages_of(id, false).await?;
+            }
+            // What the deactivation deleted comes back.
+            (false, true, Some(since)) => {
+                self.restore_messages_of(id, since).await?;
+            }
+            _ => {}
+        }
         Ok(next)
     }
 
@@ -188,6 +198,9 @@ impl Chat {
                 "delete_conversation_channels",
                 Value::Bool(opts.delete_conversation_channels.unwrap_or(false)),
             );
+        if opts.mark_messages_deleted.unwrap_or(false) {
+            self.delete_messages_of(id, hard).await?;
+        }
         if hard {
             self.remove_user(settings, &old, version, vec![event])
                 .await?;
@@ -297,10 +310,15 @@ impl Chat {
         settings: &AppSettings,
         id: &str,
         mode: &str,
+        messages: Option<&str>,
     ) -> Result<(), ApiError> {
         let Some((user, version)) = self.get_user(id).await? else {
             return Ok(());
         };
+        // `messages`: soft (shown as deleted), pruning (the same here) or hard (removed).
+        if let Some(m) = messages.filter(|m| !m.is_empty()) {
+            self.delete_messages_of(id, m == "hard").await?;
+        }
         let event = self
             .user_event("user.deleted", &user)
             .with("hard_delete", Value::Bool(mode == "hard"));

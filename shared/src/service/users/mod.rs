@@ -3,6 +3,7 @@
 //! details and presence. Queries are in `query`, deactivation, deletion and restore in
 //! `lifecycle`.
 
+mod content;
 mod lifecycle;
 mod query;
 

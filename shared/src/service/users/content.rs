@@ -1,0 +1,109 @@
+//! What happens to a user's messages when the user goes: `mark_messages_deleted` on delete and
+//! deactivate (soft, or hard with a hard delete or `messages: hard`), and `restore_messages` on
+//! reactivate (what the deactivation deleted comes back). The user's messages are found in the
+//! channels they are a member of (their channel messages, and their replies in those channels'
+//! threads), and each goes through the message delete / undelete use case, events included.
+
+use crate::domain::caller::Session;
+use crate::domain::message::Message;
+use crate::domain::ApiError;
+use crate::service::messages::DeleteMessageOptions;
+use crate::service::Chat;
+use crate::store::layout::{channel_messages_pk, replies_pk};
+use crate::store::{query_all, Query, TableName};
+
+impl Chat {
+    /// Every message `user_id` wrote in the channels they are a member of, replies included.
+    async fn messages_of(&self, user_id: &str) -> Result<Vec<Message>, ApiError> {
+        let mut out = Vec::new();
+        for cid in self.membership_cids(user_id).await? {
+            let mut threads = Vec::new();
+            let items = query_all(
+                self.store.as_ref(),
+                Query::new(TableName::Messages, channel_messages_pk(&cid)),
+            )
+            .await?;
+            for item in items {
+                let Ok(m) = serde_json::from_value::<Message>(item.data) else {
+                    continue;
+                };
+                if m.reply_count > 0 {
+                    threads.push(m.id.clone());
+                }
+                if m.user_id.as_deref() == Some(user_id) {
+                    out.push(m);
+                }
+            }
+            for parent in threads {
+                let replies = query_all(
+                    self.store.as_ref(),
+                    Query::new(TableName::Messages, replies_pk(&parent)),
+                )
+                .await?;
+                out.extend(
+                    replies
+                        .into_iter()
+                        .filter_map(|i| serde_json::from_value::<Message>(i.data).ok())
+                        .filter(|m| m.user_id.as_deref() == Some(user_id) && !m.show_in_channel),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a user's messages (soft: shown as deleted; hard: removed). Returns how many.
+    pub(crate) async fn delete_messages_of(
+        &self,
+        user_id: &str,
+        hard: bool,
+    ) -> Result<usize, ApiError> {
+        let session = Session::server(self.app_settings().await?);
+        let mut done = 0;
+        for m in self.messages_of(user_id).await? {
+            if m.kind == "deleted" && !hard {
+                continue;
+            }
+            let opts = DeleteMessageOptions {
+                hard,
+                ..Default::default()
+            };
+            match self.delete_message(&session, &m.id, opts).await {
+                Ok(_) => done += 1,
+                // Gone meanwhile (a hard-deleted parent took its replies): nothing to do.
+                Err(e) if e.code == crate::domain::ErrorCode::DoesNotExist => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Brings back a user's messages soft-deleted since `since` (their deactivation).
+    pub(crate) async fn restore_messages_of(
+        &self,
+        user_id: &str,
+        since: &str,
+    ) -> Result<usize, ApiError> {
+        let session = Session::server(self.app_settings().await?);
+        let mut done = 0;
+        for m in self.messages_of(user_id).await? {
+            let deleted_since = m.deleted_at.as_deref().is_some_and(|at| at >= since);
+            if m.kind != "deleted" || !deleted_since {
+                continue;
+            }
+            match self
+                .undelete_message(&session, &m.id, Some(user_id.to_string()))
+                .await
+            {
+                Ok(_) => done += 1,
+                // A message that cannot come back (its parent or channel went) stays deleted.
+                Err(e)
+                    if matches!(
+                        e.code,
+                        crate::domain::ErrorCode::Input | crate::domain::ErrorCode::DoesNotExist
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+}
