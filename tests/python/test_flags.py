@@ -132,3 +132,45 @@ def test_flag_message_capability(server, scene):
     ch = scene["channel"]
     r = server.request("POST", f"/channels/messaging/{ch.id}/query", token=token, json={})
     assert "flag-message" in r.json()["channel"]["own_capabilities"], r.text
+
+
+def test_sdk_query_and_review_flag_reports(client, scene):
+    """The SDK's own (internal) report calls, as its tests use them."""
+    client.flag_message(scene["msg"], user_id=scene["reporter"])
+    client.flag_message(scene["msg"], user_id=scene["other"])
+    response = client._query_flag_reports(message_id=scene["msg"])
+    assert len(response["flag_reports"]) == 1
+    report = response["flag_reports"][0]
+    assert report["id"] and report["message"]["id"] == scene["msg"]
+    assert report["message"]["text"] == "helloworld" and report["flags_count"] == 2
+    assert flags_of(client, {"message_id": scene["msg"], "is_reviewed": True}) == []
+    reviewed = client._review_flag_report(
+        report_id=report["id"], review_result="reviewed", user_id=scene["admin"], custom="reason_a"
+    )["flag_report"]
+    assert reviewed["id"] == report["id"] and reviewed["message"]["id"] == scene["msg"]
+    assert reviewed["review_result"] == "reviewed"
+    assert reviewed["review_details"]["custom"] == "reason_a"
+    assert reviewed["reviewed_by"]["id"] == scene["admin"]
+    again = client._query_flag_reports(message_id=scene["msg"], review_result="reviewed")["flag_reports"]
+    assert [r["id"] for r in again] == [report["id"]]
+    assert len(flags_of(client, {"message_id": scene["msg"], "is_reviewed": True})) == 2
+    with pytest.raises(StreamAPIException) as missing:
+        client._review_flag_report(report_id="no-such-report", review_result="reviewed", user_id=scene["admin"])
+    assert missing.value.status_code == 404
+
+
+def test_flag_reports_follow_the_grants(server, scene, client):
+    client.flag_message(scene["msg"], user_id=scene["reporter"])
+    member = server.user_token(scene["reporter"])
+    r = server.request("POST", "/moderation/reports", token=member, json={"filter_conditions": {}})
+    assert r.status_code == 403 and r.json()["code"] == 17, r.text
+    r = server.request("PATCH", f"/moderation/reports/{scene['msg']}", token=member, json={"review_result": "ok"})
+    assert r.status_code == 403, r.text
+    admin = server.user_token(scene["admin"])
+    r = server.request("POST", "/moderation/reports", token=admin,
+                       json={"filter_conditions": {"message_id": scene["msg"]}})
+    assert r.status_code == 200 and len(r.json()["flag_reports"]) == 1, r.text
+    r = server.request("PATCH", f"/moderation/reports/{scene['msg']}", token=admin, json={})
+    assert r.status_code == 400, r.text
+    r = server.request("PATCH", f"/moderation/reports/{scene['msg']}", token=admin, json={"review_result": "approved"})
+    assert r.status_code == 200 and r.json()["flag_report"]["reviewed_by"]["id"] == scene["admin"], r.text

@@ -127,6 +127,8 @@ const ENDPOINTS: &[(&str, &str, &str, u64)] = &[
     ("PUT", "/blocklists/{name}", "UpdateBlockList", 300),
     ("DELETE", "/blocklists/{name}", "DeleteBlockList", 300),
     ("POST", "/moderation/unflag", "Unflag", 300),
+    ("POST", "/moderation/reports", "QueryFlagReports", 300),
+    ("PATCH", "/moderation/reports/{id}", "ReviewFlagReport", 300),
     ("GET", "/moderation/flags/message", "QueryMessageFlags", 300),
     ("POST", "/moderation/unmute", "UnmuteUser", 300),
     ("GET", "/users/block", "GetBlockedUsers", 1_000),

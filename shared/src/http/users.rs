@@ -38,6 +38,11 @@ pub fn routes() -> Router<Chat> {
         .route("/moderation/flag", post(flag))
         .route("/moderation/unflag", post(unflag))
         .route("/moderation/flags/message", get(query_message_flags))
+        .route("/moderation/reports", post(query_flag_reports))
+        .route(
+            "/moderation/reports/{id}",
+            axum::routing::patch(review_flag_report),
+        )
         .route("/moderation/unmute", post(unmute_users))
         .route("/users/block", get(blocked_users).post(block_user))
         .route("/users/unblock", post(unblock_user))
@@ -105,6 +110,27 @@ async fn query_message_flags(
     Ok(Reply::json(
         chat.query_message_flags(&session, params.payload()?)
             .await?,
+    ))
+}
+
+/// `POST /moderation/reports`: flagged messages' reports.
+async fn query_flag_reports(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<crate::service::flag_reports::QueryFlagReports>,
+) -> HttpResult {
+    Ok(Reply::json(chat.query_flag_reports(&session, req).await?))
+}
+
+/// `PATCH /moderation/reports/{id}`: a moderator's review of a report.
+async fn review_flag_report(
+    State(chat): State<Chat>,
+    session: Session,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Body(req): Body<crate::service::flag_reports::ReviewFlagReport>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.review_flag_report(&session, &id, req).await?,
     ))
 }
 

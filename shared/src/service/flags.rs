@@ -264,6 +264,7 @@ impl Chat {
         let (limit, offset) = crate::domain::limits::moderation_page(q.limit, q.offset)?;
         let filter = Filter::parse(&q.filter_conditions, Some(&flag_filter_rules()))
             .map_err(|e| ApiError::field("filter_conditions", e.to_string()))?;
+        let reviewed = self.reviewed_messages().await?;
         let mut flags: Vec<Flag> = query_all(
             self.store.as_ref(),
             Query::new(TableName::App, FLAGS_PK).range(SkRange::BeginsWith("message#".into())),
@@ -271,7 +272,15 @@ impl Chat {
         .await?
         .into_iter()
         .filter_map(|i| serde_json::from_value::<Flag>(i.data).ok())
-        .filter(|f| filter.matches_json(&f.filter_doc()))
+        .filter(|f| {
+            let mut doc = f.filter_doc();
+            doc["is_reviewed"] = f
+                .target_message_id
+                .as_ref()
+                .is_some_and(|m| reviewed.contains(m))
+                .into();
+            filter.matches_json(&doc)
+        })
         .collect();
         flags.sort_by(|a, b| b.created_at.cmp(&a.created_at));
         let mut out = Vec::new();

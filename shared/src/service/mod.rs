@@ -9,6 +9,7 @@ pub(crate) mod channel_record;
 pub mod channel_types;
 pub mod channels;
 pub mod config_cache;
+pub mod flag_reports;
 pub mod flags;
 pub(crate) mod member_record;
 pub mod members;
