@@ -316,3 +316,28 @@ def test_batch_delete_with_hard_messages_removes_them_in_the_task(client):
     with pytest.raises(StreamAPIException) as missing:
         client.get_message(said)
     assert missing.value.status_code == 404
+
+
+def test_deleting_a_user_deletes_their_conversations_and_hands_over_their_channels(client):
+    gone, friend, heir = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("g", "f", "h"))
+    client.upsert_users([{"id": gone}, {"id": friend}, {"id": heir}])
+    one_to_one = client.channel("messaging", f"dm-{uuid.uuid4().hex[:8]}", {"members": [gone, friend]})
+    one_to_one.create(gone)
+    group = client.channel("messaging", f"gr-{uuid.uuid4().hex[:8]}", {"members": [gone, friend, heir]})
+    group.create(gone)
+    client.delete_user(gone, delete_conversation_channels=True, new_channel_owner_id=heir)
+    cids = [c["channel"]["cid"] for c in client.query_channels({"cid": {"$in": [one_to_one.cid, group.cid]}})["channels"]]
+    assert cids == [group.cid], cids
+    assert group.query()["channel"]["created_by"]["id"] == heir
+    with pytest.raises(StreamAPIException):
+        client.delete_user(friend, new_channel_owner_id="nobody-" + uuid.uuid4().hex)
+
+
+def test_batch_delete_removes_conversations_in_the_task(client):
+    gone, friend = (f"{p}-{uuid.uuid4().hex[:8]}" for p in ("g", "f"))
+    client.upsert_users([{"id": gone}, {"id": friend}])
+    dm = client.channel("messaging", f"dm-{uuid.uuid4().hex[:8]}", {"members": [gone, friend]})
+    dm.create(friend)
+    task_id = client.delete_users([gone], "soft", conversations="hard")["task_id"]
+    assert wait_task(client, task_id)["status"] == "completed"
+    assert client.query_channels({"cid": dm.cid})["channels"] == []

@@ -225,12 +225,20 @@ impl Chat {
                 user_ids,
                 user,
                 messages,
-                ..
+                conversations,
+                new_channel_owner_id,
             } => {
                 let mut result = serde_json::Map::new();
                 for id in user_ids {
                     let status = match self
-                        .finish_user_deletion(&settings, id, user, messages.as_deref())
+                        .finish_user_deletion(
+                            &settings,
+                            id,
+                            user,
+                            messages.as_deref(),
+                            conversations.as_deref(),
+                            new_channel_owner_id.as_deref(),
+                        )
                         .await
                     {
                         Ok(()) => json!({"status": "ok"}),

@@ -1,6 +1,8 @@
-//! What happens to a user's messages when the user goes: `mark_messages_deleted` on delete and
-//! deactivate (soft, or hard with a hard delete or `messages: hard`), and `restore_messages` on
-//! reactivate (what the deactivation deleted comes back). The user's messages are found in the
+//! What happens to a user's messages and channels when the user goes: `mark_messages_deleted`
+//! on delete and deactivate (soft, or hard with a hard delete or `messages: hard`),
+//! `restore_messages` on reactivate (what the deactivation deleted comes back),
+//! `delete_conversation_channels` (their 1:1 channels go) and `new_channel_owner_id` (the
+//! channels they created get another creator). The user's messages are found in the
 //! channels they are a member of (their channel messages, and their replies in those channels'
 //! threads), and each goes through the message delete / undelete use case, events included.
 
@@ -102,6 +104,63 @@ impl Chat {
                         crate::domain::ErrorCode::Input | crate::domain::ErrorCode::DoesNotExist
                     ) => {}
                 Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Deletes the user's conversation channels: those of exactly two members, them included.
+    pub(crate) async fn delete_conversations_of(
+        &self,
+        user_id: &str,
+        hard: bool,
+    ) -> Result<usize, ApiError> {
+        let mut done = 0;
+        for cid in self.membership_cids(user_id).await? {
+            let Some(loaded) = self.load_channel(&cid).await? else {
+                continue;
+            };
+            if loaded.members.len() == 2 {
+                self.finish_channel_deletion(&cid, hard).await?;
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Gives the channels `user_id` created (among their memberships) to `new_owner`.
+    pub(crate) async fn transfer_channels_of(
+        &self,
+        user_id: &str,
+        new_owner: &str,
+    ) -> Result<usize, ApiError> {
+        if self.get_user(new_owner).await?.is_none() {
+            return Err(ApiError::field(
+                "new_channel_owner_id",
+                format!("user {new_owner:?} does not exist"),
+            ));
+        }
+        let mut done = 0;
+        for cid in self.membership_cids(user_id).await? {
+            for _ in 0..crate::service::CONTENDED_ATTEMPTS {
+                let Some(loaded) = self.load_channel(&cid).await? else {
+                    break;
+                };
+                if loaded.channel.created_by_id.as_deref() != Some(user_id) {
+                    break;
+                }
+                let mut channel = loaded.channel.clone();
+                channel.created_by_id = Some(new_owner.to_string());
+                let write = crate::service::channel_record::put(&channel, loaded.version)?;
+                match self.store.transact(vec![write]).await {
+                    Ok(()) => {
+                        done += 1;
+                        break;
+                    }
+                    // Changed meanwhile: read it again.
+                    Err(crate::store::StoreError::TransactionCanceled { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         Ok(done)

@@ -198,8 +198,18 @@ impl Chat {
                 "delete_conversation_channels",
                 Value::Bool(opts.delete_conversation_channels.unwrap_or(false)),
             );
+        if let Some(owner) = opts
+            .new_channel_owner_id
+            .as_deref()
+            .filter(|o| !o.is_empty())
+        {
+            self.transfer_channels_of(id, owner).await?;
+        }
         if opts.mark_messages_deleted.unwrap_or(false) {
             self.delete_messages_of(id, hard).await?;
+        }
+        if opts.delete_conversation_channels.unwrap_or(false) {
+            self.delete_conversations_of(id, hard).await?;
         }
         if hard {
             self.remove_user(settings, &old, version, vec![event])
@@ -311,10 +321,18 @@ impl Chat {
         id: &str,
         mode: &str,
         messages: Option<&str>,
+        conversations: Option<&str>,
+        new_channel_owner_id: Option<&str>,
     ) -> Result<(), ApiError> {
         let Some((user, version)) = self.get_user(id).await? else {
             return Ok(());
         };
+        if let Some(owner) = new_channel_owner_id.filter(|o| !o.is_empty()) {
+            self.transfer_channels_of(id, owner).await?;
+        }
+        if let Some(c) = conversations.filter(|c| !c.is_empty()) {
+            self.delete_conversations_of(id, c == "hard").await?;
+        }
         // `messages`: soft (shown as deleted), pruning (the same here) or hard (removed).
         if let Some(m) = messages.filter(|m| !m.is_empty()) {
             self.delete_messages_of(id, m == "hard").await?;
