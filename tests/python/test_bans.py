@@ -639,3 +639,35 @@ def test_channel_ban_events_and_shadowed_messages_on_the_socket(server, client, 
         assert "shadowed on the wire" not in json.dumps(frames)
     finally:
         ws.close()
+
+
+def test_future_channel_bans_follow_the_banner_into_new_channels(client, server):
+    banner, target, friend = uid("bnr"), uid("tgt"), uid("frd")
+    client.upsert_users([{"id": banner}, {"id": target}, {"id": friend}])
+    first = client.channel("messaging", uid("fc"), {"members": [banner, target]})
+    first.create(banner)
+    first.ban_user(target, banned_by_id=banner, ban_from_future_channels=True, reason="troll")
+    listed = client.get(
+        "query_future_channel_bans", params={"payload": json.dumps({"user_id": banner})}
+    )["bans"]
+    assert [(b["user"]["id"], b.get("reason")) for b in listed] == [(target, "troll")], listed
+    # A channel the banner creates later starts with the target banned.
+    later = client.channel("messaging", uid("fc"), {"members": [banner, target, friend]})
+    later.create(banner)
+    state = later.query()
+    assert member_of(state, target)["banned"] is True
+    with pytest.raises(StreamAPIException) as refused:
+        later.send_message({"text": "hi"}, target)
+    assert refused.value.status_code == 403
+    # Someone else's new channel: no ban there.
+    elsewhere = client.channel("messaging", uid("fc"), {"members": [friend, target]})
+    elsewhere.create(friend)
+    assert elsewhere.send_message({"text": "hi"}, target)["message"]["type"] == "regular"
+    # Lifting it: new channels no longer ban the target.
+    client.unban_user(target, type="messaging", id=first.id, user_id=banner, remove_future_channels_ban=True)
+    assert client.get(
+        "query_future_channel_bans", params={"payload": json.dumps({"user_id": banner})}
+    )["bans"] == []
+    fresh = client.channel("messaging", uid("fc"), {"members": [banner, target]})
+    fresh.create(banner)
+    assert fresh.send_message({"text": "hi again"}, target)["message"]["type"] == "regular"

@@ -28,6 +28,10 @@ pub struct BanRequest {
     pub timeout: Option<i64>,
     pub shadow: Option<bool>,
     pub ip_ban: Option<bool>,
+    /// Also ban the target from every channel the banning user creates from now on.
+    pub ban_from_future_channels: Option<bool>,
+    /// Unban: also lift the banning user's future-channels ban of the target.
+    pub remove_future_channels_ban: Option<bool>,
     /// Server-side: who bans (also `user_id` / `user`).
     pub banned_by_id: Option<String>,
     pub banned_by: Option<Map<String, Value>>,

@@ -120,6 +120,12 @@ const ENDPOINTS: &[(&str, &str, &str, u64)] = &[
     ("POST", "/moderation/ban", "BanUser", 300),
     ("DELETE", "/moderation/ban", "UnbanUser", 300),
     ("GET", "/query_banned_users", "QueryBannedUsers", 300),
+    (
+        "GET",
+        "/query_future_channel_bans",
+        "QueryFutureChannelBans",
+        300,
+    ),
     ("POST", "/moderation/flag", "Flag", 300),
     ("GET", "/blocklists", "ListBlockLists", 300),
     ("POST", "/blocklists", "CreateBlockList", 300),

@@ -35,6 +35,7 @@ pub fn routes() -> Router<Chat> {
             "/query_banned_users",
             axum::routing::get(query_banned_users),
         )
+        .route("/query_future_channel_bans", get(query_future_channel_bans))
         .route("/moderation/flag", post(flag))
         .route("/moderation/unflag", post(unflag))
         .route("/moderation/flags/message", get(query_message_flags))
@@ -66,6 +67,7 @@ async fn unban_user(State(chat): State<Chat>, session: Session, params: Params) 
         id: text("id"),
         channel_cid: text("channel_cid"),
         shadow: params.flag("shadow")?,
+        remove_future_channels_ban: params.flag("remove_future_channels_ban")?,
         user_id: text("user_id"),
         ..Default::default()
     };
@@ -80,6 +82,18 @@ async fn query_banned_users(
 ) -> HttpResult {
     Ok(Reply::json(
         chat.query_banned_users(&session, params.payload()?).await?,
+    ))
+}
+
+/// `GET /query_future_channel_bans` (`payload`: user_id, target_user_id, limit, offset).
+async fn query_future_channel_bans(
+    State(chat): State<Chat>,
+    session: Session,
+    params: Params,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.query_future_channel_bans(&session, params.payload()?)
+            .await?,
     ))
 }
 

@@ -37,6 +37,23 @@ fn ban_timer_key(target: &str, cid: Option<&str>, shadow: bool) -> String {
     format!("{target}#{}#{kind}", cid.unwrap_or("*"))
 }
 
+/// The future-channels bans a user made: who is banned from the channels they create.
+fn future_bans_pk(banner: &str) -> String {
+    format!("future_bans#{banner}")
+}
+
+/// The payload of `GET /query_future_channel_bans`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct QueryFutureBans {
+    /// Server-side: whose future bans (the banning user).
+    pub user_id: Option<String>,
+    pub target_user_id: Option<String>,
+    pub exclude_expired_bans: Option<bool>,
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+}
+
 /// The field rules of `query_banned_users` filters (Stream's `QueryBannedUsersPayload`).
 fn ban_filter_rules() -> FieldRules {
     use crate::domain::filter::Op::*;
@@ -143,6 +160,27 @@ impl Chat {
         self.check_ban_permission(session, ban.channel_cid.as_deref())
             .await?;
         self.apply_ban(&ban, true).await?;
+        if req.ban_from_future_channels == Some(true) {
+            let banner = by.as_deref().ok_or_else(|| {
+                ApiError::field(
+                    "banned_by_id",
+                    "ban_from_future_channels needs the banning user (banned_by_id)",
+                )
+            })?;
+            let future = Ban {
+                channel_cid: None,
+                ..ban.clone()
+            };
+            let data =
+                serde_json::to_value(&future).map_err(|e| ApiError::internal(e.to_string()))?;
+            self.store
+                .write(Write::Put {
+                    table: TableName::App,
+                    item: Item::new(future_bans_pk(banner), &future.target_user_id, data),
+                    condition: Condition::None,
+                })
+                .await?;
+        }
         Ok(json!({}))
     }
 
@@ -151,6 +189,18 @@ impl Chat {
         let target = req.target()?.to_string();
         let cid = req.channel()?;
         self.check_ban_permission(session, cid.as_deref()).await?;
+        if req.remove_future_channels_ban == Some(true) {
+            if let Some(by) = acting_user(session, &req.user_id, &req.user) {
+                self.store
+                    .write(Write::Delete {
+                        table: TableName::App,
+                        pk: future_bans_pk(&by),
+                        sk: target.clone(),
+                        condition: Condition::None,
+                    })
+                    .await?;
+            }
+        }
         // Removing a shadow ban leaves an open ban alone, and the other way round.
         let (pk, sk) = ban_key(&target, cid.as_deref(), req.shadow.unwrap_or(false));
         if let Some(item) = self.store.get(TableName::App, &pk, &sk).await? {
@@ -263,6 +313,109 @@ impl Chat {
             Ok(()) | Err(StoreError::ConditionFailed) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The future-channels bans `banner` made (ended ones too).
+    async fn future_bans(&self, banner: &str) -> Result<Vec<Ban>, ApiError> {
+        Ok(query_all(
+            self.store.as_ref(),
+            Query::new(TableName::App, future_bans_pk(banner)),
+        )
+        .await?
+        .into_iter()
+        .filter_map(|i| serde_json::from_value::<Ban>(i.data).ok())
+        .collect())
+    }
+
+    /// A new channel's members as its creator's future-channels bans leave them, with the ban
+    /// records of the channel to write with it.
+    pub(crate) async fn apply_future_bans(
+        &self,
+        cid: &str,
+        creator: Option<&str>,
+        members: Vec<Member>,
+    ) -> Result<(Vec<Member>, Vec<Write>), ApiError> {
+        let Some(creator) = creator else {
+            return Ok((members, Vec::new()));
+        };
+        let now = self.now();
+        let bans: Vec<Ban> = self
+            .future_bans(creator)
+            .await?
+            .into_iter()
+            .filter(|b| b.is_active(now))
+            .collect();
+        if bans.is_empty() {
+            return Ok((members, Vec::new()));
+        }
+        let mut records = Vec::new();
+        let members = members
+            .into_iter()
+            .map(|m| {
+                let mut m = m;
+                let user_id = m.user_id.clone();
+                for ban in bans.iter().filter(|b| b.target_user_id == user_id) {
+                    let ban = Ban {
+                        channel_cid: Some(cid.to_string()),
+                        ..ban.clone()
+                    };
+                    m = banned_member(&m, &ban, true);
+                    let (pk, sk) = ban_key(&ban.target_user_id, Some(cid), ban.shadow);
+                    if let Ok(data) = serde_json::to_value(&ban) {
+                        records.push(Write::Put {
+                            table: TableName::App,
+                            item: Item::new(pk, sk, data),
+                            condition: Condition::None,
+                        });
+                    }
+                }
+                m
+            })
+            .collect();
+        Ok((members, records))
+    }
+
+    /// `GET /query_future_channel_bans`: the future-channels bans the calling (or, server-side,
+    /// the named) user made.
+    pub async fn query_future_channel_bans(
+        &self,
+        session: &Session,
+        q: QueryFutureBans,
+    ) -> Result<Value, ApiError> {
+        let banner = acting_user(session, &q.user_id, &None).ok_or_else(|| {
+            ApiError::field(
+                "user_id",
+                "user_id is required with server-side authentication",
+            )
+        })?;
+        let (limit, offset) = crate::domain::limits::moderation_page(q.limit, q.offset)?;
+        let now = self.now();
+        let mut bans: Vec<Ban> = self
+            .future_bans(&banner)
+            .await?
+            .into_iter()
+            .filter(|b| !q.exclude_expired_bans.unwrap_or(false) || b.is_active(now))
+            .filter(|b| {
+                q.target_user_id
+                    .as_deref()
+                    .is_none_or(|t| t == b.target_user_id)
+            })
+            .collect();
+        bans.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        let page: Vec<Ban> = bans.into_iter().skip(offset).take(limit).collect();
+        let ids: Vec<&str> = page.iter().map(|b| b.target_user_id.as_str()).collect();
+        let users = self.users_by_id(&ids).await?;
+        let out: Vec<Value> = page
+            .iter()
+            .map(|b| {
+                b.to_wire(
+                    crate::service::users::shown(&users, &b.target_user_id),
+                    None,
+                    None,
+                )
+            })
+            .collect();
+        Ok(json!({ "bans": out }))
     }
 
     /// `GET /query_banned_users`: bans matching `filter_conditions` (`user_id`, `channel_cid`,

@@ -161,6 +161,10 @@ impl Chat {
             })
             .collect();
         channel.member_count = members.len() as u32;
+        // Members the creator banned from their future channels start banned here.
+        let (members, ban_records) = self
+            .apply_future_bans(cid, channel.created_by_id.as_deref(), members)
+            .await?;
         if !session.caller.is_server() {
             let creating = Loaded {
                 channel: channel.clone(),
@@ -180,6 +184,7 @@ impl Chat {
             .map_or(0, |old| old.version);
         let version = read_version + 1;
         let mut head = vec![channel_record::put(&channel, read_version)?];
+        head.extend(ban_records);
         head.push(outbox_write(
             &channel_event("channel.created", &channel, stamp).with(
                 "channel",
