@@ -378,10 +378,23 @@ fn validate_role(field: &str, auth_type: &str, role_arn: &str) -> Result<(), Api
 }
 
 fn validate_hooks(hooks: Vec<EventHook>, now: DateTime<Utc>) -> Result<Vec<EventHook>, ApiError> {
+    use crate::domain::limits::{MAX_EVENT_HOOKS, MAX_HOOK_EVENT_TYPES};
+    if hooks.len() > MAX_EVENT_HOOKS {
+        return Err(ApiError::field(
+            "event_hooks",
+            format!("an app has at most {MAX_EVENT_HOOKS} event hooks"),
+        ));
+    }
     let mut pending = 0;
     hooks
         .into_iter()
         .map(|mut hook| {
+            if hook.event_types.len() > MAX_HOOK_EVENT_TYPES {
+                return Err(ApiError::field(
+                    "event_hooks",
+                    format!("a hook lists at most {MAX_HOOK_EVENT_TYPES} event types"),
+                ));
+            }
             if !HOOK_TYPES.contains(&hook.hook_type.as_str()) {
                 return Err(ApiError::field(
                     "event_hooks",
@@ -473,6 +486,16 @@ mod tests {
         assert!(update(&mut s, json!({"webhook_url": "ftp://x"})).is_err());
         assert!(update(&mut s, json!({"event_hooks": [{"hook_type": "sqs"}]})).is_err());
         assert!(update(&mut s, json!({"sqs_url": "https://foo.com/bar"})).is_err());
+        let many: Vec<Value> = (0..21)
+            .map(|i| json!({"hook_type": "webhook", "webhook_url": format!("http://h{i}")}))
+            .collect();
+        assert!(update(&mut s, json!({ "event_hooks": many })).is_err());
+        let types: Vec<String> = (0..101).map(|i| format!("t{i}")).collect();
+        assert!(update(
+            &mut s,
+            json!({"event_hooks": [{"hook_type": "webhook", "webhook_url": "http://h", "event_types": types}]})
+        )
+        .is_err());
         assert!(update(&mut s, json!({"sns_topic_arn": "arn:aws:sqs:x"})).is_err());
         assert!(update(&mut s, json!({"sqs_auth_type": "role"})).is_err());
         assert!(update(

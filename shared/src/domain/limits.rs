@@ -67,6 +67,10 @@ pub const MAX_FILTER_CONDITIONS: usize = 100;
 /// Users muted or unmuted, and channels muted or unmuted, per call.
 pub const MAX_MUTE_TARGETS: usize = 100;
 
+/// Event hooks an app may configure, and event types one hook may list.
+pub const MAX_EVENT_HOOKS: usize = 20;
+pub const MAX_HOOK_EVENT_TYPES: usize = 100;
+
 /// Moderation queries (banned users, message flags): largest page and offset, and the page
 /// when none is asked for.
 pub const MAX_MODERATION_PAGE: usize = 300;
