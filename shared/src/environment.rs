@@ -1,5 +1,6 @@
 //! Building the product from a Lambda function's environment: the DynamoDB store named by
-//! `TABLE_PREFIX`, the app's credentials, and the optional translator (`CHAT_TRANSLATOR`).
+//! `TABLE_PREFIX`, the app's credentials, the export files' bucket (`FILES_BUCKET`) and the
+//! optional translator (`CHAT_TRANSLATOR`).
 
 use crate::domain::clock::SystemClock;
 use crate::service::{AppKeys, Chat, TaskMode};
@@ -40,12 +41,19 @@ pub async fn chat_from_env() -> Result<Chat, EnvironmentError> {
         api_secret: required("CHAT_API_SECRET")?,
     };
     let store = DynamoDb::from_config(aws().await, prefix);
-    let chat = Chat::new(
+    let mut chat = Chat::new(
         Arc::new(store),
         Arc::new(SystemClock),
         keys,
         TaskMode::Inline,
     );
+    // FILES_BUCKET: export files go to this S3 bucket (exports answer an error without it).
+    if let Some(bucket) = std::env::var("FILES_BUCKET").ok().filter(|v| !v.is_empty()) {
+        chat = chat.with_files(Arc::new(crate::files::s3::S3Files::from_config(
+            aws().await,
+            &bucket,
+        )));
+    }
     Ok(with_translator_from_env(chat).await)
 }
 

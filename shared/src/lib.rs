@@ -3,6 +3,7 @@
 
 pub mod domain;
 pub mod environment;
+pub mod files;
 pub mod hooks;
 pub mod http;
 pub mod realtime;

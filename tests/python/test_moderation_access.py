@@ -41,6 +41,10 @@ SERVER_ONLY = [
     ("DELETE", "/blocklists/x", None),
     ("POST", "/moderation/reports", {"filter_conditions": {}}),
     ("PATCH", "/moderation/reports/some-message", {"review_result": "reviewed"}),
+    ("POST", "/export_channels", {"channels": [{"type": "messaging", "id": "x"}]}),
+    ("GET", "/export_channels/some-task", None),
+    ("POST", "/export/users", {"user_ids": ["x"]}),
+    ("GET", "/users/x/export", None),
 ]
 
 

@@ -1,6 +1,7 @@
 //! chat-local: every function's routes on one port, on the embedded store, as one process.
 //! Prints the URL and credentials on start; stops cleanly on Ctrl-C / SIGTERM.
 
+mod files;
 mod hooks;
 mod longpoll;
 mod scheduler;
@@ -46,6 +47,10 @@ struct Args {
     /// such as `https://app.example.com,http://localhost:5173`.
     #[arg(long, env = "CHAT_CORS_ORIGINS", default_value = "*")]
     cors_origins: String,
+    /// The address clients reach this process at, for the download links of export files
+    /// (default: the address it listens on).
+    #[arg(long, env = "CHAT_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 /// How long a stop waits for requests in flight before it ends them.
@@ -115,6 +120,13 @@ async fn run(args: Args) -> Result<(), String> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .map_err(|e| format!("bad address: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
     let (embedded, data_dir) = if args.in_memory {
         (Embedded::in_memory().map_err(|e| e.to_string())?, None)
     } else {
@@ -150,12 +162,35 @@ async fn run(args: Args) -> Result<(), String> {
     let hook_store = embedded.clone();
     let store: Arc<dyn Table> = Arc::new(embedded);
     let keys = credentials(data_dir)?;
+    // Export files: in the data directory (or memory), downloaded from this process.
+    let public_url = args.public_url.clone().unwrap_or_else(|| {
+        let host = if local.ip().is_unspecified() {
+            "localhost".to_string()
+        } else {
+            local.ip().to_string()
+        };
+        match local.ip() {
+            std::net::IpAddr::V6(_) if !local.ip().is_unspecified() => {
+                format!("http://[{host}]:{}", local.port())
+            }
+            _ => format!("http://{host}:{}", local.port()),
+        }
+    });
+    let files = Arc::new(match data_dir {
+        Some(d) => shared::files::local::LocalFiles::in_directory(
+            d.join("files"),
+            &public_url,
+            &keys.api_secret,
+        ),
+        None => shared::files::local::LocalFiles::in_memory(&public_url, &keys.api_secret),
+    });
     let chat = Chat::new(
         store,
         Arc::new(SystemClock),
         keys.clone(),
         TaskMode::Background,
-    );
+    )
+    .with_files(files.clone());
     // CHAT_TRANSLATOR=amazon: messages translate with Amazon Translate (AWS credentials and
     // region from the environment, AWS_ENDPOINT_URL_TRANSLATE to point elsewhere).
     let chat = shared::environment::with_translator_from_env(chat).await;
@@ -206,6 +241,7 @@ async fn run(args: Args) -> Result<(), String> {
     ));
     // Timers: unread reminders.
     let timers = tokio::spawn(scheduler::run(chat.clone(), stop_rx.clone()));
+    let expiring = tokio::spawn(files::expire_exports(files.clone(), stop_rx.clone()));
     // Responses are gzip-compressed for clients that accept it (seed 002); in AWS API Gateway
     // compresses (the template's MinimumCompressionSize).
     let rest = shared::http::with_edge_for(
@@ -215,14 +251,7 @@ async fn run(args: Args) -> Result<(), String> {
     )
     .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     let sockets = realtime.sockets.clone();
-    let app = rest.merge(ws::routes(realtime));
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
-        .parse()
-        .map_err(|e| format!("bad address: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = rest.merge(ws::routes(realtime)).merge(files::routes(files));
     println!("chat-local listening on http://{local}");
     println!("api_key:    {}", keys.api_key);
     println!("api_secret: {}", keys.api_secret);
@@ -260,6 +289,7 @@ async fn run(args: Args) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(2), dispatcher).await;
     idle_polls.abort();
     timers.abort();
+    expiring.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod error;
 pub mod event;
 pub mod event_kind;
+pub mod export;
 pub mod filter;
 pub mod flag;
 pub mod ids;

@@ -126,6 +126,11 @@ pub struct ReactionSummary {
 }
 
 impl ReactionSummary {
+    /// How many reactions the message has, of every type.
+    pub fn total(&self) -> usize {
+        self.counts.values().filter_map(Value::as_u64).sum::<u64>() as usize
+    }
+
     /// A reaction added (`old` is the same user's previous reaction of that type, replaced).
     pub fn add(&mut self, r: &Reaction, old: Option<&Reaction>) {
         if let Some(o) = old {

@@ -1,4 +1,5 @@
-//! Routes of the app function: app settings, channel types, roles, permissions and tasks.
+//! Routes of the app function: app settings, channel types, roles, permissions, tasks and the
+//! exports they run.
 
 use super::reply::{Body, HttpResult, Params, Reply};
 use crate::domain::caller::Caller;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<Chat> {
             "/event_hooks/failures/replay",
             axum::routing::post(replay_hook_failures),
         )
+        .merge(super::exports::task_routes())
 }
 
 /// `GET /event_hooks/failures` (server-side): events a hook did not take, kept 14 days.
@@ -361,5 +363,5 @@ async fn get_task(
     Path(id): Path<String>,
 ) -> HttpResult {
     require_server(&session.caller, "reading tasks")?;
-    Ok(Reply::json(chat.get_task(&id).await?.to_json()))
+    Ok(Reply::json(chat.task_status(&id).await?))
 }

@@ -47,6 +47,7 @@ pub fn routes() -> Router<Chat> {
         .route("/moderation/unmute", post(unmute_users))
         .route("/users/block", get(blocked_users).post(block_user))
         .route("/users/unblock", post(unblock_user))
+        .merge(super::exports::user_routes())
 }
 
 /// `POST /moderation/ban`: an app-wide or channel ban, open or shadow.

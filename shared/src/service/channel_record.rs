@@ -102,6 +102,17 @@ impl Chat {
 
     /// The channel and all its members, from its partition.
     pub(crate) async fn load_channel(&self, cid: &str) -> Result<Option<Loaded>, ApiError> {
+        Ok(self
+            .load_channel_even_deleted(cid)
+            .await?
+            .filter(|loaded| loaded.channel.deleted_at.is_none()))
+    }
+
+    /// The channel and all its members, soft-deleted or not (exports may ask for deleted ones).
+    pub(crate) async fn load_channel_even_deleted(
+        &self,
+        cid: &str,
+    ) -> Result<Option<Loaded>, ApiError> {
         let mut channel = None;
         let mut members = Vec::new();
         let mut readers = Vec::new();
@@ -115,19 +126,17 @@ impl Chat {
                 readers.push(member_record::decode(item)?);
             }
         }
-        Ok(channel
-            .filter(|(c, _): &(Channel, u64)| c.deleted_at.is_none())
-            .map(|(mut channel, version)| {
-                // The count is the member items there are: a change interrupted between its
-                // channel item and its member items (a crash) never leaves it wrong.
-                channel.member_count = members.len() as u32;
-                Loaded {
-                    channel,
-                    version,
-                    members,
-                    readers,
-                }
-            }))
+        Ok(channel.map(|(mut channel, version): (Channel, u64)| {
+            // The count is the member items there are: a change interrupted between its
+            // channel item and its member items (a crash) never leaves it wrong.
+            channel.member_count = members.len() as u32;
+            Loaded {
+                channel,
+                version,
+                members,
+                readers,
+            }
+        }))
     }
 
     /// The channel with only `user_id`'s member item (when a member): one batch read of two

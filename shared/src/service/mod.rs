@@ -9,6 +9,7 @@ pub(crate) mod channel_record;
 pub mod channel_types;
 pub mod channels;
 pub mod config_cache;
+pub mod exports;
 pub mod flag_reports;
 pub mod flags;
 pub(crate) mod member_record;
@@ -96,6 +97,8 @@ pub struct Chat {
     pub(crate) failing_hooks: Arc<crate::hooks::FailingTargets>,
     /// Blocklists compiled for checking messages, kept for a moment.
     pub(crate) blocklists: Arc<blocklists::CompiledBlocklists>,
+    /// Where export files are written and downloaded from, when configured.
+    pub files: Option<Arc<dyn crate::files::FileStore>>,
 }
 
 impl Chat {
@@ -116,7 +119,14 @@ impl Chat {
             mailboxes: Arc::default(),
             failing_hooks: Arc::default(),
             blocklists: Arc::default(),
+            files: None,
         }
+    }
+
+    /// The same product, keeping export files in `files`.
+    pub fn with_files(mut self, files: Arc<dyn crate::files::FileStore>) -> Self {
+        self.files = Some(files);
+        self
     }
 
     /// The same product, translating messages with `translator`.

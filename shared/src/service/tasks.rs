@@ -37,6 +37,10 @@ pub enum TaskJob {
         cids: Vec<String>,
         hard_delete: bool,
     },
+    ExportChannels(crate::domain::export::ChannelsExport),
+    ExportUsers {
+        user_ids: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,11 +54,14 @@ pub struct Task {
     pub result: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
+    /// The file the task wrote (an export), served at `result.url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 impl Task {
-    /// `GET /tasks/{id}` body.
-    pub fn to_json(&self) -> Value {
+    /// `GET /tasks/{id}` body, without the download URL of a file ([`Chat::task_status`]).
+    fn to_json(&self) -> Value {
         let mut v = json!({
             "task_id": self.id,
             "status": self.status,
@@ -93,6 +100,7 @@ impl Chat {
             job,
             result: json!({}),
             error: None,
+            file: None,
         };
         let item = task_item(&task, 1)?;
         self.store
@@ -120,6 +128,24 @@ impl Chat {
             .ok_or_else(|| ApiError::not_found(format!("Can't find task with id {id}")))
     }
 
+    /// `GET /tasks/{id}` (and `GET /export_channels/{id}`): the task's status, with a download
+    /// URL made now for the file it wrote.
+    pub async fn task_status(&self, id: &str) -> Result<Value, ApiError> {
+        let task = self.get_task(id).await?;
+        let body = task.to_json();
+        match task.file.as_deref() {
+            Some(file) => {
+                let path = crate::files::FilePath::parse(file)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+                Ok(super::exports::with_url(
+                    body,
+                    self.export_url(&path).await?,
+                ))
+            }
+            None => Ok(body),
+        }
+    }
+
     /// Run every task a previous process left unfinished.
     pub async fn resume_pending_tasks(&self) -> Result<usize, ApiError> {
         let page = self
@@ -141,12 +167,13 @@ impl Chat {
     }
 
     async fn run_task(&self, mut task: Task) {
-        let outcome = self.execute_job(&task.job).await;
+        let outcome = self.execute_job(&task.id, &task.job).await;
         task.updated_at = self.now_str();
         match outcome {
-            Ok(result) => {
+            Ok((result, file)) => {
                 task.status = "completed".into();
                 task.result = result;
+                task.file = file.map(|f| f.as_str().to_string());
             }
             Err(e) => {
                 task.status = "failed".into();
@@ -178,7 +205,27 @@ impl Chat {
         }
     }
 
-    async fn execute_job(&self, job: &TaskJob) -> Result<Value, ApiError> {
+    /// Runs a job: its result, and the file it wrote if any.
+    async fn execute_job(
+        &self,
+        task_id: &str,
+        job: &TaskJob,
+    ) -> Result<(Value, Option<crate::files::FilePath>), ApiError> {
+        match job {
+            TaskJob::ExportChannels(export) => {
+                let file = self.write_channels_export(task_id, export).await?;
+                Ok((json!({}), Some(file)))
+            }
+            TaskJob::ExportUsers { user_ids } => {
+                let file = self.write_users_export(task_id, user_ids).await?;
+                Ok((json!({}), Some(file)))
+            }
+            other => Ok((self.execute_change(other).await?, None)),
+        }
+    }
+
+    /// Runs a job that changes data (deactivations, deletions): its result.
+    async fn execute_change(&self, job: &TaskJob) -> Result<Value, ApiError> {
         let settings = self.app_settings().await?;
         match job {
             TaskJob::DeactivateUsers {
@@ -258,6 +305,9 @@ impl Chat {
                     result.insert(cid.clone(), status);
                 }
                 Ok(Value::Object(result))
+            }
+            TaskJob::ExportChannels(_) | TaskJob::ExportUsers { .. } => {
+                Err(ApiError::internal("an export is not a change"))
             }
         }
     }

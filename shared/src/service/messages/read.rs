@@ -426,11 +426,11 @@ impl Chat {
             std::collections::HashMap::new();
         if let Some(reader) = reader {
             for m in messages {
-                let total: u64 = m.reactions.counts.values().filter_map(Value::as_u64).sum();
+                let total = m.reactions.total();
                 if total == 0 {
                     continue;
                 }
-                let mine = if total as usize <= m.reactions.latest.len() {
+                let mine = if total <= m.reactions.latest.len() {
                     m.reactions
                         .latest
                         .iter()

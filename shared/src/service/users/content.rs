@@ -3,23 +3,29 @@
 //! `restore_messages` on reactivate (what the deactivation deleted comes back),
 //! `delete_conversation_channels` (their 1:1 channels go) and `new_channel_owner_id` (the
 //! channels they created get another creator). The user's messages are found in the
-//! channels they are a member of (their channel messages, and their replies in those channels'
-//! threads), and each goes through the message delete / undelete use case, events included.
+//! channels they are a member of (replies included), and each goes through the message
+//! delete / undelete use case, events included. A user's export reads the same content.
 
 use crate::domain::caller::Session;
 use crate::domain::message::Message;
+use crate::domain::reaction::Reaction;
 use crate::domain::ApiError;
 use crate::service::messages::DeleteMessageOptions;
 use crate::service::Chat;
-use crate::store::layout::{channel_messages_pk, replies_pk};
+use crate::store::layout::channel_messages_pk;
 use crate::store::{query_all, Query, TableName};
 
 impl Chat {
-    /// Every message `user_id` wrote in the channels they are a member of, replies included.
-    async fn messages_of(&self, user_id: &str) -> Result<Vec<Message>, ApiError> {
-        let mut out = Vec::new();
+    /// Every message `user_id` wrote in the channels they are a member of (a channel's
+    /// partition holds its thread replies too), with, when asked, the user's reactions there.
+    pub(crate) async fn content_of(
+        &self,
+        user_id: &str,
+        with_reactions: bool,
+    ) -> Result<(Vec<Message>, Vec<Reaction>), ApiError> {
+        let mut messages = Vec::new();
+        let mut reactions = Vec::new();
         for cid in self.membership_cids(user_id).await? {
-            let mut threads = Vec::new();
             let items = query_all(
                 self.store.as_ref(),
                 Query::new(TableName::Messages, channel_messages_pk(&cid)),
@@ -29,28 +35,29 @@ impl Chat {
                 let Ok(m) = serde_json::from_value::<Message>(item.data) else {
                     continue;
                 };
-                if m.reply_count > 0 {
-                    threads.push(m.id.clone());
+                if with_reactions && m.reactions.total() > 0 {
+                    if m.reactions.total() <= m.reactions.latest.len() {
+                        reactions.extend(
+                            m.reactions
+                                .latest
+                                .iter()
+                                .filter(|r| r.user_id == user_id)
+                                .cloned(),
+                        );
+                    } else {
+                        reactions.extend(self.user_reactions(&m.id, user_id).await?);
+                    }
                 }
                 if m.user_id.as_deref() == Some(user_id) {
-                    out.push(m);
+                    messages.push(m);
                 }
             }
-            for parent in threads {
-                let replies = query_all(
-                    self.store.as_ref(),
-                    Query::new(TableName::Messages, replies_pk(&parent)),
-                )
-                .await?;
-                out.extend(
-                    replies
-                        .into_iter()
-                        .filter_map(|i| serde_json::from_value::<Message>(i.data).ok())
-                        .filter(|m| m.user_id.as_deref() == Some(user_id) && !m.show_in_channel),
-                );
-            }
         }
-        Ok(out)
+        Ok((messages, reactions))
+    }
+
+    async fn messages_of(&self, user_id: &str) -> Result<Vec<Message>, ApiError> {
+        Ok(self.content_of(user_id, false).await?.0)
     }
 
     /// Deletes a user's messages (soft: shown as deleted; hard: removed). Returns how many.

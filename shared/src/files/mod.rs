@@ -1,0 +1,108 @@
+//! Files the product writes for callers to download (export files): one port, [`FileStore`],
+//! with two adapters: Amazon S3 with presigned URLs ([`s3::S3Files`]) in AWS, and a directory
+//! (or memory) served by chat-local under signed, expiring URLs ([`local::LocalFiles`]).
+//! A file is named by a [`FilePath`]; the URL that serves it is made anew each time it is asked
+//! for, valid for the time the caller gives.
+
+pub mod local;
+pub mod s3;
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// Where a file is kept: slash-separated segments of ASCII letters, digits, `.`, `_` and `-`,
+/// none of them empty, `.` or `..`; so a path names a place under the store's root and nothing
+/// else.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FilePath(String);
+
+impl FilePath {
+    pub fn parse(path: &str) -> Result<FilePath, FileError> {
+        let ok = !path.is_empty()
+            && path.len() <= 512
+            && path.split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment != "."
+                    && segment != ".."
+                    && segment
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            });
+        if ok {
+            Ok(FilePath(path.to_string()))
+        } else {
+            Err(FileError::BadPath)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The media type a file of this name is served with.
+    pub fn content_type(&self) -> &'static str {
+        match self.0.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("json") => "application/json",
+            Some("jsonl") => "application/jsonl",
+            Some("csv") => "text/csv; charset=utf-8",
+            _ => "application/octet-stream",
+        }
+    }
+}
+
+impl std::fmt::Display for FilePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("not a valid file path")]
+    BadPath,
+    #[error("file store unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait FileStore: Send + Sync {
+    /// Keeps `body` at `path`, replacing what was there.
+    async fn put(&self, path: &FilePath, body: Vec<u8>) -> Result<(), FileError>;
+
+    /// A URL that serves the file at `path` for `valid_for` from now.
+    async fn url(&self, path: &FilePath, valid_for: Duration) -> Result<String, FileError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_places_under_the_root_only() {
+        assert!(FilePath::parse("exports/channels/abc-1/channels.json").is_ok());
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a//b",
+            "a/../b",
+            "..",
+            "a/./b",
+            "a b",
+            "a\\b",
+            "exports/ü",
+            "a/",
+        ] {
+            assert!(FilePath::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(FilePath::parse(&"a".repeat(513)).is_err());
+    }
+
+    #[test]
+    fn content_types_follow_the_extension() {
+        let t = |p: &str| FilePath::parse(p).map(|p| p.content_type()).ok();
+        assert_eq!(t("x/a.json"), Some("application/json"));
+        assert_eq!(t("x/a.jsonl"), Some("application/jsonl"));
+        assert_eq!(t("x/a.csv"), Some("text/csv; charset=utf-8"));
+        assert_eq!(t("x/a.bin"), Some("application/octet-stream"));
+    }
+}
