@@ -97,3 +97,23 @@ test("a shadow-banned user's message reaches nobody else", async () => {
   await admin.removeShadowBan(ids.member, { user_id: ids.mod });
   await disconnect(clients);
 });
+
+test('an IP ban refuses connections from the banned user and from their last address', async () => {
+  const [mod, target, neighbour] = [uid('mod'), uid('ipb'), uid('nbr')];
+  await admin.upsertUsers([{ id: mod, role: 'admin' }, { id: target }, { id: neighbour }]);
+  // Connecting records the address the target comes from (here every client's: loopback).
+  const before = await connect(target);
+  await before.disconnectUser();
+  await admin.banUser(target, { banned_by_id: mod, ip_ban: true, reason: 'evading bans' });
+  try {
+    for (const who of [target, neighbour]) {
+      const refused = new StreamChat(server.apiKey, { baseURL: server.url, allowServerSideConnect: true });
+      await assert.rejects(refused.connectUser({ id: who }, admin.createToken(who)), /code 17/);
+      await refused.disconnectUser();
+    }
+  } finally {
+    await admin.unbanUser(target);
+  }
+  const back = await connect(neighbour);
+  await back.disconnectUser();
+});

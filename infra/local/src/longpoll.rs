@@ -65,21 +65,28 @@ pub fn routes(rt: Realtime) -> Router<Chat> {
     Router::new().route(
         "/longpoll",
         get(
-            move |Query(query): Query<HashMap<String, String>>, headers: HeaderMap| {
-                longpoll(rt.clone(), query, headers)
+            move |Query(query): Query<HashMap<String, String>>,
+                  headers: HeaderMap,
+                  extensions: axum::http::Extensions| {
+                longpoll(rt.clone(), query, headers, super::ws::peer_ip(&extensions))
             },
         ),
     )
 }
 
-async fn longpoll(rt: Realtime, query: HashMap<String, String>, headers: HeaderMap) -> Response {
+async fn longpoll(
+    rt: Realtime,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    ip: Option<String>,
+) -> Response {
     let creds = Credentials {
         api_key: query.get("api_key").cloned(),
         auth_type: header(&headers, "stream-auth-type"),
         token: header(&headers, "authorization"),
     };
     let result = match query.get("connection_id").filter(|c| !c.is_empty()) {
-        None => open(&rt, &query, creds).await,
+        None => open(&rt, &query, creds, ip).await,
         Some(id) if query.get("close").map(String::as_str) == Some("true") => {
             close(&rt, id, creds).await
         }
@@ -96,6 +103,7 @@ async fn open(
     rt: &Realtime,
     query: &HashMap<String, String>,
     creds: Credentials,
+    ip: Option<String>,
 ) -> Result<Value, ApiError> {
     let mut params = query.clone();
     params.extend(
@@ -109,6 +117,7 @@ async fn open(
     let arrival = connect::Arrival {
         host: String::new(),
         paths: Vec::new(),
+        ip,
     };
     let opened = connect::open(&rt.chat, &params, &arrival).await?;
     let anonymous = matches!(opened.session.caller, Caller::Anonymous);

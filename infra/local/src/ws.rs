@@ -91,8 +91,10 @@ async fn connect_socket(
     State(rt): State<Realtime>,
     Query(query): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
+    extensions: axum::http::Extensions,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let ip = peer_ip(&extensions);
     // The Host the request came to: what a SigV4 pre-signed URL was signed for.
     let host = headers
         .get(axum::http::header::HOST)
@@ -100,9 +102,16 @@ async fn connect_socket(
         .map(str::to_string);
     let guard = rt.sockets.opened();
     ws.on_upgrade(move |socket| async move {
-        run(rt, query, host, socket).await;
+        run(rt, query, host, ip, socket).await;
         drop(guard);
     })
+}
+
+/// The address a request came from (IP bans), when the server knows it.
+pub fn peer_ip(extensions: &axum::http::Extensions) -> Option<String> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
 }
 
 async fn send_json(socket: &mut WebSocket, v: &serde_json::Value) -> bool {
@@ -116,11 +125,13 @@ async fn run(
     rt: Realtime,
     query: HashMap<String, String>,
     host: Option<String>,
+    ip: Option<String>,
     mut socket: WebSocket,
 ) {
     let arrival = connect::Arrival {
         host: host.unwrap_or_default(),
         paths: vec!["/connect".into()],
+        ip,
     };
     let opened = match connect::open(&rt.chat, &query, &arrival).await {
         Ok(o) => o,

@@ -92,15 +92,30 @@ impl BanRequest {
                 ))
             }
         };
+        let channel_cid = self.channel()?;
+        let ip_ban = self.ip_ban.unwrap_or(false);
+        if ip_ban && channel_cid.is_some() {
+            return Err(ApiError::field(
+                "ip_ban",
+                "ip_ban applies to app-wide bans only",
+            ));
+        }
+        if ip_ban && self.shadow == Some(true) {
+            return Err(ApiError::field(
+                "ip_ban",
+                "a shadow ban cannot also ban the user's IP address",
+            ));
+        }
         Ok(Ban {
             target_user_id: self.target()?.to_string(),
-            channel_cid: self.channel()?,
+            channel_cid,
             reason,
             banned_by_id: banned_by,
             created_at: format_time(now),
             expires,
             shadow: self.shadow.unwrap_or(false),
-            ip_ban: self.ip_ban.unwrap_or(false),
+            ip_ban,
+            ip: None,
         })
     }
 }
@@ -122,6 +137,9 @@ pub struct Ban {
     pub shadow: bool,
     #[serde(default)]
     pub ip_ban: bool,
+    /// With `ip_ban`: the address the user last connected from, banned with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 impl Ban {

@@ -49,6 +49,7 @@ pub async fn on_connect(chat: &Chat, event: &Value) -> Result<Value, ApiError> {
             format!("/{}", context["stage"].as_str().unwrap_or_default()),
             "/connect".to_string(),
         ],
+        ip: context["identity"]["sourceIp"].as_str().map(str::to_string),
     };
     match connect::open(chat, &query, &arrival).await {
         Ok(opened) => {

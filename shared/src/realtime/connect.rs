@@ -24,6 +24,8 @@ pub struct Opened {
 pub struct Arrival {
     pub host: String,
     pub paths: Vec<String>,
+    /// The address the connection came from (IP bans), when known.
+    pub ip: Option<String>,
 }
 
 /// Authenticates a connect request and brings the user up to date from `user_details`.
@@ -67,6 +69,10 @@ pub async fn open(
         }
         caller => caller.user_id().unwrap_or_default().to_string(),
     };
+    if let Some(ip) = &arrival.ip {
+        let user = (!matches!(session.caller, Caller::Anonymous)).then_some(user_id.as_str());
+        chat.admit_connection(ip, user).await?;
+    }
     if let Some(claimed) = payload.get("user_id").and_then(Value::as_str) {
         if !matches!(session.caller, Caller::Anonymous) && claimed != user_id {
             return Err(ApiError::auth(format!(
@@ -137,6 +143,9 @@ async fn open_presigned(
         .filter(|u| !u.is_empty())
         .ok_or_else(|| ApiError::auth("a pre-signed connect names its user with user_id"))?;
     let session = user_session(chat, &user_id).await?;
+    if let Some(ip) = &arrival.ip {
+        chat.admit_connection(ip, Some(&user_id)).await?;
+    }
     if chat.get_user(&user_id).await?.is_none() {
         let mut user = Map::new();
         user.insert("id".into(), Value::String(user_id.clone()));

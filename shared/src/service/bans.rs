@@ -37,6 +37,11 @@ fn ban_timer_key(target: &str, cid: Option<&str>, shadow: bool) -> String {
     format!("{target}#{}#{kind}", cid.unwrap_or("*"))
 }
 
+/// Where a user's app-wide (open) ban is.
+pub(crate) fn app_ban_key(target: &str) -> (String, String) {
+    ban_key(target, None, false)
+}
+
 /// The future-channels bans a user made: who is banned from the channels they create.
 fn future_bans_pk(banner: &str) -> String {
     format!("future_bans#{banner}")
@@ -153,9 +158,13 @@ impl Chat {
             &req.banned_by_id.clone().or(req.user_id.clone()),
             &req.banned_by.clone().or(req.user.clone()),
         );
-        let ban = req.ban(by.clone(), self.now())?;
+        let mut ban = req.ban(by.clone(), self.now())?;
         if by.as_deref() == Some(ban.target_user_id.as_str()) {
             return Err(ApiError::input("a user cannot ban themselves"));
+        }
+        if ban.ip_ban {
+            // The address they last connected from is banned with them.
+            ban.ip = self.last_ip(&ban.target_user_id).await?;
         }
         self.check_ban_permission(session, ban.channel_cid.as_deref())
             .await?;
@@ -247,6 +256,7 @@ impl Chat {
                 )),
                 _ => writes.push(timers::timer_delete_write(TimerKind::BanExpiry, &timer_key)),
             }
+            writes.extend(super::ip_bans::ip_ban_write(ban, on)?);
             let kind = if on { "user.banned" } else { "user.unbanned" };
             let mut event = match &ban.channel_cid {
                 None => Event::new(kind, user_scope(target), self.now()),

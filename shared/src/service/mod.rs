@@ -12,6 +12,7 @@ pub mod config_cache;
 pub mod exports;
 pub mod flag_reports;
 pub mod flags;
+pub(crate) mod ip_bans;
 pub(crate) mod member_record;
 pub mod members;
 pub mod messages;
