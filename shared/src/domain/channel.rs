@@ -561,6 +561,8 @@ pub struct ChannelView<'a> {
     /// Per-reader state: hidden for this user, muted by this user.
     pub hidden: Option<bool>,
     pub muted: Option<bool>,
+    /// A 1:1 channel with a user the reader blocked.
+    pub blocked: Option<bool>,
 }
 
 impl Channel {
@@ -850,6 +852,9 @@ impl Channel {
         }
         if let Some(m) = view.muted {
             doc.insert("muted".into(), Value::Bool(m));
+        }
+        if let Some(b) = view.blocked {
+            doc.insert("blocked".into(), Value::Bool(b));
         }
         doc
     }

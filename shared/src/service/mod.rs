@@ -4,6 +4,7 @@
 pub mod app;
 pub mod bans;
 pub mod blocklists;
+pub(crate) mod blocks;
 pub(crate) mod channel_access;
 pub(crate) mod channel_record;
 pub mod channel_types;

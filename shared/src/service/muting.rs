@@ -322,6 +322,9 @@ impl Chat {
             }
         };
         self.store.write(write).await?;
+        // Their 1:1 channels leave the blocker's list (and come back on unblock).
+        self.set_direct_channels_hidden(&actor, &target, block)
+            .await?;
         Ok(if block {
             json!({ "blocked_by_user_id": actor, "blocked_user_id": target, "blocked_at": now })
         } else {

@@ -125,6 +125,10 @@ impl Chat {
             }
         }
         check_member_batch("members", wanted.len())?;
+        // A user cannot add someone who blocked them (a distinct channel is its member list).
+        if !channel.is_distinct() {
+            wanted = self.without_blockers(actor.as_deref(), wanted).await?;
+        }
         if !session.caller.is_server() && wanted.iter().any(|m| m.channel_role.is_some()) {
             return Err(ApiError::not_allowed(
                 "channel roles can only be assigned with server-side authentication",
@@ -299,6 +303,8 @@ impl Chat {
             config: Some(effective.to_channel_config(&[])),
             own_capabilities: Some(capabilities),
             hidden: membership.map(|m| m.hidden),
+            blocked: crate::service::blocks::is_blocked_direct(loaded, reader, &viewer.blocked)
+                .then_some(true),
             ..ChannelView::default()
         };
         let channel = loaded.channel.to_wire(&view);

@@ -139,6 +139,8 @@ impl Chat {
             if wanted.is_empty() {
                 continue;
             }
+            // Whoever blocked the acting user is left out.
+            let wanted = self.without_blockers(actor.as_deref(), wanted).await?;
             if channel.is_distinct() {
                 return Err(ApiError::input(
                     "cannot add members to a distinct channel: it is defined by its member list",

@@ -77,6 +77,7 @@ impl Chat {
         };
         let membership = loaded.members.iter().find(|m| m.user_id == author);
         self.check_not_banned(&user, membership)?;
+        self.check_not_blocked_in_direct(&loaded, &author).await?;
         let mut message = Message::from_payload(
             &req.message,
             &cid,
