@@ -474,17 +474,23 @@ def test_export_user_answers_directly(client, channel, people):
     mine = channel.send_message({"text": "member's own"}, member)["message"]
     admins = channel.send_message({"text": "admin's"}, admin)["message"]
     channel.send_reaction(admins["id"], {"type": "like"}, member)
-    # A channel the member wrote in and then left: not theirs any more.
+    # A channel the member wrote in and then left: what they wrote there is still theirs.
     left = client.channel("messaging", uid("left"), {"members": [admin, member]})
     left.create(admin)
     old = left.send_message({"text": "before leaving"}, member)["message"]
     left.send_reaction(old["id"], {"type": "like"}, member)
     left.remove_members([member])
+    # A livestream they wrote in without joining.
+    stream = client.channel("livestream", uid("live"))
+    stream.create(admin)
+    spoken = stream.send_message({"text": "from the audience"}, member)["message"]
 
     out = client.export_user(member)
     assert out["user"]["id"] == member and out["user"]["name"] == "Member " + member, out["user"]
-    assert [m["id"] for m in out["messages"]] == [mine["id"]], out["messages"]
-    assert [(r["message_id"], r["type"]) for r in out["reactions"]] == [(admins["id"], "like")], out["reactions"]
+    assert sorted(m["id"] for m in out["messages"]) == sorted([mine["id"], old["id"], spoken["id"]]), out["messages"]
+    assert sorted((r["message_id"], r["type"]) for r in out["reactions"]) == sorted(
+        [(admins["id"], "like"), (old["id"], "like")]
+    ), out["reactions"]
 
 
 def test_export_user_refuses_an_unknown_user(client):

@@ -1,7 +1,9 @@
 """Users through the official Python SDK: upsert, partial update, query, deactivate,
 reactivate, delete, restore, guests and token revocation."""
 
+import json
 import time
+import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -283,6 +285,37 @@ def test_deleting_a_user_with_mark_messages_deleted_deletes_their_messages(clien
     assert client.get_message(said)["message"]["type"] == "deleted"
     assert client.get_message(replied)["message"]["type"] == "deleted"
     assert client.get_message(parent)["message"]["type"] == "regular"
+
+
+def test_deleting_a_user_reaches_channels_they_left_and_wrote_in_without_joining(client):
+    talker, host, ch, said, parent, replied = _talker(client)
+    ch.remove_members([talker])
+    stream = client.channel("livestream", f"l-{uuid.uuid4().hex[:8]}")
+    stream.create(host)
+    shouted = stream.send_message({"text": "from the crowd"}, talker)["message"]["id"]
+    gone = client.channel("messaging", f"g-{uuid.uuid4().hex[:8]}", {"members": [talker, host]})
+    gone.create(host)
+    buried = gone.send_message({"text": "in a channel deleted later"}, talker)["message"]["id"]
+    gone.delete()
+    # Every one of them is found as theirs (a deleted channel's message reads as missing).
+    found = {m["id"] for m in client.export_user(talker)["messages"]}
+    assert {said, replied, shouted, buried} <= found, found
+    client.delete_user(talker, mark_messages_deleted=True, hard_delete=True)
+    # The deleted channel's export no longer has it.
+    task = client.export_channels([{"type": "messaging", "id": gone.id}], include_soft_deleted_channels=True)
+    for _ in range(100):
+        status = client.get_task(task["task_id"])
+        if status["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.05)
+    assert status["status"] == "completed", status
+    exported = json.loads(urllib.request.urlopen(status["result"]["url"]).read())
+    assert buried not in {m["id"] for m in exported["channels"][0]["messages"]}
+    for message in (said, replied, shouted):
+        with pytest.raises(StreamAPIException) as missing:
+            client.get_message(message)
+        assert missing.value.status_code == 404, message
+    assert client.get_message(parent)["message"]["text"] == "host's"
 
 
 def test_hard_deleting_a_user_with_their_messages_removes_them(client):

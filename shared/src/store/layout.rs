@@ -94,6 +94,26 @@ pub fn channels_of_type_pk(channel_type: &str) -> String {
     format!("channels#{channel_type}")
 }
 
+/// The channels a user wrote in or belonged to without being a member now (app table; sort key:
+/// the cid): those they left or were removed from, soft-deleted ones, and channels they wrote in
+/// as a non-member. With their memberships, where a user's messages are (user deletion, exports).
+pub fn past_channels_pk(user_id: &str) -> String {
+    format!("past_channels#{user_id}")
+}
+
+/// The write that lists `cid` among `user_id`'s past channels.
+pub fn past_channel_write(user_id: &str, cid: &str) -> Write {
+    Write::Put {
+        table: TableName::App,
+        item: Item::new(
+            past_channels_pk(user_id),
+            cid,
+            serde_json::json!({ "cid": cid }),
+        ),
+        condition: Condition::None,
+    }
+}
+
 /// A user's memberships listed on `gsi1` ("my channels"), sorted by cid.
 pub fn memberships_pk(user_id: &str) -> String {
     format!("member#{user_id}")

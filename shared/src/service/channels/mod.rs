@@ -284,6 +284,7 @@ impl MemberChanges {
         for m in &self.removed {
             groups.push(vec![
                 member_record::delete(&channel.cid, &m.user_id),
+                crate::store::layout::past_channel_write(&m.user_id, &channel.cid),
                 outbox_write(
                     &channel_event("member.removed", channel, now)
                         .with("member", wire(m))

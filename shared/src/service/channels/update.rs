@@ -577,10 +577,17 @@ impl Chat {
             event = event.with("hard_delete", Value::Bool(true));
         }
         let head = vec![channel_write, outbox_write(&event)];
+        // A soft-deleted channel keeps its messages: its members' past channels list it.
         let members: Vec<Vec<Write>> = loaded
             .members
             .iter()
-            .map(|m| vec![member_record::delete(&cid, &m.user_id)])
+            .map(|m| {
+                let mut writes = vec![member_record::delete(&cid, &m.user_id)];
+                if !hard {
+                    writes.push(crate::store::layout::past_channel_write(&m.user_id, &cid));
+                }
+                writes
+            })
             .collect();
         let mut batches = pack(members);
         let mut head = head;

@@ -72,6 +72,10 @@ impl Chat {
                 if bans.iter().any(|b| !b.shadow) {
                     return Err(crate::service::bans::ban_error(&author, true));
                 }
+                // Where a non-member wrote is found again when their messages are looked for.
+                self.store
+                    .write(crate::store::layout::past_channel_write(&author, &cid))
+                    .await?;
                 Some(bans.iter().any(|b| b.shadow))
             }
         };

@@ -3,8 +3,9 @@
 //! `restore_messages` on reactivate (what the deactivation deleted comes back),
 //! `delete_conversation_channels` (their 1:1 channels go) and `new_channel_owner_id` (the
 //! channels they created get another creator). The user's messages are found in the
-//! channels they are a member of (replies included), and each goes through the message
-//! delete / undelete use case, events included. A user's export reads the same content.
+//! channels they are a member of and their past channels (left, removed from, soft-deleted,
+//! written in as a non-member; replies included), and each goes through the message delete /
+//! undelete use case, events included. A user's export reads the same content.
 
 use crate::domain::caller::Session;
 use crate::domain::message::Message;
@@ -12,12 +13,13 @@ use crate::domain::reaction::Reaction;
 use crate::domain::ApiError;
 use crate::service::messages::DeleteMessageOptions;
 use crate::service::Chat;
-use crate::store::layout::channel_messages_pk;
-use crate::store::{query_all, Query, TableName};
+use crate::store::layout::{channel_messages_pk, message_id_key, past_channels_pk};
+use crate::store::{query_all, Condition, Query, TableName, Write};
 
 impl Chat {
-    /// Every message `user_id` wrote in the channels they are a member of (a channel's
-    /// partition holds its thread replies too), with, when asked, the user's reactions there.
+    /// Every message `user_id` wrote, in the channels they are a member of and their past
+    /// channels (a channel's partition holds its thread replies too), with, when asked, the
+    /// user's reactions there.
     pub(crate) async fn content_of(
         &self,
         user_id: &str,
@@ -25,7 +27,19 @@ impl Chat {
     ) -> Result<(Vec<Message>, Vec<Reaction>), ApiError> {
         let mut messages = Vec::new();
         let mut reactions = Vec::new();
-        for cid in self.membership_cids(user_id).await? {
+        let mut cids = self.membership_cids(user_id).await?;
+        cids.extend(
+            query_all(
+                self.store.as_ref(),
+                Query::new(TableName::App, past_channels_pk(user_id)),
+            )
+            .await?
+            .into_iter()
+            .map(|item| item.sk),
+        );
+        cids.sort_unstable();
+        cids.dedup();
+        for cid in cids {
             let items = query_all(
                 self.store.as_ref(),
                 Query::new(TableName::Messages, channel_messages_pk(&cid)),
@@ -78,12 +92,47 @@ impl Chat {
             };
             match self.delete_message(&session, &m.id, opts).await {
                 Ok(_) => done += 1,
-                // Gone meanwhile (a hard-deleted parent took its replies): nothing to do.
-                Err(e) if e.code == crate::domain::ErrorCode::DoesNotExist => {}
+                // The channel is gone (soft-deleted): a hard delete still erases the message,
+                // with no one to tell. Gone itself meanwhile (a hard-deleted parent took its
+                // replies): nothing to do.
+                Err(e) if e.code == crate::domain::ErrorCode::DoesNotExist => {
+                    if hard && self.erase_message(&m.id).await? {
+                        done += 1;
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
         Ok(done)
+    }
+
+    /// Removes a message's records (its item and its id's) without its channel; whether it
+    /// was there.
+    async fn erase_message(&self, id: &str) -> Result<bool, ApiError> {
+        let Some(stored) = self.find_message(id).await? else {
+            return Ok(false);
+        };
+        let (id_pk, id_sk) = message_id_key(id);
+        let writes = vec![
+            Write::Delete {
+                table: TableName::Messages,
+                pk: stored.pk,
+                sk: stored.sk,
+                condition: Condition::Version(stored.version),
+            },
+            Write::Delete {
+                table: TableName::Messages,
+                pk: id_pk,
+                sk: id_sk,
+                condition: Condition::None,
+            },
+        ];
+        match self.store.transact(writes).await {
+            Ok(()) => Ok(true),
+            // Changed meanwhile: left for the next deletion of the user's messages.
+            Err(crate::store::StoreError::TransactionCanceled { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Brings back a user's messages soft-deleted since `since` (their deactivation).
