@@ -540,6 +540,10 @@ pub struct Channel {
     /// so the order readers page in (time) is the order messages committed. Not on the wire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub newest_message_at: Option<String>,
+    /// The activity last written to the members' activity entries (query channels' order).
+    /// Not on the wire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity_indexed: Option<String>,
     #[serde(flatten)]
     pub custom: Map<String, Value>,
 }
@@ -593,6 +597,7 @@ impl Channel {
             counted_messages: 0,
             last_message_id: None,
             newest_message_at: None,
+            activity_indexed: None,
             custom: Map::new(),
         };
         blank.with_data(data, false, now)
@@ -835,6 +840,7 @@ impl Channel {
         doc.remove("counted_messages");
         doc.remove("last_message_id");
         doc.remove("newest_message_at");
+        doc.remove("activity_indexed");
         if let Some(u) = view.created_by {
             doc.insert("created_by".into(), u.clone());
         }

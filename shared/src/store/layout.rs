@@ -114,6 +114,35 @@ pub fn past_channel_write(user_id: &str, cid: &str) -> Write {
     }
 }
 
+/// A user's channels by activity (channels table; sort key: the cid), listed on `gsi1` under
+/// the same partition name by `<activity>#<cid>`: query channels' default order, read newest
+/// first. `activity` is a `format_time` string (or [`ACTIVITY_ALWAYS`]).
+pub fn activity_pk(user_id: &str) -> String {
+    format!("activity#{user_id}")
+}
+
+/// The activity of a channel too large to keep its members' entries current: always read.
+pub const ACTIVITY_ALWAYS: &str = "9999-12-31T23:59:59.999999Z";
+
+/// Sort key of the marker that says a user's activity entries are complete: after every
+/// activity on the index, so a newest-first read meets it first.
+pub const ACTIVITY_READY_SK: &str = "~ready";
+
+pub fn activity_item(user_id: &str, cid: &str, activity: &str) -> Item {
+    let pk = activity_pk(user_id);
+    Item::new(
+        pk.clone(),
+        cid,
+        serde_json::json!({ "cid": cid, "activity": activity }),
+    )
+    .with_gsi1(pk, format!("{activity}#{cid}"))
+}
+
+pub fn activity_ready_item(user_id: &str) -> Item {
+    let pk = activity_pk(user_id);
+    Item::new(pk.clone(), ACTIVITY_READY_SK, serde_json::json!({})).with_gsi1(pk, ACTIVITY_READY_SK)
+}
+
 /// A user's memberships listed on `gsi1` ("my channels"), sorted by cid.
 pub fn memberships_pk(user_id: &str) -> String {
     format!("member#{user_id}")

@@ -4,6 +4,7 @@
 //! (typing and custom events). This file owns the channel record and its partition (loading a
 //! channel with its members, committing a change) and the request bodies.
 
+pub(crate) mod activity;
 mod events;
 mod query;
 mod state;
@@ -268,6 +269,7 @@ impl MemberChanges {
                 "notification.added_to_channel"
             };
             groups.push(vec![
+                activity::entry_write(&m.user_id, &channel.cid, &activity::activity_of(channel)),
                 member_record::put_added(&channel.cid, m)?,
                 outbox_write(
                     &channel_event("member.added", channel, now)
@@ -285,6 +287,7 @@ impl MemberChanges {
             groups.push(vec![
                 member_record::delete(&channel.cid, &m.user_id),
                 crate::store::layout::past_channel_write(&m.user_id, &channel.cid),
+                activity::entry_delete(&m.user_id, &channel.cid),
                 outbox_write(
                     &channel_event("member.removed", channel, now)
                         .with("member", wire(m))

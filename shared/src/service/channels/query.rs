@@ -1,6 +1,7 @@
 //! Query channels: candidate channels from index lookups, the document filters and sorts see,
 //! and the page each reader gets.
 
+use super::activity;
 use super::*;
 use crate::domain::caller::Session;
 use crate::domain::channel::{
@@ -168,10 +169,26 @@ impl Chat {
                 .collect(),
             None => BTreeSet::new(),
         };
-        let asks_hidden = filter.mentions("hidden");
-        let member_names = filter.mentions("member.user.name");
-        let app_banned = filter.mentions("app_banned");
-        let mut cids = self.candidate_cids(session, filter, actor).await?;
+        let mut matcher = Matcher {
+            session,
+            filter,
+            actor,
+            muted,
+            configs: HashMap::new(),
+        };
+        let members = member_ids_of(session, filter, actor);
+        // One member's channels in the default order: newest activity entries first.
+        if let (Some((sort, n)), Some([member])) = (first, members.as_deref()) {
+            if sorts_by_activity(sort) {
+                if let Some(matched) = self
+                    .matching_by_activity(&mut matcher, member, sort, n)
+                    .await?
+                {
+                    return Ok((matched, matcher.configs));
+                }
+            }
+        }
+        let mut cids = self.candidate_cids(filter, members).await?;
         let mut wanted = usize::MAX;
         if let Some((sort, n)) =
             first.filter(|(sort, n)| cids.len() > *n && sorts_by_channel_only(sort))
@@ -180,51 +197,110 @@ impl Chat {
             wanted = n;
         }
         let mut matched = Vec::new();
-        let mut configs: HashMap<String, ChannelTypeConfig> = HashMap::new();
         for cid in cids {
             if matched.len() >= wanted {
                 break;
             }
-            let Some(loaded) = self.load_channel(&cid).await? else {
-                continue;
-            };
-            let ct = loaded.channel.channel_type.clone();
-            if !configs.contains_key(&ct) {
-                match self.channel_type(&ct).await? {
-                    Some((c, _)) => configs.insert(ct.clone(), c),
-                    None => continue,
-                };
-            }
-            let config = &configs[&ct];
-            if !session.caller.is_server()
-                && self
-                    .check_channel_action(
-                        session,
-                        config,
-                        Some(&loaded),
-                        &loaded.channel,
-                        "ReadChannel",
-                    )
-                    .is_err()
-            {
-                continue;
-            }
-            let view = ReaderView {
-                user_id: actor,
-                muted: muted.contains(&cid),
-                member_names,
-                app_banned,
-            };
-            let doc = self.filter_doc(&loaded, &view).await?;
-            let hidden = doc.get("hidden").and_then(Value::as_bool).unwrap_or(false);
-            if hidden && !asks_hidden {
-                continue;
-            }
-            if filter.matches_json(&doc) {
-                matched.push((loaded, doc));
+            if let Some(m) = self.match_channel(&mut matcher, &cid, None).await? {
+                matched.push(m);
             }
         }
-        Ok((matched, configs))
+        Ok((matched, matcher.configs))
+    }
+
+    /// The first `n` matches among `member`'s channels by activity, newest first, read from the
+    /// activity index until no channel left can come before the `n`-th match; `None` when the
+    /// member's entries are not complete yet (they are made so, for the next query).
+    async fn matching_by_activity(
+        &self,
+        matcher: &mut Matcher<'_>,
+        member: &str,
+        sort: &[SortField],
+        n: usize,
+    ) -> Result<Option<Vec<(Loaded, Value)>>, ApiError> {
+        let mut entries = activity::Entries::of(member);
+        let mut page = entries.next_page(self, ACTIVITY_PAGE).await?;
+        if !entries.ready {
+            self.complete_activity_entries(member).await?;
+            return Ok(None);
+        }
+        let mut matched: Vec<(Loaded, Value)> = Vec::new();
+        // The real activity of the n-th match so far, once there are n.
+        let mut nth: Option<String> = None;
+        while !page.is_empty() {
+            for entry in page {
+                if let Some(last) = &nth {
+                    if !activity::may_beat(&entry.activity, last) {
+                        return Ok(Some(matched));
+                    }
+                }
+                let Some(m) = self
+                    .match_channel(matcher, &entry.cid, Some(member))
+                    .await?
+                else {
+                    continue;
+                };
+                matched.push(m);
+                if matched.len() >= n {
+                    matched.sort_by(|(_, a), (_, b)| compare_json(sort, a, b));
+                    nth = matched[n - 1].1["last_updated"]
+                        .as_str()
+                        .map(str::to_string);
+                }
+            }
+            page = entries.next_page(self, ACTIVITY_PAGE).await?;
+        }
+        Ok(Some(matched))
+    }
+
+    /// One candidate channel with its filter document, if it exists, the caller may read it, it
+    /// is not hidden from the reader (unless the filter asks about `hidden`), `member` (when
+    /// given) belongs to it, and it matches the filter.
+    async fn match_channel(
+        &self,
+        m: &mut Matcher<'_>,
+        cid: &str,
+        member: Option<&str>,
+    ) -> Result<Option<(Loaded, Value)>, ApiError> {
+        let Some(loaded) = self.load_channel(cid).await? else {
+            return Ok(None);
+        };
+        if member.is_some_and(|u| !loaded.members.iter().any(|x| x.user_id == u)) {
+            return Ok(None);
+        }
+        let ct = loaded.channel.channel_type.clone();
+        if !m.configs.contains_key(&ct) {
+            match self.channel_type(&ct).await? {
+                Some((c, _)) => m.configs.insert(ct.clone(), c),
+                None => return Ok(None),
+            };
+        }
+        let config = &m.configs[&ct];
+        if !m.session.caller.is_server()
+            && self
+                .check_channel_action(
+                    m.session,
+                    config,
+                    Some(&loaded),
+                    &loaded.channel,
+                    "ReadChannel",
+                )
+                .is_err()
+        {
+            return Ok(None);
+        }
+        let view = ReaderView {
+            user_id: m.actor,
+            muted: m.muted.contains(cid),
+            member_names: m.filter.mentions("member.user.name"),
+            app_banned: m.filter.mentions("app_banned"),
+        };
+        let doc = self.filter_doc(&loaded, &view).await?;
+        let hidden = doc.get("hidden").and_then(Value::as_bool).unwrap_or(false);
+        if hidden && !m.filter.mentions("hidden") {
+            return Ok(None);
+        }
+        Ok(m.filter.matches_json(&doc).then_some((loaded, doc)))
     }
 
     /// The document query-channels filters and sorts see: the channel's fields and custom data,
@@ -337,9 +413,8 @@ impl Chat {
 
     async fn candidate_cids(
         &self,
-        session: &Session,
         filter: &Filter,
-        actor: Option<&str>,
+        member_ids: Option<Vec<String>>,
     ) -> Result<Vec<String>, ApiError> {
         if let Some(cids) = filter.key_values("cid") {
             return Ok(cids
@@ -359,18 +434,6 @@ impl Chat {
             }
             return Ok(out);
         }
-        let member_ids: Option<Vec<String>> = filter
-            .key_values("members")
-            .map(|v| {
-                v.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .or_else(|| {
-                (!session.caller.is_server() && filter.key_values("type").is_none())
-                    .then(|| actor.map(|a| vec![a.to_string()]).unwrap_or_default())
-            });
         let mut out = BTreeSet::new();
         if let Some(ids) = member_ids {
             for uid in ids {
@@ -398,6 +461,48 @@ impl Chat {
         }
         Ok(out.into_iter().collect())
     }
+}
+
+/// Entries read from the activity index at a time.
+const ACTIVITY_PAGE: usize = 50;
+
+/// What every candidate of one query is matched with.
+struct Matcher<'a> {
+    session: &'a Session,
+    filter: &'a Filter,
+    actor: Option<&'a str>,
+    muted: BTreeSet<String>,
+    configs: HashMap<String, ChannelTypeConfig>,
+}
+
+/// The members whose channels are the candidates: those the filter names, or client-side with
+/// neither members nor type named, the caller's own. `None`: the candidates come from keys or
+/// the type index.
+fn member_ids_of(session: &Session, filter: &Filter, actor: Option<&str>) -> Option<Vec<String>> {
+    if filter.key_values("cid").is_some()
+        || (filter.key_values("type").is_some() && filter.key_values("id").is_some())
+    {
+        return None;
+    }
+    filter
+        .key_values("members")
+        .map(|v| {
+            v.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .or_else(|| {
+            (!session.caller.is_server() && filter.key_values("type").is_none())
+                .then(|| actor.map(|a| vec![a.to_string()]).unwrap_or_default())
+        })
+}
+
+/// Whether a sort is query channels' default order, newest activity first (then by cid).
+fn sorts_by_activity(sort: &[SortField]) -> bool {
+    matches!(sort, [first, rest @ ..]
+        if first.field == "last_updated" && first.direction == -1
+            && rest.iter().all(|f| f.field == "cid"))
 }
 
 /// Fields of the filter document that depend on the reader or on the member items, not on the

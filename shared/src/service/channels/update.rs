@@ -582,7 +582,10 @@ impl Chat {
             .members
             .iter()
             .map(|m| {
-                let mut writes = vec![member_record::delete(&cid, &m.user_id)];
+                let mut writes = vec![
+                    member_record::delete(&cid, &m.user_id),
+                    super::activity::entry_delete(&m.user_id, &cid),
+                ];
                 if !hard {
                     writes.push(crate::store::layout::past_channel_write(&m.user_id, &cid));
                 }

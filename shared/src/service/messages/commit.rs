@@ -175,6 +175,8 @@ impl Chat {
                 }
                 messages.push((message, wire));
             }
+            // The members' activity entries follow the channel a step behind at most.
+            let rewrite = crate::service::channels::activity::needs_rewrite(&mut channel);
             writes.push(channel_record::put(&channel, loaded.version)?);
             let read_by: Vec<ReadBy> = loaded
                 .members
@@ -198,6 +200,13 @@ impl Chat {
                         match self.store.transact(part.to_vec()).await {
                             Ok(()) | Err(StoreError::TransactionCanceled { .. }) => {}
                             Err(e) => return Err(e.into()),
+                        }
+                    }
+                    if let Some(activity) = rewrite {
+                        // The messages are in: a failure here only leaves the entries a step
+                        // further behind, until the next send rewrites them.
+                        if let Err(e) = self.rewrite_activity_entries(cid, &activity).await {
+                            tracing::warn!(%cid, error = %e, "activity entries not rewritten");
                         }
                     }
                     return Ok(Some(messages.into_iter().map(|(_, wire)| wire).collect()));
