@@ -2,15 +2,16 @@
 //! query channels in its default order reads about as many channels as it returns instead of
 //! every membership.
 //!
-//! An entry's activity is a hint that trails the channel's by less than [`ACTIVITY_STEP`]: a
-//! send rewrites the members' entries only when the channel's activity moved that far since
-//! the last rewrite (channels of more than [`ACTIVITY_MEMBER_CAP`] members get
-//! [`ACTIVITY_ALWAYS`] once, so they are always read). Readers load channels newest entry first
-//! and stop once no entry left can beat the page's last channel by its real activity; every
-//! channel is still checked against the filter from its own items, so a stale entry (a removed
-//! member, a deleted channel) costs a read, never a wrong answer. A user's entries are written
-//! when they join, removed when they leave, and made complete once, on their first query, for
-//! memberships older than the index (the `~ready` marker).
+//! An entry is an upper bound of its channel's activity: a send that takes the channel past
+//! what its members' entries say rewrites them to its activity plus [`ACTIVITY_LEAD`], so a
+//! busy channel rewrites them at most once per lead (channels of more than
+//! [`ACTIVITY_MEMBER_CAP`] members say [`ACTIVITY_ALWAYS`] instead, once). Readers load entries
+//! newest first with their channels' real activity (one batch read a page): a channel is in
+//! its final place once its activity is past the last entry read, since no entry left can be
+//! more recent. Every channel is still checked against the filter from its own items, so a
+//! stale entry (a removed member, a deleted channel) costs a read, never a wrong answer. A
+//! user's entries are written when they join, removed when they leave, and made complete once,
+//! on their first query, for memberships older than the index (the `~ready` marker).
 
 use crate::domain::channel::Channel;
 use crate::domain::clock::{format_time, parse_time};
@@ -22,8 +23,9 @@ use crate::store::layout::{
 };
 use crate::store::{query_all, Condition, Cursor, Index, Query, SkRange, TableName, Write};
 
-/// How far a channel's activity may run ahead of its members' entries.
-pub(crate) const ACTIVITY_STEP: chrono::Duration = chrono::Duration::seconds(10);
+/// How far past a channel's activity its members' entries are put when rewritten: the longest
+/// a busy channel goes without rewriting them.
+pub(crate) const ACTIVITY_LEAD: chrono::Duration = chrono::Duration::seconds(5);
 /// Channels above this many members are not rewritten on activity: their entries say
 /// [`ACTIVITY_ALWAYS`].
 pub(crate) const ACTIVITY_MEMBER_CAP: u32 = 200;
@@ -36,35 +38,45 @@ pub(crate) fn last_updated(c: &Channel) -> &str {
         .unwrap_or(c.created_at.as_str())
 }
 
-/// The activity the members' entries should say now.
-pub(crate) fn activity_of(c: &Channel) -> String {
+fn activity(c: &Channel) -> Option<chrono::DateTime<chrono::Utc>> {
+    parse_time(last_updated(c))
+}
+
+/// What a new entry of the channel says (a member joining): what its members' entries say, or
+/// its activity itself when they say nothing yet.
+pub(crate) fn entry_for(c: &Channel) -> String {
     if c.member_count > ACTIVITY_MEMBER_CAP {
         return ACTIVITY_ALWAYS.to_string();
     }
-    parse_time(last_updated(c))
-        .map(format_time)
-        .unwrap_or_else(|| last_updated(c).to_string())
+    let now = activity(c);
+    match (c.activity_indexed.as_deref(), now) {
+        (Some(indexed), Some(now)) if parse_time(indexed).is_some_and(|i| i >= now) => {
+            indexed.to_string()
+        }
+        (_, Some(now)) => format_time(now),
+        _ => last_updated(c).to_string(),
+    }
 }
 
-/// Whether a change of `channel` (already applied) should rewrite its members' entries: never
-/// written, grown past the cap, or moved a step since the last rewrite. Marks it rewritten.
+/// Whether a change of `channel` (already applied) takes it past its members' entries (or over
+/// the member cap), and what they should say then; marks them rewritten.
 pub(crate) fn needs_rewrite(channel: &mut Channel) -> Option<String> {
-    let now = activity_of(channel);
-    let due = match channel.activity_indexed.as_deref() {
-        None => true,
-        Some(written) if written == now => false,
-        Some(_) if now == ACTIVITY_ALWAYS => true,
-        Some(written) => match (parse_time(written), parse_time(&now)) {
-            (Some(w), Some(n)) => n - w >= ACTIVITY_STEP,
-            _ => true,
-        },
-    };
-    if due {
-        channel.activity_indexed = Some(now.clone());
-        Some(now)
+    let next = if channel.member_count > ACTIVITY_MEMBER_CAP {
+        (channel.activity_indexed.as_deref() != Some(ACTIVITY_ALWAYS))
+            .then(|| ACTIVITY_ALWAYS.to_string())
     } else {
-        None
+        let now = activity(channel)?;
+        let behind = channel
+            .activity_indexed
+            .as_deref()
+            .and_then(parse_time)
+            .is_none_or(|indexed| indexed < now);
+        behind.then(|| format_time(now + ACTIVITY_LEAD))
+    };
+    if let Some(next) = &next {
+        channel.activity_indexed = Some(next.clone());
     }
+    next
 }
 
 /// The write of `user_id`'s entry for `cid`.
@@ -152,16 +164,10 @@ impl Entries {
     }
 }
 
-/// Whether a channel whose entry says `entry` may still come before one whose real activity
-/// is `page_last` (its real activity is less than a step after its entry's).
-pub(crate) fn may_beat(entry: &str, page_last: &str) -> bool {
-    if entry == ACTIVITY_ALWAYS {
-        return true;
-    }
-    match (parse_time(entry), parse_time(page_last)) {
-        (Some(e), Some(p)) => e + ACTIVITY_STEP > p,
-        _ => true,
-    }
+/// Whether a channel whose real activity is `at` is in its final place once entries were read
+/// down to `last_entry`: every entry left says at most that, and is at least its channel's.
+pub(crate) fn is_final(at: chrono::DateTime<chrono::Utc>, last_entry: &str) -> bool {
+    parse_time(last_entry).is_some_and(|last| at > last)
 }
 
 impl Chat {
@@ -176,7 +182,7 @@ impl Chat {
         for chunk in keys.chunks(100) {
             for item in self.store.batch_get(TableName::Channels, chunk).await? {
                 let (channel, _) = crate::service::channel_record::decode(item)?;
-                writes.push(entry_write(user_id, &channel.cid, &activity_of(&channel)));
+                writes.push(entry_write(user_id, &channel.cid, &entry_for(&channel)));
             }
         }
         for chunk in writes.chunks(crate::store::MAX_TRANSACTION_WRITES) {

@@ -269,7 +269,7 @@ impl MemberChanges {
                 "notification.added_to_channel"
             };
             groups.push(vec![
-                activity::entry_write(&m.user_id, &channel.cid, &activity::activity_of(channel)),
+                activity::entry_write(&m.user_id, &channel.cid, &activity::entry_for(channel)),
                 member_record::put_added(&channel.cid, m)?,
                 outbox_write(
                     &channel_event("member.added", channel, now)

@@ -8,6 +8,7 @@ use crate::domain::channel::{
     check_filter_values, query_channels_rules, Channel, ChannelView, Member,
 };
 use crate::domain::channel_type::ChannelTypeConfig;
+use crate::domain::clock::parse_time;
 use crate::domain::filter::{compare_json, Filter, SortField};
 use crate::domain::limits::{
     DEFAULT_CHANNEL_MESSAGE_LIMIT, DEFAULT_QUERY_CHANNELS_LIMIT, MAX_CHANNEL_MESSAGE_LIMIT,
@@ -180,10 +181,7 @@ impl Chat {
         // One member's channels in the default order: newest activity entries first.
         if let (Some((sort, n)), Some([member])) = (first, members.as_deref()) {
             if sorts_by_activity(sort) {
-                if let Some(matched) = self
-                    .matching_by_activity(&mut matcher, member, sort, n)
-                    .await?
-                {
+                if let Some(matched) = self.matching_by_activity(&mut matcher, member, n).await? {
                     return Ok((matched, matcher.configs));
                 }
             }
@@ -208,49 +206,64 @@ impl Chat {
         Ok((matched, matcher.configs))
     }
 
-    /// The first `n` matches among `member`'s channels by activity, newest first, read from the
-    /// activity index until no channel left can come before the `n`-th match; `None` when the
-    /// member's entries are not complete yet (they are made so, for the next query).
+    /// The first `n` matches among `member`'s channels by activity, newest first; `None` when
+    /// the member's entries are not complete yet (they are made so, for the next query).
+    ///
+    /// Entries are read a page at a time, newest first, and the page's channel items give
+    /// their real activity (one batch read). A channel is final once its real activity is past
+    /// the last entry read: entries are upper bounds, so no channel not yet read can come before
+    /// it. Final channels are loaded whole and matched in order until `n` match.
     async fn matching_by_activity(
         &self,
         matcher: &mut Matcher<'_>,
         member: &str,
-        sort: &[SortField],
         n: usize,
     ) -> Result<Option<Vec<(Loaded, Value)>>, ApiError> {
         let mut entries = activity::Entries::of(member);
-        let mut page = entries.next_page(self, ACTIVITY_PAGE).await?;
+        let mut size = ACTIVITY_FIRST_PAGE;
+        let mut page = entries.next_page(self, size).await?;
         if !entries.ready {
             self.complete_activity_entries(member).await?;
             return Ok(None);
         }
+        let mut waiting: Vec<(chrono::DateTime<chrono::Utc>, String)> = Vec::new();
         let mut matched: Vec<(Loaded, Value)> = Vec::new();
-        // The real activity of the n-th match so far, once there are n.
-        let mut nth: Option<String> = None;
-        while !page.is_empty() {
-            for entry in page {
-                if let Some(last) = &nth {
-                    if !activity::may_beat(&entry.activity, last) {
+        loop {
+            let keys: Vec<(String, String)> =
+                page.iter().map(|e| channel_record::key(&e.cid)).collect();
+            for item in self.store.batch_get(TableName::Channels, &keys).await? {
+                let Ok((c, _)) = channel_record::decode(item) else {
+                    continue;
+                };
+                if c.deleted_at.is_some() {
+                    continue;
+                }
+                if let Some(at) = parse_time(activity::last_updated(&c)) {
+                    waiting.push((at, c.cid));
+                }
+            }
+            waiting.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            let last_entry = page.last().map(|e| e.activity.clone());
+            let done = last_entry.is_none();
+            let last_entry = last_entry.unwrap_or_default();
+            let ready = waiting
+                .iter()
+                .take_while(|(at, _)| done || activity::is_final(*at, &last_entry))
+                .count();
+            for (_, cid) in waiting.drain(..ready) {
+                if let Some(m) = self.match_channel(matcher, &cid, Some(member)).await? {
+                    matched.push(m);
+                    if matched.len() >= n {
                         return Ok(Some(matched));
                     }
                 }
-                let Some(m) = self
-                    .match_channel(matcher, &entry.cid, Some(member))
-                    .await?
-                else {
-                    continue;
-                };
-                matched.push(m);
-                if matched.len() >= n {
-                    matched.sort_by(|(_, a), (_, b)| compare_json(sort, a, b));
-                    nth = matched[n - 1].1["last_updated"]
-                        .as_str()
-                        .map(str::to_string);
-                }
             }
-            page = entries.next_page(self, ACTIVITY_PAGE).await?;
+            if done {
+                return Ok(Some(matched));
+            }
+            size = (size * 2).min(ACTIVITY_MAX_PAGE);
+            page = entries.next_page(self, size).await?;
         }
-        Ok(Some(matched))
     }
 
     /// One candidate channel with its filter document, if it exists, the caller may read it, it
@@ -463,8 +476,10 @@ impl Chat {
     }
 }
 
-/// Entries read from the activity index at a time.
-const ACTIVITY_PAGE: usize = 50;
+/// Entries read from the activity index in the first page (enough for a usual page of
+/// channels), doubling on each further page up to the largest.
+const ACTIVITY_FIRST_PAGE: usize = 16;
+const ACTIVITY_MAX_PAGE: usize = 256;
 
 /// What every candidate of one query is matched with.
 struct Matcher<'a> {

@@ -165,7 +165,7 @@ impl Chat {
             })
             .collect();
         channel.member_count = members.len() as u32;
-        channel.activity_indexed = Some(super::activity::activity_of(&channel));
+        channel.activity_indexed = Some(super::activity::entry_for(&channel));
         // Members the creator banned from their future channels start banned here.
         let (members, ban_records) = self
             .apply_future_bans(cid, channel.created_by_id.as_deref(), members)
