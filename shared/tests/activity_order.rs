@@ -1,8 +1,8 @@
 //! Query channels in its default order (newest activity first) reads the activity index; this
 //! checks it against the same query answered without it (the order made equivalent by a second
-//! sort field) through a random history with a moving clock: sends a little or a lot apart
-//! (inside and beyond the index's step), members leaving and rejoining, channels hidden and
-//! shown, new channels, a channel larger than the index rewrites, on both stores.
+//! sort field) through a random history with a moving clock: sends a little or a lot apart,
+//! busy spells, members leaving and rejoining, channels hidden and shown, new channels, a
+//! channel larger than the index rewrites, on both stores.
 
 mod support;
 
@@ -142,6 +142,23 @@ async fn same_order_with_and_without_the_index(
                     .await
                     .expect("hide or show");
             }
+            4..=6 if !left.contains(&pick) => {
+                // A busy spell: sends less than a second apart.
+                for k in 0..(2 + rng.below(4)) {
+                    t.clock
+                        .advance(chrono::Duration::milliseconds(150 + rng.below(500) as i64));
+                    let send = SendMessage {
+                        message: obj(
+                            json!({"text": format!("busy {step}.{k}"), "user_id": "ao-me"}),
+                        ),
+                        ..Default::default()
+                    };
+                    t.chat
+                        .send_message(&server, "messaging", &pick, send)
+                        .await
+                        .expect("send");
+                }
+            }
             3 => {
                 let id = format!("ao-n{step}");
                 create(&t, &id, &["ao-me".to_string(), others[step % 10].clone()]).await;
@@ -190,5 +207,5 @@ async fn same_order_with_and_without_the_index_embedded() {
 
 #[tokio::test]
 async fn same_order_with_and_without_the_index_dynamodb() {
-    same_order_with_and_without_the_index(TestChat::dynamodb().await, 40, 80, 4).await;
+    same_order_with_and_without_the_index(TestChat::dynamodb().await, 40, 60, 4).await;
 }

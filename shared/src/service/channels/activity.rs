@@ -3,8 +3,9 @@
 //! every membership.
 //!
 //! An entry is an upper bound of its channel's activity: a send that takes the channel past
-//! what its members' entries say rewrites them to its activity plus [`ACTIVITY_LEAD`], so a
-//! busy channel rewrites them at most once per lead (channels of more than
+//! what its members' entries say rewrites them, to its activity when the channel was quiet, or
+//! to its activity plus [`ACTIVITY_LEAD`] when it is busy, so a busy channel rewrites them at
+//! most once per lead (channels of more than
 //! [`ACTIVITY_MEMBER_CAP`] members say [`ACTIVITY_ALWAYS`] instead, once). Readers load entries
 //! newest first with their channels' real activity (one batch read a page): a channel is in
 //! its final place once its activity is past the last entry read, since no entry left can be
@@ -26,6 +27,8 @@ use crate::store::{query_all, Condition, Cursor, Index, Query, SkRange, TableNam
 /// How far past a channel's activity its members' entries are put when rewritten: the longest
 /// a busy channel goes without rewriting them.
 pub(crate) const ACTIVITY_LEAD: chrono::Duration = chrono::Duration::seconds(5);
+/// A channel active again within this is busy: its entries are put ahead by the lead.
+pub(crate) const ACTIVITY_BUSY: chrono::Duration = chrono::Duration::seconds(1);
 /// Channels above this many members are not rewritten on activity: their entries say
 /// [`ACTIVITY_ALWAYS`].
 pub(crate) const ACTIVITY_MEMBER_CAP: u32 = 200;
@@ -58,9 +61,11 @@ pub(crate) fn entry_for(c: &Channel) -> String {
     }
 }
 
-/// Whether a change of `channel` (already applied) takes it past its members' entries (or over
-/// the member cap), and what they should say then; marks them rewritten.
-pub(crate) fn needs_rewrite(channel: &mut Channel) -> Option<String> {
+/// Whether a change of `channel` (already applied; `before` is the channel as it was) takes it
+/// past its members' entries (or over the member cap), and what they should say then; marks
+/// them rewritten. A quiet channel's entries say its activity exactly; a busy one's (active
+/// again within [`ACTIVITY_BUSY`]) say it plus [`ACTIVITY_LEAD`].
+pub(crate) fn needs_rewrite(channel: &mut Channel, before: &Channel) -> Option<String> {
     let next = if channel.member_count > ACTIVITY_MEMBER_CAP {
         (channel.activity_indexed.as_deref() != Some(ACTIVITY_ALWAYS))
             .then(|| ACTIVITY_ALWAYS.to_string())
@@ -71,7 +76,8 @@ pub(crate) fn needs_rewrite(channel: &mut Channel) -> Option<String> {
             .as_deref()
             .and_then(parse_time)
             .is_none_or(|indexed| indexed < now);
-        behind.then(|| format_time(now + ACTIVITY_LEAD))
+        let quiet = activity(before).is_none_or(|was| now - was >= ACTIVITY_BUSY);
+        behind.then(|| format_time(if quiet { now } else { now + ACTIVITY_LEAD }))
     };
     if let Some(next) = &next {
         channel.activity_indexed = Some(next.clone());

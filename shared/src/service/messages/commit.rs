@@ -176,7 +176,8 @@ impl Chat {
                 messages.push((message, wire));
             }
             // The members' activity entries follow the channel a step behind at most.
-            let rewrite = crate::service::channels::activity::needs_rewrite(&mut channel);
+            let rewrite =
+                crate::service::channels::activity::needs_rewrite(&mut channel, &loaded.channel);
             writes.push(channel_record::put(&channel, loaded.version)?);
             let read_by: Vec<ReadBy> = loaded
                 .members
