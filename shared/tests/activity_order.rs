@@ -181,21 +181,26 @@ async fn same_order_with_and_without_the_index(
         if step % every == 0 {
             let limit = 1 + rng.below(12) as usize;
             let offset = rng.below(4) as usize;
-            let fast = query(
-                &t,
-                json!([{"field": "last_updated", "direction": -1}]),
-                limit,
-                offset,
-            )
-            .await;
-            let plain = query(
-                &t,
-                json!([{"field": "last_updated", "direction": -1}, {"field": "type", "direction": 1}]),
-                limit,
-                offset,
-            )
-            .await;
-            assert_eq!(fast, plain, "step {step}: limit {limit} offset {offset}");
+            for field in ["last_updated", "last_message_at"] {
+                let fast = query(
+                    &t,
+                    json!([{ "field": field, "direction": -1 }]),
+                    limit,
+                    offset,
+                )
+                .await;
+                let plain = query(
+                    &t,
+                    json!([{ "field": field, "direction": -1 }, {"field": "type", "direction": 1}]),
+                    limit,
+                    offset,
+                )
+                .await;
+                assert_eq!(
+                    fast, plain,
+                    "step {step}: by {field}, limit {limit} offset {offset}"
+                );
+            }
         }
     }
 }

@@ -180,8 +180,11 @@ impl Chat {
         let members = member_ids_of(session, filter, actor);
         // One member's channels in the default order: newest activity entries first.
         if let (Some((sort, n)), Some([member])) = (first, members.as_deref()) {
-            if sorts_by_activity(sort) {
-                if let Some(matched) = self.matching_by_activity(&mut matcher, member, n).await? {
+            if let Some(key) = activity_sort(sort) {
+                if let Some(matched) = self
+                    .matching_by_activity(&mut matcher, member, key, n)
+                    .await?
+                {
                     return Ok((matched, matcher.configs));
                 }
             }
@@ -217,6 +220,7 @@ impl Chat {
         &self,
         matcher: &mut Matcher<'_>,
         member: &str,
+        key: ActivitySort,
         n: usize,
     ) -> Result<Option<Vec<(Loaded, Value)>>, ApiError> {
         let mut entries = activity::Entries::of(member);
@@ -226,7 +230,8 @@ impl Chat {
             self.complete_activity_entries(member).await?;
             return Ok(None);
         }
-        let mut waiting: Vec<(chrono::DateTime<chrono::Utc>, String)> = Vec::new();
+        // Channels read, by their sort key (none: no message yet, last), waiting for their turn.
+        let mut waiting: Vec<(Option<chrono::DateTime<chrono::Utc>>, String)> = Vec::new();
         let mut matched: Vec<(Loaded, Value)> = Vec::new();
         loop {
             let keys: Vec<(String, String)> =
@@ -238,17 +243,29 @@ impl Chat {
                 if c.deleted_at.is_some() {
                     continue;
                 }
-                if let Some(at) = parse_time(activity::last_updated(&c)) {
-                    waiting.push((at, c.cid));
-                }
+                let at = match key {
+                    ActivitySort::LastUpdated => parse_time(activity::last_updated(&c)),
+                    ActivitySort::LastMessageAt => {
+                        c.last_message_at.as_deref().and_then(parse_time)
+                    }
+                };
+                waiting.push((at, c.cid));
             }
-            waiting.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            // Newest first, those without a key last, then by cid (as `compare` sorts them).
+            waiting.sort_by(|a, b| match (a.0, b.0) {
+                (Some(x), Some(y)) => y.cmp(&x).then_with(|| a.1.cmp(&b.1)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => a.1.cmp(&b.1),
+            });
             let last_entry = page.last().map(|e| e.activity.clone());
             let done = last_entry.is_none();
             let last_entry = last_entry.unwrap_or_default();
             let ready = waiting
                 .iter()
-                .take_while(|(at, _)| done || activity::is_final(*at, &last_entry))
+                .take_while(|(at, _)| {
+                    done || at.is_some_and(|at| activity::is_final(at, &last_entry))
+                })
                 .count();
             for (_, cid) in waiting.drain(..ready) {
                 if let Some(m) = self.match_channel(matcher, &cid, Some(member)).await? {
@@ -513,11 +530,26 @@ fn member_ids_of(session: &Session, filter: &Filter, actor: Option<&str>) -> Opt
         })
 }
 
-/// Whether a sort is query channels' default order, newest activity first (then by cid).
-fn sorts_by_activity(sort: &[SortField]) -> bool {
-    matches!(sort, [first, rest @ ..]
-        if first.field == "last_updated" && first.direction == -1
-            && rest.iter().all(|f| f.field == "cid"))
+/// The orders the activity index answers: newest activity first (query channels' default), or
+/// newest message first with channels without messages last; then by cid.
+#[derive(Clone, Copy)]
+enum ActivitySort {
+    LastUpdated,
+    LastMessageAt,
+}
+
+fn activity_sort(sort: &[SortField]) -> Option<ActivitySort> {
+    let [first, rest @ ..] = sort else {
+        return None;
+    };
+    if first.direction != -1 || !rest.iter().all(|f| f.field == "cid") {
+        return None;
+    }
+    match first.field.as_str() {
+        "last_updated" => Some(ActivitySort::LastUpdated),
+        "last_message_at" => Some(ActivitySort::LastMessageAt),
+        _ => None,
+    }
 }
 
 /// Fields of the filter document that depend on the reader or on the member items, not on the
