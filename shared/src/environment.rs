@@ -15,6 +15,8 @@ pub enum EnvironmentError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Api(#[from] crate::domain::ApiError),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 fn required(name: &'static str) -> Result<String, EnvironmentError> {
@@ -54,7 +56,23 @@ pub async fn chat_from_env() -> Result<Chat, EnvironmentError> {
             &bucket,
         )));
     }
-    Ok(with_translator_from_env(chat).await)
+    Ok(with_translator_from_env(with_gifs_from_env(chat)?).await)
+}
+
+/// `GIPHY_API_KEY` makes `/giphy` search Giphy (`GIPHY_API_URL` to point elsewhere,
+/// `GIPHY_RATING`, `g` by default); without it GIFs are made locally.
+pub fn with_gifs_from_env(chat: Chat) -> Result<Chat, EnvironmentError> {
+    let Some(key) = std::env::var("GIPHY_API_KEY")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(chat);
+    };
+    let url = std::env::var("GIPHY_API_URL").unwrap_or_else(|_| "https://api.giphy.com".into());
+    let rating = std::env::var("GIPHY_RATING").unwrap_or_else(|_| "g".into());
+    let giphy = crate::gifs::GiphyApi::new(&key, &url, &rating)
+        .map_err(|e| EnvironmentError::Invalid(e.to_string()))?;
+    Ok(chat.with_gifs(Arc::new(giphy)))
 }
 
 /// `CHAT_TRANSLATOR=amazon` turns on message translation with Amazon Translate.

@@ -4,6 +4,7 @@
 pub mod domain;
 pub mod environment;
 pub mod files;
+pub mod gifs;
 pub mod hooks;
 pub mod http;
 pub mod realtime;

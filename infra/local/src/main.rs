@@ -194,6 +194,8 @@ async fn run(args: Args) -> Result<(), String> {
     // CHAT_TRANSLATOR=amazon: messages translate with Amazon Translate (AWS credentials and
     // region from the environment, AWS_ENDPOINT_URL_TRANSLATE to point elsewhere).
     let chat = shared::environment::with_translator_from_env(chat).await;
+    // GIPHY_API_KEY: `/giphy` searches Giphy; without it GIFs are made locally.
+    let chat = shared::environment::with_gifs_from_env(chat).map_err(|e| e.to_string())?;
     chat.bootstrap().await.map_err(|e| e.to_string())?;
     let resumed = chat
         .resume_pending_tasks()

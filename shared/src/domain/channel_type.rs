@@ -31,10 +31,10 @@ pub const RETENTION_INFINITE: &str = "infinite";
 /// The built-in channel types, in the order the seed lists them.
 pub const BUILTIN_CHANNEL_TYPES: &[&str] =
     &["livestream", "messaging", "team", "gaming", "commerce"];
-/// Command set names accepted in `commands` besides command names.
-pub const COMMAND_SET_ALL: &str = "all";
-pub const COMMAND_SET_FUN: &str = "fun_set";
-pub const COMMAND_SET_MODERATION: &str = "moderation_set";
+pub use super::command::{
+    builtin_commands, is_builtin_command, legacy_builtin_commands, Command, COMMAND_SET_ALL,
+    COMMAND_SET_FUN, COMMAND_SET_MODERATION,
+};
 /// `push_level` values (stream-chat-js `push_level`; `""` means unset).
 pub const PUSH_LEVELS: &[&str] = &[
     "all",
@@ -97,90 +97,6 @@ pub struct Thresholds {
     pub spam: Option<LabelThresholds>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toxic: Option<LabelThresholds>,
-}
-
-/// A slash command as channel type responses and `GET /commands` show it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Command {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub args: String,
-    #[serde(default)]
-    pub set: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<String>,
-}
-
-impl Command {
-    fn builtin(name: &str, description: &str, args: &str, set: &str) -> Self {
-        Command {
-            name: name.into(),
-            description: description.into(),
-            args: args.into(),
-            set: set.into(),
-            created_at: None,
-            updated_at: None,
-        }
-    }
-}
-
-/// The built-in commands `"all"` expands to, in the order Stream lists them on a channel config
-/// (name, description, args and set copied from stream-chat-js test fixtures of real responses).
-pub fn builtin_commands() -> Vec<Command> {
-    vec![
-        Command::builtin(
-            "giphy",
-            "Post a random gif to the channel",
-            "[text]",
-            COMMAND_SET_FUN,
-        ),
-        Command::builtin(
-            "ban",
-            "Ban a user",
-            "[@username] [text]",
-            COMMAND_SET_MODERATION,
-        ),
-        Command::builtin(
-            "unban",
-            "Unban a user",
-            "[@username]",
-            COMMAND_SET_MODERATION,
-        ),
-        Command::builtin("mute", "Mute a user", "[@username]", COMMAND_SET_MODERATION),
-        Command::builtin(
-            "unmute",
-            "Unmute a user",
-            "[@username]",
-            COMMAND_SET_MODERATION,
-        ),
-    ]
-}
-
-/// Older built-ins still accepted by name (the Python SDK's fixtures treat them as built-in and
-/// never delete them) but not part of `"all"` on current apps. Descriptions are ours.
-pub fn legacy_builtin_commands() -> Vec<Command> {
-    vec![
-        Command::builtin(
-            "imgur",
-            "Post a random image to the channel",
-            "[text]",
-            COMMAND_SET_FUN,
-        ),
-        Command::builtin("flag", "Flag a user", "[@username]", COMMAND_SET_MODERATION),
-    ]
-}
-
-/// Names of every built-in command, current and legacy (these cannot be created or deleted as
-/// custom commands).
-pub fn is_builtin_command(name: &str) -> bool {
-    builtin_commands()
-        .iter()
-        .chain(&legacy_builtin_commands())
-        .any(|c| c.name == name)
 }
 
 /// What an app has defined beyond the built-ins, needed to validate `commands` and `grants`.

@@ -10,6 +10,7 @@ pub mod capabilities;
 pub mod channel;
 pub mod channel_type;
 pub mod clock;
+pub mod command;
 pub mod error;
 pub mod event;
 pub mod event_kind;

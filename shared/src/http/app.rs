@@ -5,6 +5,7 @@ use super::reply::{Body, HttpResult, Params, Reply};
 use crate::domain::caller::Caller;
 use crate::domain::caller::Session;
 use crate::domain::channel_type::ChannelTypeConfig;
+use crate::domain::command::Command;
 use crate::service::roles::permission_json;
 use crate::service::Chat;
 use axum::extract::{Path, State};
@@ -48,6 +49,7 @@ pub fn routes() -> Router<Chat> {
             axum::routing::post(replay_hook_failures),
         )
         .merge(super::exports::task_routes())
+        .merge(super::commands::routes())
 }
 
 /// `GET /event_hooks/failures` (server-side): events a hook did not take, kept 14 days.
@@ -206,11 +208,17 @@ async fn get_app(State(chat): State<Chat>, session: Session) -> HttpResult {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    let custom = chat.custom_commands().await?;
     let configs: Map<String, Value> = chat
         .list_channel_types_raw()
         .await?
         .iter()
-        .map(|ct| (ct.name.clone(), Value::Object(ct.to_channel_config(&[]))))
+        .map(|ct| {
+            (
+                ct.name.clone(),
+                Value::Object(ct.to_channel_config(&custom)),
+            )
+        })
         .collect();
     app.insert("channel_configs".into(), Value::Object(configs));
     Ok(Reply::json(json!({"app": app})))
@@ -250,16 +258,17 @@ fn channel_type_reply(ct: &ChannelTypeConfig) -> Reply {
     Reply::json(serde_json::to_value(ct).unwrap_or_default())
 }
 
-fn channel_type_response(ct: &ChannelTypeConfig) -> Value {
-    Value::Object(ct.to_response(&[]))
+fn channel_type_response(ct: &ChannelTypeConfig, custom: &[Command]) -> Value {
+    Value::Object(ct.to_response(custom))
 }
 
 async fn list_channel_types(State(chat): State<Chat>, session: Session) -> HttpResult {
+    let custom = chat.custom_commands().await?;
     let types: Map<String, Value> = chat
         .list_channel_types(&session)
         .await?
         .iter()
-        .map(|ct| (ct.name.clone(), channel_type_response(ct)))
+        .map(|ct| (ct.name.clone(), channel_type_response(ct, &custom)))
         .collect();
     Ok(Reply::json(json!({"channel_types": types})))
 }
@@ -279,8 +288,10 @@ async fn get_channel_type(
     session: Session,
     Path(name): Path<String>,
 ) -> HttpResult {
+    let ct = chat.get_channel_type(&session, &name).await?;
     Ok(Reply::json(channel_type_response(
-        &chat.get_channel_type(&session, &name).await?,
+        &ct,
+        &chat.custom_commands().await?,
     )))
 }
 

@@ -31,6 +31,7 @@ pub fn routes() -> Router<Chat> {
         )
         .route("/messages/{id}/undelete", post(undelete_message))
         .route("/messages/{id}/commit", post(commit_message))
+        .route("/messages/{id}/action", post(message_action))
         .route("/messages/{id}/translate", post(translate_message))
         .route("/channels/{type}/{id}/read", post(mark_read))
         .route("/channels/{type}/{id}/unread", post(mark_unread))
@@ -338,6 +339,16 @@ async fn commit_message(
     Path(id): Path<String>,
 ) -> HttpResult {
     Ok(Reply::json(chat.commit_message(&session, &id).await?))
+}
+
+/// `POST /messages/{id}/action`: a `/giphy` preview's send, shuffle or cancel.
+async fn message_action(
+    State(chat): State<Chat>,
+    session: Session,
+    Path(id): Path<String>,
+    Body(req): Body<crate::service::messages::MessageAction>,
+) -> HttpResult {
+    Ok(Reply::json(chat.message_action(&session, &id, req).await?))
 }
 
 async fn search(State(chat): State<Chat>, session: Session, params: Params) -> HttpResult {

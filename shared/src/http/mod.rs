@@ -5,6 +5,7 @@
 pub mod app;
 pub mod auth;
 pub mod channels;
+pub mod commands;
 pub mod exports;
 pub mod messages;
 pub mod rate_limit;

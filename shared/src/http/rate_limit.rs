@@ -106,6 +106,11 @@ const ENDPOINTS: &[(&str, &str, &str, u64)] = &[
     ("GET", "/permissions/{id}", "GetPermission", 1_000),
     ("GET", "/tasks/{id}", "GetTask", 1_000),
     ("POST", "/export_channels", "ExportChannels", 60),
+    ("GET", "/commands", "ListCommands", 60),
+    ("POST", "/commands", "CreateCommand", 60),
+    ("GET", "/commands/{name}", "GetCommand", 60),
+    ("PUT", "/commands/{name}", "UpdateCommand", 60),
+    ("DELETE", "/commands/{name}", "DeleteCommand", 60),
     (
         "GET",
         "/export_channels/{id}",
@@ -220,6 +225,7 @@ const ENDPOINTS: &[(&str, &str, &str, u64)] = &[
     ("GET", "/messages/{id}/replies", "GetReplies", 1_000),
     ("POST", "/messages/{id}/undelete", "UndeleteMessage", 1_000),
     ("POST", "/messages/{id}/commit", "CommitMessage", 1_000),
+    ("POST", "/messages/{id}/action", "RunMessageAction", 1_000),
     (
         "POST",
         "/messages/{id}/translate",

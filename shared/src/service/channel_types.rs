@@ -114,7 +114,12 @@ impl Chat {
     ) -> Result<ChannelTypeConfig, ApiError> {
         let caller = &session.caller;
         caller.require_server("creating channel types")?;
-        let ct = channel_type::create(body, self.now())?;
+        let custom = self.custom_commands().await?;
+        let defs = channel_type::AppDefinitions {
+            commands: &custom,
+            ..Default::default()
+        };
+        let ct = channel_type::create_with(body, self.now(), &defs)?;
         channel_type::check_capacity(self.list_channel_types_raw().await?.len())?;
         match self
             .store
@@ -149,7 +154,12 @@ impl Chat {
             .stored_channel_type(name)
             .await?
             .ok_or_else(|| Self::channel_type_missing(name))?;
-        channel_type::apply_update(&mut ct, body)?;
+        let custom = self.custom_commands().await?;
+        let defs = channel_type::AppDefinitions {
+            commands: &custom,
+            ..Default::default()
+        };
+        channel_type::apply_update_with(&mut ct, body, &defs)?;
         ct.touch(self.now());
         match self
             .store

@@ -1,4 +1,4 @@
-//! The app settings and channel types as the request path reads them: every request reads the
+//! The app settings, channel types and custom commands as the request path reads them: every request reads the
 //! settings and most read a channel type, and both change rarely, so they are kept decoded for a
 //! moment. A change made through this process clears the cache at once; another process (another
 //! Lambda instance) sees it within [`FRESH_FOR`]. Read-modify-writes of either read the stored
@@ -6,6 +6,7 @@
 
 use crate::domain::app_settings::AppSettings;
 use crate::domain::channel_type::ChannelTypeConfig;
+use crate::domain::command::Command;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +22,8 @@ pub struct ConfigCache {
     settings: Mutex<Option<(Instant, Arc<AppSettings>)>>,
     /// Channel type name → the type (none: it does not exist) and its item version.
     channel_types: Mutex<HashMap<String, (Instant, StoredType)>>,
+    /// The app's custom commands.
+    commands: Mutex<Option<(Instant, Arc<Vec<Command>>)>>,
 }
 
 impl ConfigCache {
@@ -61,8 +64,25 @@ impl ConfigCache {
         }
     }
 
-    /// Forgets everything: this process changed a setting or a channel type.
+    pub fn commands(&self) -> Option<Arc<Vec<Command>>> {
+        let cached = self.commands.lock().ok()?;
+        cached
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FRESH_FOR)
+            .map(|(_, c)| c.clone())
+    }
+
+    pub fn keep_commands(&self, commands: &Arc<Vec<Command>>) {
+        if let Ok(mut cached) = self.commands.lock() {
+            *cached = Some((Instant::now(), commands.clone()));
+        }
+    }
+
+    /// Forgets everything: this process changed a setting, a channel type or a command.
     pub fn clear(&self) {
+        if let Ok(mut c) = self.commands.lock() {
+            *c = None;
+        }
         if let Ok(mut s) = self.settings.lock() {
             *s = None;
         }

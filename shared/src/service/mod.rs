@@ -9,6 +9,7 @@ pub(crate) mod channel_access;
 pub(crate) mod channel_record;
 pub mod channel_types;
 pub mod channels;
+pub mod commands;
 pub mod config_cache;
 pub mod exports;
 pub mod flag_reports;
@@ -101,6 +102,8 @@ pub struct Chat {
     pub(crate) blocklists: Arc<blocklists::CompiledBlocklists>,
     /// Where export files are written and downloaded from, when configured.
     pub files: Option<Arc<dyn crate::files::FileStore>>,
+    /// Where `/giphy` finds its GIFs.
+    pub gifs: Arc<dyn crate::gifs::GifSearch>,
 }
 
 impl Chat {
@@ -122,7 +125,14 @@ impl Chat {
             failing_hooks: Arc::default(),
             blocklists: Arc::default(),
             files: None,
+            gifs: Arc::new(crate::gifs::LocalGifs),
         }
+    }
+
+    /// The same product, finding `/giphy` GIFs with `gifs`.
+    pub fn with_gifs(mut self, gifs: Arc<dyn crate::gifs::GifSearch>) -> Self {
+        self.gifs = gifs;
+        self
     }
 
     /// The same product, keeping export files in `files`.

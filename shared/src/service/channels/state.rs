@@ -301,7 +301,7 @@ impl Chat {
         let view = ChannelView {
             created_by: created_by.as_ref(),
             truncated_by: truncated_by.as_ref(),
-            config: Some(effective.to_channel_config(&[])),
+            config: Some(effective.to_channel_config(&self.custom_commands().await?)),
             own_capabilities: Some(capabilities),
             hidden: membership.map(|m| m.hidden),
             blocked: crate::service::blocks::is_blocked_direct(loaded, reader, &viewer.blocked)

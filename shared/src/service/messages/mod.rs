@@ -3,12 +3,14 @@
 //! `write` (update, delete, undelete, commit, truncation) and `translate`. This file owns the
 //! message record: its item, partition and conditioned write.
 
+mod commands;
 mod commit;
 mod read;
 mod send;
 mod translate;
 mod write;
 
+pub use commands::MessageAction;
 pub(crate) use commit::Mailboxes;
 pub use read::{PinnedAnchor, PinnedPage, RangeOp};
 pub use send::SendMessage;

@@ -187,6 +187,15 @@ impl Chat {
                 return Ok(json!({ "message": refused }));
             }
         }
+        // A slash command the channel type enables runs instead of being sent.
+        if let Some((name, args)) = crate::domain::command::invocation(&message.text) {
+            let (name, args) = (name.to_string(), args.to_string());
+            if effective.has_command(&name, &self.custom_commands().await?) {
+                return self
+                    .run_command(session, &loaded, &user, message, &name, &args)
+                    .await;
+            }
+        }
         // The channel type's blocklists: a blocked message is answered, not sent; a
         // shadow-blocked one reaches only its author; a flagged one is sent and flagged.
         let listed = self.blocklist_hit(&effective, &message.text).await?;
