@@ -134,6 +134,48 @@ impl Senders {
         }
     }
 
+    /// POSTs a signed JSON body to an app's handler (the before-send hook) and reads its JSON
+    /// answer; one attempt within `timeout`. An empty answer reads as `null`.
+    pub async fn call(
+        &self,
+        url: &str,
+        timeout: Duration,
+        body: String,
+    ) -> Result<serde_json::Value, SendError> {
+        use http_body_util::BodyExt;
+        let client = self.http().await.map_err(SendError::Permanent)?;
+        let request = hyper::Request::post(url)
+            .header("content-type", "application/json")
+            .header("user-agent", "chat-webhooks")
+            .header("x-signature", self.signature(&body))
+            .header("x-api-key", &self.api_key)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| SendError::Permanent(format!("bad request: {e}")))?;
+        let exchange = async {
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| SendError::Retry(format!("request failed: {e}")))?;
+            if !response.status().is_success() {
+                return Err(SendError::Retry(format!("answered {}", response.status())));
+            }
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| SendError::Retry(format!("answer unreadable: {e}")))?
+                .to_bytes();
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(serde_json::Value::Null);
+            }
+            serde_json::from_slice(&bytes)
+                .map_err(|e| SendError::Permanent(format!("answer is not JSON: {e}")))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| SendError::Retry(format!("no answer within {} ms", timeout.as_millis())))?
+    }
+
     async fn aws_base(&self) -> &aws_config::SdkConfig {
         self.aws
             .get_or_init(|| aws_config::defaults(aws_config::BehaviorVersion::latest()).load())

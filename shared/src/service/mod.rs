@@ -104,6 +104,8 @@ pub struct Chat {
     pub files: Option<Arc<dyn crate::files::FileStore>>,
     /// Where `/giphy` finds its GIFs.
     pub gifs: Arc<dyn crate::gifs::GifSearch>,
+    /// The HTTP client of the app's handlers called on the request path (before-send hook).
+    pub(crate) handlers: Arc<crate::hooks::send::Senders>,
 }
 
 impl Chat {
@@ -113,6 +115,10 @@ impl Chat {
         keys: AppKeys,
         task_mode: TaskMode,
     ) -> Self {
+        let handlers = Arc::new(crate::hooks::send::Senders::new(
+            &keys.api_key,
+            &keys.api_secret,
+        ));
         Chat {
             store,
             clock,
@@ -126,6 +132,7 @@ impl Chat {
             blocklists: Arc::default(),
             files: None,
             gifs: Arc::new(crate::gifs::LocalGifs),
+            handlers,
         }
     }
 

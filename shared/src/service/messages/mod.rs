@@ -3,6 +3,7 @@
 //! `write` (update, delete, undelete, commit, truncation) and `translate`. This file owns the
 //! message record: its item, partition and conditioned write.
 
+mod before_send;
 mod commands;
 mod commit;
 mod read;

@@ -196,6 +196,25 @@ impl Chat {
                     .await;
             }
         }
+        // The app's before-send hook may change the message or refuse it.
+        match self
+            .before_send(session, &loaded.channel, &user, &message)
+            .await?
+        {
+            super::before_send::Verdict::Unchanged => {}
+            super::before_send::Verdict::Changed(next) => {
+                if next.text.chars().count() > effective.max_message_length as usize {
+                    return Err(ApiError::field(
+                        "message.text",
+                        "the before-send hook made the message too long",
+                    ));
+                }
+                message = next;
+            }
+            super::before_send::Verdict::Rejected(refused) => {
+                return Ok(json!({ "message": refused }));
+            }
+        }
         // The channel type's blocklists: a blocked message is answered, not sent; a
         // shadow-blocked one reaches only its author; a flagged one is sent and flagged.
         let listed = self.blocklist_hit(&effective, &message.text).await?;
