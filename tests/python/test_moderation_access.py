@@ -1,6 +1,6 @@
-"""Who may call the moderation and pipeline endpoints added with hooks, flags and blocklists:
-each server-only endpoint against every client token kind (user, another user, guest,
-anonymous), and future-channel bans scoped to the caller's own."""
+"""Who may call the moderation and pipeline endpoints added with hooks, flags, blocklists and
+custom commands: each server-only endpoint against every client token kind (user, another user,
+guest, anonymous), and future-channel bans scoped to the caller's own."""
 
 import json
 import uuid
@@ -45,6 +45,11 @@ SERVER_ONLY = [
     ("GET", "/export_channels/some-task", None),
     ("POST", "/export/users", {"user_ids": ["x"]}),
     ("GET", "/users/x/export", None),
+    ("GET", "/commands", None),
+    ("POST", "/commands", {"name": "x", "description": "x"}),
+    ("GET", "/commands/x", None),
+    ("PUT", "/commands/x", {"description": "y"}),
+    ("DELETE", "/commands/x", None),
 ]
 
 

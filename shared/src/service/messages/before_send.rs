@@ -21,7 +21,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
 /// What the handler decided.
 pub(super) enum Verdict {
     Unchanged,
-    Changed(Message),
+    Changed(Box<Message>),
     /// The error message the author is answered with.
     Rejected(Value),
 }
@@ -97,7 +97,7 @@ impl Chat {
         Ok(if next == *message {
             Verdict::Unchanged
         } else {
-            Verdict::Changed(next)
+            Verdict::Changed(Box::new(next))
         })
     }
 }

@@ -209,7 +209,7 @@ impl Chat {
                         "the before-send hook made the message too long",
                     ));
                 }
-                message = next;
+                message = *next;
             }
             super::before_send::Verdict::Rejected(refused) => {
                 return Ok(json!({ "message": refused }));
