@@ -90,5 +90,12 @@ export function useServer(ready) {
   });
 }
 
+// A client of user `id` connected over WebSocket, as apps connect (token from the server client).
+export async function connectAs(server, admin, id) {
+  const client = new StreamChat(server.apiKey, { baseURL: server.url, allowServerSideConnect: true });
+  await client.connectUser({ id }, admin.createToken(id));
+  return client;
+}
+
 // A random id with a readable prefix.
 export const uid = (p) => `${p}-${Math.random().toString(36).slice(2, 10)}`;

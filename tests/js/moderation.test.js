@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StreamChat } from 'stream-chat';
-import { nextEvent, uid, useServer } from './harness.js';
+import { connectAs, nextEvent, uid, useServer } from './harness.js';
 
 let server;
 let admin;
@@ -14,11 +14,7 @@ useServer((s, c) => {
   admin = c;
 });
 
-async function connect(id) {
-  const client = new StreamChat(server.apiKey, { baseURL: server.url, allowServerSideConnect: true });
-  await client.connectUser({ id }, admin.createToken(id));
-  return client;
-}
+const connect = (id) => connectAs(server, admin, id);
 
 async function scene() {
   const [mod, member, other] = [uid('mod'), uid('mem'), uid('oth')];

@@ -1,15 +1,18 @@
 """Black-box harness: start chat-local on a free loopback port and hand tests the official
 Python SDK pointed at it (plus raw-HTTP helpers for auth tests)."""
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.parse
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import jwt
@@ -20,6 +23,69 @@ from stream_chat import StreamChat
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("CHAT_LOCAL_BIN", ROOT / "target" / "debug" / "chat-local"))
+
+
+class JsonEndpoint:
+    """A loopback endpoint standing in for an app's handler (before-send hook, custom action
+    handler): records each call as (body bytes, headers) and answers what `respond(doc)` returns,
+    `(status, answer)` with `answer` a dict or None for an empty body."""
+
+    def __init__(self, respond):
+        self.calls = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.calls.append((body, self.headers))
+                status, answer = respond(json.loads(body))
+                out = b"" if answer is None else json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/handler"
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@contextlib.contextmanager
+def private_app(prefix):
+    """chat-local with an app of its own (for tests that change app settings); yields its SDK
+    client."""
+    if not BINARY.exists():
+        pytest.fail(f"{BINARY} is missing: build it with `cargo build --bin chat-local`")
+    data_dir = tempfile.mkdtemp(prefix=f"chat-local-{prefix}-")
+    srv = LocalServer(data_dir, prefix + uuid.uuid4().hex[:6], prefix + "-secret-" + uuid.uuid4().hex)
+    srv.start()
+    try:
+        yield srv.client()
+    finally:
+        srv.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def read_until(ws, done, seconds=3):
+    """Frames from a socket until `done(frame)` or `seconds` pass."""
+    frames, deadline = [], time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        ws.settimeout(left)
+        try:
+            frame = json.loads(ws.recv())
+        except (websocket.WebSocketTimeoutException, websocket.WebSocketConnectionClosedException):
+            break
+        frames.append(frame)
+        if done(frame):
+            break
+    return frames
 
 
 def free_port():

@@ -11,8 +11,9 @@ from datetime import datetime
 
 import jwt
 import pytest
-import websocket
 from stream_chat.base.exceptions import StreamAPIException
+
+from conftest import read_until
 
 ENVELOPE_FIELDS = {"code", "message", "StatusCode", "duration", "more_info"}
 # What an error message must never show: store keys and Rust internals.
@@ -596,20 +597,6 @@ def test_bad_ban_requests_answer_in_the_envelope(server, client, cast):
 
 
 # Events ----------------------------------------------------------------------------------------
-
-
-def read_until(ws, done, seconds=3):
-    frames, deadline = [], time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        ws.settimeout(left)
-        try:
-            frame = json.loads(ws.recv())
-        except (websocket.WebSocketTimeoutException, websocket.WebSocketConnectionClosedException):
-            break
-        frames.append(frame)
-        if done(frame):
-            break
-    return frames
 
 
 def test_channel_ban_events_and_shadowed_messages_on_the_socket(server, client, cast):

@@ -5,73 +5,37 @@ fields), reject it (`type: error`: the author gets the error, nothing is stored)
 nothing; a handler that errs or is too slow lets the message through unchanged."""
 
 import json
-import shutil
-import tempfile
-import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import BINARY, LocalServer
+from conftest import JsonEndpoint, private_app
 
 
-class Handler:
-    """A loopback before-send handler: redacts "secret", rejects "forbidden", fails on "boom",
-    answers "slow" after 3 s, and answers nothing otherwise."""
-
-    def __init__(self):
-        self.calls = []
-        outer = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.calls.append((body, self.headers))
-                message = json.loads(body)["message"]
-                text = message["text"]
-                if "boom" in text:
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                if "slow" in text:
-                    time.sleep(3)
-                if "secret" in text:
-                    answer = {"message": {**message, "text": text.replace("secret", "[redacted]"), "redacted": True}}
-                elif "forbidden" in text:
-                    answer = {"message": {"type": "error", "text": "This message is not allowed here"}}
-                else:
-                    answer = {}
-                out = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/before-send"
+def before_send(doc):
+    """Redacts "secret", rejects "forbidden", fails on "boom", answers "slow" after 3 s, and
+    answers nothing otherwise."""
+    message = doc["message"]
+    text = message["text"]
+    if "boom" in text:
+        return 500, None
+    if "slow" in text:
+        time.sleep(3)
+    if "secret" in text:
+        return 200, {"message": {**message, "text": text.replace("secret", "[redacted]"), "redacted": True}}
+    if "forbidden" in text:
+        return 200, {"message": {"type": "error", "text": "This message is not allowed here"}}
+    return 200, {}
 
 
 @pytest.fixture(scope="module")
 def app():
-    if not BINARY.exists():
-        pytest.fail(f"{BINARY} is missing: build it with `cargo build --bin chat-local`")
-    data_dir = tempfile.mkdtemp(prefix="chat-local-before-send-")
-    srv = LocalServer(data_dir, "bskey" + uuid.uuid4().hex[:6], "bssecret-" + uuid.uuid4().hex)
-    srv.start()
-    handler = Handler()
-    client = srv.client()
-    client.update_app_settings(before_message_send_hook_url=handler.url)
-    yield client, handler
-    handler.httpd.shutdown()
-    srv.stop()
-    shutil.rmtree(data_dir, ignore_errors=True)
+    handler = JsonEndpoint(before_send)
+    with private_app("bs") as client:
+        client.update_app_settings(before_message_send_hook_url=handler.url)
+        yield client, handler
+    handler.close()
 
 
 @pytest.fixture

@@ -66,6 +66,12 @@ const MESSAGE_KEYS: &[&str] = &[
     "member",
 ];
 
+/// Whether `key` names one of a message's own fields rather than custom data (commands' `command`
+/// and `args` included).
+pub fn is_message_key(key: &str) -> bool {
+    MESSAGE_KEYS.contains(&key) || key == "command" || key == "args"
+}
+
 /// Fields a message partial update may not touch (server-managed).
 const NOT_SETTABLE: &[&str] = &[
     "id",

@@ -19,6 +19,15 @@ fn not_found(name: &str) -> ApiError {
     ApiError::not_found(format!("command {name:?} does not exist"))
 }
 
+fn refuse_builtin(name: &str, what: &str) -> Result<(), ApiError> {
+    if crate::domain::command::is_builtin_command(name) {
+        return Err(ApiError::input(format!(
+            "{name:?} is a built-in command and cannot be {what}"
+        )));
+    }
+    Ok(())
+}
+
 impl Chat {
     /// The app's custom commands (kept decoded for a moment).
     pub(crate) async fn custom_commands(&self) -> Result<Arc<Vec<Command>>, ApiError> {
@@ -120,6 +129,7 @@ impl Chat {
         req: CommandRequest,
     ) -> Result<Value, ApiError> {
         session.caller.require_server("updating commands")?;
+        refuse_builtin(name, "changed")?;
         let (current, version) = self
             .stored_command(name)
             .await?
@@ -150,6 +160,7 @@ impl Chat {
     /// `DELETE /commands/{name}`: refused while a channel type names it.
     pub async fn delete_command(&self, session: &Session, name: &str) -> Result<Value, ApiError> {
         session.caller.require_server("deleting commands")?;
+        refuse_builtin(name, "deleted")?;
         if self.stored_command(name).await?.is_none() {
             return Err(not_found(name));
         }

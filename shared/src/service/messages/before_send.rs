@@ -75,20 +75,12 @@ impl Chat {
             return Ok(Verdict::Rejected(refused));
         }
         // Only the text, the attachments and custom fields may change.
-        let standard: Vec<&String> = wire
-            .as_object()
-            .map(|w| {
-                w.keys()
-                    .filter(|k| !message.custom.contains_key(*k))
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut next = message.clone();
         for (key, value) in changed {
             match (key.as_str(), value) {
                 ("text", Value::String(text)) => next.text = text.clone(),
                 ("attachments", Value::Array(list)) => next.attachments = list.clone(),
-                _ if !standard.contains(&key) => {
+                _ if !crate::domain::message::is_message_key(key) => {
                     next.custom.insert(key.clone(), value.clone());
                 }
                 _ => {}

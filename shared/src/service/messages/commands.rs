@@ -4,8 +4,8 @@
 //! channel's history) with a GIF and `send` / `shuffle` / `cancel` actions, taken through
 //! `POST /messages/{id}/action`; `send` posts it as a regular message. The moderation commands
 //! (`ban`, `unban`, `mute`, `unmute`, `flag`) call the moderation use cases as the author, with
-//! their permission checks, and answer an ephemeral confirmation. Custom commands answer an
-//! error: the custom action handler they call is not built yet.
+//! their permission checks, and answer an ephemeral confirmation. Custom commands go to the
+//! app's custom action handler (`custom_commands`).
 
 use super::SendMessage;
 use crate::domain::ban::BanRequest;
@@ -25,15 +25,24 @@ use serde_json::{json, Map, Value};
 /// How long a `/giphy` preview can be acted on.
 const EPHEMERAL_TTL_SECS: i64 = 3600;
 
-/// A `/giphy` preview: the ephemeral message, its search and which result it shows.
+/// An ephemeral message its author can act on: a `/giphy` preview (its search and which
+/// result it shows) or a custom command's answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Preview {
-    message: Message,
-    query: String,
-    position: u32,
+pub(super) struct Preview {
+    pub message: Message,
+    #[serde(default = "giphy")]
+    pub command: String,
+    /// The command's arguments (`/giphy`: the search).
+    pub query: String,
+    #[serde(default)]
+    pub position: u32,
 }
 
-fn preview_key(id: &str) -> (String, String) {
+fn giphy() -> String {
+    "giphy".into()
+}
+
+pub(super) fn preview_key(id: &str) -> (String, String) {
     (format!("ephemeral#{id}"), "message".into())
 }
 
@@ -47,7 +56,7 @@ fn giphy_actions() -> Value {
 }
 
 /// The response shape of an ephemeral message of `command`.
-fn ephemeral_wire(message: &Message, user: &Value, command: &str, args: &str) -> Value {
+pub(super) fn ephemeral_wire(message: &Message, user: &Value, command: &str, args: &str) -> Value {
     let mut wire = message.to_wire(Some(user));
     wire["type"] = Value::String("ephemeral".into());
     wire["command"] = Value::String(command.into());
@@ -75,6 +84,20 @@ impl Chat {
         name: &str,
         args: &str,
     ) -> Result<Value, ApiError> {
+        // A command's message takes its id as any send does: a taken one is refused.
+        let (pk, sk) = preview_key(&message.id);
+        if self.find_message(&message.id).await?.is_some()
+            || self
+                .store
+                .get(TableName::Messages, &pk, &sk)
+                .await?
+                .is_some()
+        {
+            return Err(ApiError::input(format!(
+                "a message with id {} already exists",
+                message.id
+            )));
+        }
         match name {
             "giphy" => self.giphy_preview(user, message, args).await,
             "ban" | "unban" | "mute" | "unmute" | "flag" => {
@@ -84,10 +107,10 @@ impl Chat {
             "imgur" => Err(ApiError::input(
                 "the imgur command is no longer available; use /giphy",
             )),
-            other => Err(ApiError::input(format!(
-                "custom command {other:?} needs the custom action handler \
-                 (custom_action_handler_url), which this deployment does not call yet"
-            ))),
+            custom => {
+                self.custom_command(session, loaded, user, message, custom, args)
+                    .await
+            }
         }
     }
 
@@ -107,6 +130,7 @@ impl Chat {
         message.attachments = vec![with_actions(gif.attachment(query))];
         let preview = Preview {
             message,
+            command: giphy(),
             query: query.to_string(),
             position: 0,
         };
@@ -125,7 +149,11 @@ impl Chat {
     }
 
     /// Stores a preview: new (`version` none) or replacing the one read at `version`.
-    async fn keep_preview(&self, preview: &Preview, version: Option<u64>) -> Result<(), ApiError> {
+    pub(super) async fn keep_preview(
+        &self,
+        preview: &Preview,
+        version: Option<u64>,
+    ) -> Result<(), ApiError> {
         let (pk, sk) = preview_key(&preview.message.id);
         let data = serde_json::to_value(preview).map_err(|e| ApiError::internal(e.to_string()))?;
         let mut item = Item::new(pk, sk, data);
@@ -180,15 +208,17 @@ impl Chat {
                 "only the author of message {id} can act on it"
             )));
         }
+        let user = user_of(self, &actor).await?;
+        if preview.command != "giphy" {
+            return self
+                .custom_action(session, preview, version, &user, req.form_data)
+                .await;
+        }
         let action = req
             .form_data
             .get("image_action")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let (user, _) = self
-            .get_user(&actor)
-            .await?
-            .ok_or_else(|| ApiError::input(format!("user {actor:?} does not exist")))?;
         match action {
             "shuffle" => {
                 preview.position += 1;
@@ -201,7 +231,6 @@ impl Chat {
                 }))
             }
             "send" => {
-                self.forget_preview(id, version).await?;
                 let mut attachment = preview
                     .message
                     .attachments
@@ -220,17 +249,7 @@ impl Chat {
                 if let Some(parent) = &preview.message.parent_id {
                     message.insert("parent_id".into(), Value::String(parent.clone()));
                 }
-                let cid = crate::domain::channel::Cid::parse(&preview.message.cid)?;
-                self.send_message(
-                    session,
-                    &cid.channel_type,
-                    &cid.id,
-                    SendMessage {
-                        message,
-                        ..Default::default()
-                    },
-                )
-                .await
+                self.send_preview(session, &preview, version, message).await
             }
             "cancel" => {
                 self.forget_preview(id, version).await?;
@@ -243,7 +262,29 @@ impl Chat {
         }
     }
 
-    async fn forget_preview(&self, id: &str, version: u64) -> Result<(), ApiError> {
+    /// Sends a preview's outcome to its channel as a regular message, then forgets the preview
+    /// (a refused send leaves it to act on again; a second send finds its id taken).
+    pub(super) async fn send_preview(
+        &self,
+        session: &Session,
+        preview: &Preview,
+        version: u64,
+        message: Map<String, Value>,
+    ) -> Result<Value, ApiError> {
+        let cid = crate::domain::channel::Cid::parse(&preview.message.cid)?;
+        let send = SendMessage {
+            message,
+            command_outcome: true,
+            ..Default::default()
+        };
+        let sent = Box::pin(self.send_message(session, &cid.channel_type, &cid.id, send)).await?;
+        match self.forget_preview(&preview.message.id, version).await {
+            // Acted on meanwhile: the message is sent all the same.
+            Ok(()) | Err(_) => Ok(sent),
+        }
+    }
+
+    pub(super) async fn forget_preview(&self, id: &str, version: u64) -> Result<(), ApiError> {
         let (pk, sk) = preview_key(id);
         match self
             .store
@@ -312,6 +353,13 @@ impl Chat {
         reply.text = done;
         Ok(json!({ "message": ephemeral_wire(&reply, &user.to_json(), name, args) }))
     }
+}
+
+async fn user_of(chat: &Chat, id: &str) -> Result<User, ApiError> {
+    chat.get_user(id)
+        .await?
+        .map(|(u, _)| u)
+        .ok_or_else(|| ApiError::input(format!("user {id:?} does not exist")))
 }
 
 /// A use case's request built from a command's fields.

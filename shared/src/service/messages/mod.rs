@@ -6,6 +6,7 @@
 mod before_send;
 mod commands;
 mod commit;
+mod custom_commands;
 mod read;
 mod send;
 mod translate;

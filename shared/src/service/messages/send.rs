@@ -29,6 +29,9 @@ pub struct SendMessage {
     /// Server-side: hold the message for review (overrides the type's `mark_messages_pending`).
     pub pending: Option<bool>,
     pub pending_message_metadata: Map<String, Value>,
+    /// A command's outcome being sent: its text runs no command again.
+    #[serde(skip)]
+    pub command_outcome: bool,
 }
 
 impl Chat {
@@ -188,8 +191,10 @@ impl Chat {
             }
         }
         // A slash command the channel type enables runs instead of being sent.
-        if let Some((name, args)) = crate::domain::command::invocation(&message.text) {
-            let (name, args) = (name.to_string(), args.to_string());
+        let invoked = crate::domain::command::invocation(&message.text)
+            .filter(|_| !req.command_outcome)
+            .map(|(name, args)| (name.to_string(), args.to_string()));
+        if let Some((name, args)) = invoked {
             if effective.has_command(&name, &self.custom_commands().await?) {
                 return self
                     .run_command(session, &loaded, &user, message, &name, &args)
