@@ -660,6 +660,11 @@ impl Message {
         // A deleted message keeps its place but not its text (server-side reads may ask for it).
         if self.kind == "deleted" {
             doc.insert("text".into(), Value::String(String::new()));
+        } else {
+            doc.insert(
+                "html".into(),
+                Value::String(crate::domain::markup::render(&self.text)),
+            );
         }
         if let Some(by) = doc.remove("pinned_by_id") {
             doc.insert("pinned_by".into(), json!({ "id": by }));

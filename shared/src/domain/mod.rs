@@ -19,6 +19,7 @@ pub mod filter;
 pub mod flag;
 pub mod ids;
 pub mod limits;
+pub mod markup;
 pub mod message;
 pub mod patch;
 pub mod permissions;
