@@ -85,6 +85,7 @@ def test_a_rejected_message_answers_an_error_and_is_not_stored(app, channel):
 
 
 def test_a_failing_or_slow_handler_lets_the_message_through(app, channel):
+    # (1.5 s by default)
     ch, ann = channel
     failed = ch.send_message({"text": "boom goes the handler"}, ann)["message"]
     assert failed["type"] == "regular" and failed["text"] == "boom goes the handler"
@@ -95,3 +96,18 @@ def test_a_failing_or_slow_handler_lets_the_message_through(app, channel):
     assert slow["text"] == "slow secret"
     assert 1.2 < took < 2.9, took
     assert {"boom goes the handler", "slow secret"} <= set(stored_texts(ch))
+
+
+def test_the_app_sets_how_long_the_handler_has(app, channel):
+    client, _ = app
+    ch, ann = channel
+    client.update_app_settings(before_message_send_hook_attempt_timeout_ms=300)
+    try:
+        started = time.monotonic()
+        slow = ch.send_message({"text": "slow secret again"}, ann)["message"]
+        assert slow["text"] == "slow secret again"
+        assert time.monotonic() - started < 1.2
+    finally:
+        client.update_app_settings(before_message_send_hook_attempt_timeout_ms=0)
+    with pytest.raises(Exception):
+        client.update_app_settings(before_message_send_hook_attempt_timeout_ms=5001)

@@ -74,6 +74,8 @@ pub struct AppSettings {
     pub sns_auth_type: String,
     pub sns_role_arn: String,
     pub before_message_send_hook_url: String,
+    /// How long the before-send hook has to answer, in ms (1–5000; 0: the default, 1,500).
+    pub before_message_send_hook_attempt_timeout_ms: i64,
     pub custom_action_handler_url: String,
     pub user_search_disallowed_roles: Vec<String>,
     pub push_config: Value,
@@ -118,6 +120,7 @@ impl Default for AppSettings {
             sns_auth_type: "keys".into(),
             sns_role_arn: String::new(),
             before_message_send_hook_url: String::new(),
+            before_message_send_hook_attempt_timeout_ms: 0,
             custom_action_handler_url: String::new(),
             user_search_disallowed_roles: Vec::new(),
             push_config: serde_json::json!({"version": "v1", "offline_only": false}),
@@ -265,6 +268,12 @@ impl AppSettings {
             return Err(ApiError::field(
                 "reminders_interval",
                 "reminders_interval must be between 60 and 86400 seconds",
+            ));
+        }
+        if !(0..=5000).contains(&self.before_message_send_hook_attempt_timeout_ms) {
+            return Err(ApiError::field(
+                "before_message_send_hook_attempt_timeout_ms",
+                "before_message_send_hook_attempt_timeout_ms must be between 0 and 5000",
             ));
         }
         for (field, auth) in [
@@ -481,6 +490,22 @@ mod tests {
         assert!(update(&mut s, json!({"permission_version": "v1"})).is_err());
         assert!(update(&mut s, json!({"permission_version": "v2"})).is_ok());
         assert!(update(&mut s, json!({"reminders_interval": 86401})).is_err());
+        assert!(update(
+            &mut s,
+            json!({"before_message_send_hook_attempt_timeout_ms": -1})
+        )
+        .is_err());
+        assert!(update(
+            &mut s,
+            json!({"before_message_send_hook_attempt_timeout_ms": 5001})
+        )
+        .is_err());
+        let mut fresh = AppSettings::default();
+        assert!(update(
+            &mut fresh,
+            json!({"before_message_send_hook_attempt_timeout_ms": 300})
+        )
+        .is_ok());
         assert!(update(&mut s, json!({"enforce_unique_usernames": "world"})).is_err());
         assert!(update(&mut s, json!({"not_a_setting": 1})).is_err());
         assert!(update(&mut s, json!({"webhook_url": "ftp://x"})).is_err());

@@ -4,7 +4,8 @@
 //! changed (its `text`, `attachments` and custom fields are taken), rejected (`type: error`:
 //! the author is answered with that error message and nothing is stored), or nothing (`{}` or
 //! an empty body: sent as it is). Like Stream, the hook fails open: a handler that errs or does
-//! not answer within 1.5 s lets the message through unchanged.
+//! not answer in time (`before_message_send_hook_attempt_timeout_ms`, 1.5 s by default) lets the
+//! message through unchanged.
 
 use crate::domain::caller::Session;
 use crate::domain::channel::{Channel, ChannelView};
@@ -15,8 +16,8 @@ use crate::service::Chat;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// How long the handler has to answer (Stream's default per attempt).
-const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+/// How long the handler has to answer unless the app says (Stream's default per attempt).
+const DEFAULT_TIMEOUT_MS: u64 = 1500;
 
 /// What the handler decided.
 pub(super) enum Verdict {
@@ -24,6 +25,14 @@ pub(super) enum Verdict {
     Changed(Box<Message>),
     /// The error message the author is answered with.
     Rejected(Value),
+}
+
+/// `before_message_send_hook_attempt_timeout_ms`, or the default.
+fn timeout(session: &Session) -> Duration {
+    match session.settings.before_message_send_hook_attempt_timeout_ms {
+        ms @ 1..=5000 => Duration::from_millis(ms as u64),
+        _ => Duration::from_millis(DEFAULT_TIMEOUT_MS),
+    }
 }
 
 impl Chat {
@@ -50,7 +59,7 @@ impl Chat {
         });
         let answer = match self
             .handlers
-            .call(url, ATTEMPT_TIMEOUT, body.to_string())
+            .call(url, timeout(session), body.to_string())
             .await
         {
             Ok(answer) => answer,
