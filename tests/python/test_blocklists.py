@@ -116,7 +116,10 @@ def test_blocklists_are_server_side_and_bounded(client, server, people):
         assert r.status_code == 403 and r.json()["code"] == 17, (method, path, r.text)
     token = server_token(server)
     for body in [
-        {"name": uid("x"), "words": ["a+"], "type": "regex"},
+        {"name": uid("x"), "words": ["(unclosed"], "type": "regex"},
+        {"name": uid("x"), "words": ["not a domain"], "type": "domain"},
+        {"name": uid("x"), "words": ["nobody@"], "type": "email_allowlist"},
+        {"name": uid("x"), "words": ["a"], "is_leet_check_enabled": True},
         {"name": uid("x"), "words": ["a"], "type": "nope"},
         {"name": uid("x"), "words": ["w"] * 10_001},
         {"name": uid("x"), "words": [" "]},
@@ -125,6 +128,7 @@ def test_blocklists_are_server_side_and_bounded(client, server, people):
     ]:
         r = server.request("POST", "/blocklists", token=token, json=body)
         assert r.status_code == 400, (body.get("type"), len(body["words"]), r.text)
+        assert r.json()["code"] == 4, r.text
         assert "blocklist#" not in r.text and "BlocklistRequest" not in r.text
     name = uid("dup")
     assert server.request("POST", "/blocklists", token=token, json={"name": name, "words": ["a"]}).status_code == 200
@@ -132,3 +136,40 @@ def test_blocklists_are_server_side_and_bounded(client, server, people):
     big = server.request("POST", "/blocklists", token=token, json={"name": uid("big"), "words": [f"w{i}" for i in range(10_000)]})
     assert big.status_code == 200, big.text
     assert server.request("DELETE", "/blocklists/no-such-list", token=token).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "kind,words,caught,passes",
+    [
+        ("regex", [r"\b\d{3}-\d{4}\b", "free +money"], ["call 555-1234", "FREE  MONEY now"], ["call me maybe"]),
+        ("domain", ["spam.example"], ["see https://www.spam.example/deal", "spam.example rocks"], ["a@spam.example", "ham.example"]),
+        ("domain_allowlist", ["getstream.io"], ["try evil.com"], ["docs: https://getstream.io/chat", "version 1.2"]),
+        ("email", ["boss@corp.com", "spam.example"], ["ping Boss@Corp.com", "x@spam.example"], ["ceo@corp.com"]),
+        ("email_allowlist", ["ourcompany.com"], ["me@gmail.com"], ["help@ourcompany.com", "no address"]),
+    ],
+)
+def test_each_list_type_blocks_what_it_names(client, people, kind, words, caught, passes):
+    name = uid(kind.replace("_", "-"))
+    client.create_blocklist(name=name, words=words, type=kind)
+    ctype, ch = None, None
+    try:
+        assert client.get_blocklist(name)["blocklist"]["type"] == kind
+        ctype = channel_type_with(client, blocklist=name, blocklist_behavior="block")
+        a, b = people
+        ch = client.channel(ctype, uid("c"), {"members": [a, b]})
+        ch.create(a)
+        for text in caught:
+            assert ch.send_message({"text": text}, a)["message"]["type"] == "error", (kind, text)
+        for text in passes:
+            assert ch.send_message({"text": text}, a)["message"]["type"] == "regular", (kind, text)
+        stored = [m["text"] for m in ch.query(messages={"limit": 20})["messages"]]
+        assert stored == passes, stored
+        # A list's words can change; the new ones apply at once.
+        client.update_blocklist(name, words=words[:1])
+        assert client.get_blocklist(name)["blocklist"]["words"] == words[:1]
+    finally:
+        if ch is not None:
+            ch.delete(hard=True)
+        if ctype is not None:
+            client.delete_channel_type(ctype)
+        client.delete_blocklist(name)

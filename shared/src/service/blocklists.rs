@@ -23,22 +23,24 @@ fn blocklist_key(name: &str) -> (String, String) {
     (format!("blocklist#{name}"), "blocklist".into())
 }
 
-/// A list as compiled at a moment (`None`: it does not exist).
-type Compiled = (Instant, Option<Arc<Matcher>>);
+/// A list as compiled from the item version it was read at (`None`: it does not exist).
+type Versioned = Option<(u64, Arc<Matcher>)>;
+type Compiled = (Instant, Versioned);
 
 /// Compiled lists by name, with when they were read.
 #[derive(Default)]
 pub struct CompiledBlocklists(Mutex<HashMap<String, Compiled>>);
 
 impl CompiledBlocklists {
-    fn get(&self, name: &str) -> Option<Option<Arc<Matcher>>> {
+    /// The compiled list and whether it is fresh (a stale one is reused if its item did not
+    /// change: a large regex list is compiled once per change, not once per second).
+    fn get(&self, name: &str) -> Option<(bool, Versioned)> {
         let map = self.0.lock().ok()?;
         map.get(name)
-            .filter(|(at, _)| at.elapsed() < FRESH_FOR)
-            .map(|(_, m)| m.clone())
+            .map(|(at, m)| (at.elapsed() < FRESH_FOR, m.clone()))
     }
 
-    fn put(&self, name: &str, matcher: Option<Arc<Matcher>>) {
+    fn put(&self, name: &str, matcher: Versioned) {
         if let Ok(mut map) = self.0.lock() {
             map.insert(name.to_string(), (Instant::now(), matcher));
         }
@@ -104,6 +106,7 @@ impl Chat {
         req: BlocklistRequest,
     ) -> Result<Value, ApiError> {
         session.caller.require_server("creating blocklists")?;
+        req.check_variants()?;
         let name = req.name.clone().unwrap_or_default();
         blocklist::validate_name(&name)?;
         let kind = req.kind.clone().unwrap_or_else(|| "word".into());
@@ -155,6 +158,7 @@ impl Chat {
         req: BlocklistRequest,
     ) -> Result<Value, ApiError> {
         session.caller.require_server("updating blocklists")?;
+        req.check_variants()?;
         let (mut list, version) = self
             .stored_blocklist(name)
             .await?
@@ -192,15 +196,21 @@ impl Chat {
 
     /// The compiled list `name` (kept for a second), `None` when it does not exist.
     async fn matcher(&self, name: &str) -> Result<Option<Arc<Matcher>>, ApiError> {
-        if let Some(m) = self.blocklists.get(name) {
-            return Ok(m);
-        }
-        let matcher = self
-            .stored_blocklist(name)
-            .await?
-            .map(|(l, _)| Arc::new(Matcher::new(&l.words)));
+        let kept = match self.blocklists.get(name) {
+            Some((true, m)) => return Ok(m.map(|(_, m)| m)),
+            Some((false, m)) => m,
+            None => None,
+        };
+        let matcher = match self.stored_blocklist(name).await? {
+            None => None,
+            Some((_, version)) if kept.as_ref().is_some_and(|(v, _)| *v == version) => kept,
+            // Validated when written: a list that no longer compiles checks nothing.
+            Some((list, version)) => Matcher::for_list(&list.kind, &list.words)
+                .ok()
+                .map(|m| (version, Arc::new(m))),
+        };
         self.blocklists.put(name, matcher.clone());
-        Ok(matcher)
+        Ok(matcher.map(|(_, m)| m))
     }
 
     /// The first of the channel's lists `text` trips, with what the channel does about it:
