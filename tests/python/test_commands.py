@@ -438,6 +438,13 @@ def test_only_the_author_acts_on_a_preview(client, server, scene):
         "POST", f"/messages/{preview['id']}/action", auth_type="anonymous", json={"form_data": {"image_action": "send"}}
     )
     assert anonymous.status_code in (401, 403), anonymous.text
+    guest = server.request("POST", "/guest", auth_type="anonymous", json={"user": {"id": f"g-{uuid.uuid4().hex[:8]}"}})
+    assert guest.status_code in (200, 201), guest.text
+    as_guest = server.request(
+        "POST", f"/messages/{preview['id']}/action", token=guest.json()["access_token"],
+        json={"form_data": {"image_action": "send"}},
+    )
+    assert as_guest.status_code == 403 and ENVELOPE <= set(as_guest.json()), as_guest.text
     assert stored_ids(ch) == []
     # The author still can.
     r = server.request(

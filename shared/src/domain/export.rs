@@ -237,6 +237,12 @@ impl ExportChannelsRequest {
                     .map(|c| c.to_string())
                     .collect(),
                 Some(fields) => {
+                    if fields.len() > CSV_COLUMNS.len() {
+                        return Err(ApiError::field(
+                            "include_fields",
+                            format!("include_fields names at most {} columns", CSV_COLUMNS.len()),
+                        ));
+                    }
                     if let Some(bad) = fields.iter().find(|f| !CSV_COLUMNS.contains(&f.as_str())) {
                         return Err(ApiError::field(
                             "include_fields",

@@ -84,14 +84,17 @@ impl Chat {
         name: &str,
         args: &str,
     ) -> Result<Value, ApiError> {
-        // A command's message takes its id as any send does: a taken one is refused.
+        // A command whose message is kept or sent takes its id as any send does: a taken one
+        // is refused (moderation commands keep nothing).
         let (pk, sk) = preview_key(&message.id);
-        if self.find_message(&message.id).await?.is_some()
-            || self
-                .store
-                .get(TableName::Messages, &pk, &sk)
-                .await?
-                .is_some()
+        let keeps_id = !matches!(name, "ban" | "unban" | "mute" | "unmute" | "flag" | "imgur");
+        if keeps_id
+            && (self.find_message(&message.id).await?.is_some()
+                || self
+                    .store
+                    .get(TableName::Messages, &pk, &sk)
+                    .await?
+                    .is_some())
         {
             return Err(ApiError::input(format!(
                 "a message with id {} already exists",
