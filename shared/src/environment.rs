@@ -49,12 +49,21 @@ pub async fn chat_from_env() -> Result<Chat, EnvironmentError> {
         keys,
         TaskMode::Inline,
     );
-    // FILES_BUCKET: export files go to this S3 bucket (exports answer an error without it).
+    // FILES_BUCKET: export files and uploads go to this S3 bucket (exports and uploads answer
+    // an error without it).
     if let Some(bucket) = std::env::var("FILES_BUCKET").ok().filter(|v| !v.is_empty()) {
         chat = chat.with_files(Arc::new(crate::files::s3::S3Files::from_config(
             aws().await,
             &bucket,
         )));
+    }
+    // CHAT_PUBLIC_URL: the API's address for links to uploads (a custom domain); without it,
+    // the address API Gateway was called at.
+    if let Some(url) = std::env::var("CHAT_PUBLIC_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        chat = chat.with_public_url(&url);
     }
     Ok(with_translator_from_env(with_gifs_from_env(chat)?).await)
 }

@@ -7,6 +7,7 @@ pub mod files;
 pub mod gifs;
 pub mod hooks;
 pub mod http;
+pub mod images;
 pub mod realtime;
 pub mod service;
 pub mod store;

@@ -6,27 +6,10 @@ mod support;
 
 use serde_json::{json, Value};
 use shared::domain::export::ExportChannelsRequest;
-use shared::files::s3::S3Files;
 use shared::files::{FilePath, FileStore};
 use std::sync::Arc;
 use std::time::Duration;
 use support::chat::{obj, TestChat};
-use support::moto::Moto;
-
-async fn bucket(moto: &Moto, name: &str) -> S3Files {
-    let config = moto.sdk_config();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket()
-        .bucket(name)
-        .send()
-        .await
-        .expect("bucket on moto");
-    S3Files::from_config(&config, name)
-}
 
 /// GET `url`: status, content type and body.
 async fn download(url: &str) -> (u16, String, Vec<u8>) {
@@ -50,8 +33,8 @@ async fn download(url: &str) -> (u16, String, Vec<u8>) {
 
 #[tokio::test]
 async fn s3_files_download_through_presigned_urls() {
-    let moto = Moto::shared();
-    let files = bucket(&moto, "files-presigned").await;
+    let moto = support::moto::Moto::shared();
+    let files = moto.bucket("files-presigned").await;
     let path = FilePath::parse("exports/channels/t1/channels.json").expect("path");
     files
         .put(&path, br#"{"channels":[]}"#.to_vec())
@@ -82,12 +65,12 @@ async fn send(t: &TestChat, user: &str, text: &str) -> Value {
 
 #[tokio::test]
 async fn exports_on_dynamodb_land_in_s3() {
-    let moto = Moto::shared();
+    let moto = support::moto::Moto::shared();
     let mut t = TestChat::dynamodb().await;
     t.chat = t
         .chat
         .clone()
-        .with_files(Arc::new(bucket(&moto, "files-exports").await));
+        .with_files(Arc::new(moto.bucket("files-exports").await));
     t.users(&["ex-ann", "ex-bob"]).await;
     t.channel("ledger", &["ex-ann", "ex-bob"]).await;
     send(&t, "ex-ann", "first").await;

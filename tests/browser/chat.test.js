@@ -3,8 +3,11 @@
 // puppeteer-core) against chat-local. The page is served from a different loopback origin, so
 // every REST call is cross-origin (CORS preflights included) and the WebSocket carries the
 // events. Proves that a message typed into user A's MessageInput and sent with Enter appears in
-// user B's MessageList, and that B's reply appears in A's. On failure it prints the browser
-// console and failed requests and saves screenshots to a temp dir.
+// user B's MessageList, and that B's reply appears in A's; and that an image A attaches through
+// the MessageInput's file input uploads to chat-local (cross-origin, multipart), is sent, and
+// shows in B's MessageList as an <img> from chat-local's /files/uploads/ link that has loaded.
+// On failure it prints the browser console, failed requests and the upload traffic and saves
+// screenshots to a temp dir.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -18,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import esbuild from 'esbuild';
 import chromium from '@sparticuz/chromium';
 import puppeteer from 'puppeteer-core';
+import { png, pngSize } from '../js/png.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -193,13 +197,51 @@ async function open(pages, label, user, channelId) {
   page.on('pageerror', (e) => log.push(`[${label} pageerror] ${e.stack ?? e}`));
   page.on('requestfailed', (r) => log.push(`[${label} failed] ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
   page.on('response', (r) => {
-    if (r.status() >= 400) log.push(`[${label} response] ${r.request().method()} ${r.url()} -> ${r.status()}`);
+    const upload = /\/(file|image)(\?|$)|\/files\//.test(r.url());
+    if (r.status() >= 400 || upload) {
+      const h = r.headers();
+      const shown = ['content-type', 'access-control-allow-origin', 'content-security-policy', 'x-content-type-options']
+        .filter((k) => h[k])
+        .map((k) => `${k}: ${h[k]}`)
+        .join('; ');
+      log.push(`[${label} response] ${r.request().method()} ${r.url()} -> ${r.status()} (${shown})`);
+    }
   });
   const token = jwt({ user_id: user }, chat.secret);
   const query = new URLSearchParams({ key: chat.key, base: chat.url, user, token, channel: channelId });
   await page.goto(`${pageOrigin}/index.html?${query}`, { waitUntil: 'load' });
   await page.waitForSelector(INPUT);
   return page;
+}
+
+// Two users in a new messaging channel; `body(pages, ids)` opens their pages with `open`. On a
+// failure: screenshots, and the browser log printed. The pages' contexts are closed after.
+let scenarios = 0;
+async function scenario(body) {
+  const n = ++scenarios;
+  const [a, b, channelId] = [rand('alice'), rand('bob'), rand('room')];
+  await api('POST', '/users', { users: { [a]: { id: a, name: 'Alice' }, [b]: { id: b, name: 'Bob' } } });
+  await api('POST', `/channels/messaging/${channelId}/query`, { data: { created_by_id: a, members: [a, b] } });
+  log.length = 0;
+  const pages = {};
+  try {
+    await body(pages, { a, b, channelId });
+  } catch (err) {
+    failed = true;
+    for (const [label, page] of Object.entries(pages)) {
+      const file = path.join(tmp, `failure-${n}-${label}.png`);
+      await withTimeout(page.screenshot({ path: file, fullPage: true }), 10_000, 'screenshot').then(
+        () => log.push(`[screenshot] ${file}`),
+        (e) => log.push(`[screenshot ${label} failed] ${e.message}`),
+      );
+    }
+    console.error(`--- browser log ---\n${log.join('\n')}\n--- end browser log ---`);
+    throw err;
+  } finally {
+    for (const page of Object.values(pages)) {
+      await withTimeout(page.browserContext().close(), 10_000, 'context.close').catch(() => {});
+    }
+  }
 }
 
 async function send(page, text) {
@@ -218,12 +260,7 @@ async function expectMessage(page, text) {
 }
 
 test('a message typed in one browser appears in the other, and the reply comes back', { timeout: 120_000 }, async () => {
-  const [a, b, channelId] = [rand('alice'), rand('bob'), rand('room')];
-  await api('POST', '/users', { users: { [a]: { id: a, name: 'Alice' }, [b]: { id: b, name: 'Bob' } } });
-  await api('POST', `/channels/messaging/${channelId}/query`, { data: { created_by_id: a, members: [a, b] } });
-
-  const pages = {};
-  try {
+  await scenario(async (pages, { a, b, channelId }) => {
     await open(pages, 'A', a, channelId);
     await open(pages, 'B', b, channelId);
 
@@ -236,16 +273,79 @@ test('a message typed in one browser appears in the other, and the reply comes b
     await send(pages.B, reply);
     await expectMessage(pages.B, reply);
     await expectMessage(pages.A, reply);
-  } catch (err) {
-    failed = true;
-    for (const [label, page] of Object.entries(pages)) {
-      const file = path.join(tmp, `failure-${label}.png`);
-      await withTimeout(page.screenshot({ path: file, fullPage: true }), 10_000, 'screenshot').then(
-        () => log.push(`[screenshot] ${file}`),
-        (e) => log.push(`[screenshot ${label} failed] ${e.message}`),
+  });
+});
+
+// The <img> elements (src, load state) of the MessageList message whose text has `text`, once
+// one of them has loaded from chat-local's upload links (up to 30 s).
+async function expectLoadedImage(page, text) {
+  const uploads = `${chat.url}/files/uploads/`;
+  const handle = await page.waitForFunction(
+    (t, prefix) => {
+      const message = [...document.querySelectorAll('.str-chat__list .str-chat__message')].find((m) =>
+        [...m.querySelectorAll('.str-chat__message-text')].some((e) => e.textContent.includes(t)),
       );
-    }
-    console.error(`--- browser log ---\n${log.join('\n')}\n--- end browser log ---`);
-    throw err;
-  }
+      if (!message) return null;
+      const images = [...message.querySelectorAll('img')].map((img) => ({
+        src: img.src,
+        complete: img.complete,
+        naturalWidth: img.naturalWidth,
+        naturalHeight: img.naturalHeight,
+        failed: img.classList.contains('str-chat__base-image--load-failed'),
+      }));
+      const loaded = images.some((i) => i.src.startsWith(prefix) && i.complete && i.naturalWidth > 0 && !i.failed);
+      return loaded ? images : null;
+    },
+    { timeout: 30_000, polling: 200 },
+    text,
+    uploads,
+  );
+  return handle.jsonValue();
+}
+
+test('an image attached in one browser uploads to chat-local and shows, loaded, in the other', { timeout: 120_000 }, async () => {
+  await scenario(async (pages, { a, b, channelId }) => {
+    await open(pages, 'A', a, channelId);
+    await open(pages, 'B', b, channelId);
+    const name = `${rand('photo')}.png`;
+    const file = path.join(tmp, name);
+    fs.writeFileSync(file, png(480, 320, 7));
+
+    // The MessageInput offers uploads (the channel's own_capabilities has upload-file): its
+    // file input takes the PNG, and the preview shows it once uploaded to chat-local.
+    const chooser = await pages.A.waitForSelector('.str-chat__message-input input[type=file]', { timeout: 20_000 });
+    await chooser.uploadFile(file);
+    const uploads = `${chat.url}/files/uploads/`;
+    await pages.A.waitForFunction(
+      (prefix) => {
+        const preview = document.querySelector('.str-chat__attachment-preview-image');
+        if (!preview || preview.querySelector('.str-chat__attachment-preview-image-loading')) return false;
+        const img = preview.querySelector('img');
+        return !!img && img.src.startsWith(prefix);
+      },
+      { timeout: 30_000, polling: 200 },
+      uploads,
+    );
+
+    const caption = rand('picture from A');
+    await send(pages.A, caption);
+    await expectMessage(pages.A, caption);
+    await expectMessage(pages.B, caption);
+
+    const images = await expectLoadedImage(pages.B, caption);
+    const shown = images.find((i) => i.src.startsWith(uploads) && i.naturalWidth > 0);
+    const link = new URL(shown.src);
+    assert.match(link.pathname, new RegExp(`^/files/uploads/[^/]+/${name.replace('.', '\\.')}$`), shown.src);
+    assert.ok(link.searchParams.get('expires') && link.searchParams.get('signature'), shown.src);
+
+    // The link B's page shows serves a PNG (as sized for the list, if it asked for a size).
+    const res = await fetch(shown.src, { signal: AbortSignal.timeout(10_000) });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-type'), 'image/png');
+    const size = pngSize(Buffer.from(await res.arrayBuffer()));
+    assert.deepEqual([shown.naturalWidth, shown.naturalHeight], [size.width, size.height]);
+
+    // The author's own list shows it from chat-local too.
+    await expectLoadedImage(pages.A, caption);
+  });
 });

@@ -1,60 +1,12 @@
-//! chat-local's file downloads: `GET /files/<path>?expires=…&signature=…`, the URLs its file
-//! store makes for export files (outside the API's auth: the URL is the credential), and the
-//! hourly removal of export files past their retention.
+//! chat-local's file housekeeping: the hourly removal of export files past their retention.
+//! (Files are served by the API's own link route, `GET /files/<path>`.)
 
-use axum::extract::{Path, Query};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use shared::domain::export::EXPORT_RETENTION_DAYS;
-use shared::files::local::{LocalFiles, Refusal};
+use shared::files::local::LocalFiles;
 use shared::files::FilePath;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::watch;
-
-pub fn routes<S: Clone + Send + Sync + 'static>(files: Arc<LocalFiles>) -> Router<S> {
-    Router::new().route(
-        "/files/{*path}",
-        get(
-            move |Path(path): Path<String>, Query(q): Query<HashMap<String, String>>| {
-                download(files.clone(), path, q)
-            },
-        ),
-    )
-}
-
-async fn download(files: Arc<LocalFiles>, path: String, q: HashMap<String, String>) -> Response {
-    let param = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
-    match files
-        .open(
-            &path,
-            param("expires"),
-            param("signature"),
-            SystemTime::now(),
-        )
-        .await
-    {
-        Ok((body, content_type)) => {
-            let name = path.rsplit('/').next().unwrap_or("export");
-            (
-                [
-                    (header::CONTENT_TYPE, content_type.to_string()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"{name}\""),
-                    ),
-                ],
-                body,
-            )
-                .into_response()
-        }
-        Err(Refusal::Expired) => (StatusCode::FORBIDDEN, "this link has expired\n").into_response(),
-        Err(Refusal::NotFound) => (StatusCode::NOT_FOUND, "no such file\n").into_response(),
-    }
-}
 
 /// Removes export files older than their retention, now and every hour.
 pub async fn expire_exports(files: Arc<LocalFiles>, mut stopping: watch::Receiver<bool>) {

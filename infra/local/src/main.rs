@@ -47,7 +47,7 @@ struct Args {
     /// such as `https://app.example.com,http://localhost:5173`.
     #[arg(long, env = "CHAT_CORS_ORIGINS", default_value = "*")]
     cors_origins: String,
-    /// The address clients reach this process at, for the download links of export files
+    /// The address clients reach this process at, for the links to uploads and export files
     /// (default: the address it listens on).
     #[arg(long, env = "CHAT_PUBLIC_URL")]
     public_url: Option<String>,
@@ -162,7 +162,7 @@ async fn run(args: Args) -> Result<(), String> {
     let hook_store = embedded.clone();
     let store: Arc<dyn Table> = Arc::new(embedded);
     let keys = credentials(data_dir)?;
-    // Export files: in the data directory (or memory), downloaded from this process.
+    // Export files and uploads: in the data directory (or memory), served by this process.
     let public_url = args.public_url.clone().unwrap_or_else(|| {
         let host = if local.ip().is_unspecified() {
             "localhost".to_string()
@@ -190,7 +190,8 @@ async fn run(args: Args) -> Result<(), String> {
         keys.clone(),
         TaskMode::Background,
     )
-    .with_files(files.clone());
+    .with_files(files.clone())
+    .with_public_url(&public_url);
     // CHAT_TRANSLATOR=amazon: messages translate with Amazon Translate (AWS credentials and
     // region from the environment, AWS_ENDPOINT_URL_TRANSLATE to point elsewhere).
     let chat = shared::environment::with_translator_from_env(chat).await;
@@ -253,7 +254,7 @@ async fn run(args: Args) -> Result<(), String> {
     )
     .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     let sockets = realtime.sockets.clone();
-    let app = rest.merge(ws::routes(realtime)).merge(files::routes(files));
+    let app = rest.merge(ws::routes(realtime));
     println!("chat-local listening on http://{local}");
     println!("api_key:    {}", keys.api_key);
     println!("api_secret: {}", keys.api_secret);

@@ -184,7 +184,8 @@ async fn every_template_route_is_served_by_its_function() {
             .replace("{id}", "x")
             .replace("{name}", "x")
             .replace("{type}", "x")
-            .replace("{user_id}", "x");
+            .replace("{user_id}", "x")
+            .replace("{path+}", "x/y");
         let req = axum::http::Request::builder()
             .method(method.as_str())
             .uri(&concrete)

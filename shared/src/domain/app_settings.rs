@@ -325,6 +325,15 @@ impl AppSettings {
                     "use either allowed_mime_types or blocked_mime_types, not both",
                 ));
             }
+            if cfg.size_limit > crate::domain::upload::DEFAULT_MAX_UPLOAD_BYTES {
+                return Err(ApiError::field(
+                    field,
+                    format!(
+                        "size_limit must be at most {} bytes",
+                        crate::domain::upload::DEFAULT_MAX_UPLOAD_BYTES
+                    ),
+                ));
+            }
             for m in cfg.allowed_mime_types.iter().chain(&cfg.blocked_mime_types) {
                 if m.split('/').count() != 2 {
                     return Err(ApiError::field(

@@ -50,9 +50,9 @@ pub const ALL_CAPABILITIES: &[&str] = &[
     "upload-file",
 ];
 
-/// Capabilities of features that are not built yet (uploads, flags, calls): their rules stay
-/// below, but no payload advertises them until the feature lands and leaves this list.
-pub const NOT_BUILT_YET: &[&str] = &["create-call", "join-call", "upload-file"];
+/// Capabilities of features that are not built yet (calls): their rules stay below, but no
+/// payload advertises them until the feature lands and leaves this list.
+pub const NOT_BUILT_YET: &[&str] = &["create-call", "join-call"];
 
 /// What a payload's `own_capabilities` shows: [`own_capabilities`] without the capabilities of
 /// features not built yet.

@@ -25,6 +25,7 @@ pub mod patch;
 pub mod permissions;
 pub mod reaction;
 pub mod thread;
+pub mod upload;
 pub mod user;
 
 pub use error::{ApiError, ApiResult, ErrorCode};

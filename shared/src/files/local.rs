@@ -1,19 +1,14 @@
 //! Files on this machine, for chat-local: kept in a directory (or in memory with
-//! `--in-memory`), served by chat-local at `/files/<path>` to whoever holds a URL this store
-//! made: the URL carries its expiry and an HMAC of path and expiry under a key derived from the
-//! app's secret, so it cannot be made for another file or a later time.
+//! `--in-memory`), served by chat-local at `/files/<path>` to whoever holds a link the app made
+//! ([`super::links`]).
 
+use super::links::FileLinks;
 use super::{FileError, FilePath, FileStore};
 use async_trait::async_trait;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
-
-/// The route chat-local serves files under.
-pub const ROUTE_PREFIX: &str = "/files/";
 
 enum Backing {
     Directory(PathBuf),
@@ -23,16 +18,7 @@ enum Backing {
 pub struct LocalFiles {
     backing: Backing,
     base_url: String,
-    key: Vec<u8>,
-}
-
-/// Why a download was refused.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// No such file, or a URL this store did not make.
-    NotFound,
-    /// A URL this store made, whose time is up.
-    Expired,
+    links: FileLinks,
 }
 
 impl LocalFiles {
@@ -47,51 +33,11 @@ impl LocalFiles {
     }
 
     fn new(backing: Backing, base_url: &str, api_secret: &str) -> LocalFiles {
-        // The URL key is the secret's HMAC of a fixed label: a URL never shows the secret,
-        // and a signature made for files is good for nothing else.
-        let key = mac(api_secret.as_bytes(), b"chat-local files").to_vec();
         LocalFiles {
             backing,
             base_url: base_url.trim_end_matches('/').to_string(),
-            key,
+            links: FileLinks::new(api_secret),
         }
-    }
-
-    fn signature(&self, path: &str, expires: i64) -> Vec<u8> {
-        mac(&self.key, format!("{path}\n{expires}").as_bytes()).to_vec()
-    }
-
-    /// The file a URL asks for: `path` after the route prefix, the `expires` and `signature`
-    /// query parameters as given.
-    pub async fn open(
-        &self,
-        path: &str,
-        expires: &str,
-        signature: &str,
-        now: SystemTime,
-    ) -> Result<(Vec<u8>, &'static str), Refusal> {
-        let path = FilePath::parse(path).map_err(|_| Refusal::NotFound)?;
-        let expires_at: i64 = expires.parse().map_err(|_| Refusal::NotFound)?;
-        let given = hex::decode(signature).map_err(|_| Refusal::NotFound)?;
-        let mut check = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
-            .expect("HMAC takes keys of any length");
-        check.update(format!("{}\n{expires_at}", path.as_str()).as_bytes());
-        check.verify_slice(&given).map_err(|_| Refusal::NotFound)?;
-        if unix(now) > expires_at {
-            return Err(Refusal::Expired);
-        }
-        let body = match &self.backing {
-            Backing::Directory(root) => tokio::fs::read(root.join(path.as_str()))
-                .await
-                .map_err(|_| Refusal::NotFound)?,
-            Backing::Memory(files) => files
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(path.as_str())
-                .map(|(body, _)| body.clone())
-                .ok_or(Refusal::NotFound)?,
-        };
-        Ok((body, path.content_type()))
     }
 
     /// Removes the files under `prefix` written more than `age` ago; returns how many.
@@ -114,19 +60,6 @@ impl LocalFiles {
             }
         }
     }
-}
-
-fn mac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
-}
-
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Removes the files under `dir` modified before `cutoff`, and the directories left empty.
@@ -180,13 +113,51 @@ impl FileStore for LocalFiles {
     }
 
     async fn url(&self, path: &FilePath, valid_for: Duration) -> Result<String, FileError> {
-        let expires = unix(SystemTime::now() + valid_for);
-        let signature = hex::encode(self.signature(path.as_str(), expires));
-        Ok(format!(
-            "{}{ROUTE_PREFIX}{}?expires={expires}&signature={signature}",
-            self.base_url,
-            path.as_str()
-        ))
+        Ok(self.links.url(&self.base_url, path, valid_for))
+    }
+
+    async fn get(&self, path: &FilePath) -> Result<Option<Vec<u8>>, FileError> {
+        match &self.backing {
+            Backing::Memory(files) => Ok(files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(path.as_str())
+                .map(|(body, _)| body.clone())),
+            Backing::Directory(root) => match tokio::fs::read(root.join(path.as_str())).await {
+                Ok(body) => Ok(Some(body)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(FileError::Unavailable(e.to_string())),
+            },
+        }
+    }
+
+    async fn delete(&self, path: &FilePath) -> Result<(), FileError> {
+        match &self.backing {
+            Backing::Memory(files) => {
+                files
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(path.as_str());
+                Ok(())
+            }
+            Backing::Directory(root) => {
+                let target = root.join(path.as_str());
+                match tokio::fs::remove_file(&target).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(FileError::Unavailable(e.to_string())),
+                }
+                // The directories the file leaves empty go too (never the root).
+                let mut dir = target.parent().map(|p| p.to_path_buf());
+                while let Some(d) = dir {
+                    if d == *root || tokio::fs::remove_dir(&d).await.is_err() {
+                        break;
+                    }
+                    dir = d.parent().map(|p| p.to_path_buf());
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -194,43 +165,14 @@ impl FileStore for LocalFiles {
 mod tests {
     use super::*;
 
-    fn query(url: &str) -> (String, String, String) {
-        let rest = url.split_once(ROUTE_PREFIX).map(|(_, r)| r).unwrap_or("");
-        let (path, q) = rest.split_once('?').unwrap_or((rest, ""));
-        let param = |name: &str| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-                .unwrap_or("")
-                .to_string()
-        };
-        (path.to_string(), param("expires"), param("signature"))
-    }
-
     async fn round_trip(files: LocalFiles) {
         let path = FilePath::parse("exports/users/t1/users.json").unwrap();
         files.put(&path, b"{\"a\":1}".to_vec()).await.unwrap();
         let url = files.url(&path, Duration::from_secs(60)).await.unwrap();
         assert!(url.starts_with("http://127.0.0.1:9/files/exports/users/t1/users.json?"));
-        let (p, e, s) = query(&url);
-        let now = SystemTime::now();
-        let (body, kind) = files.open(&p, &e, &s, now).await.unwrap();
-        assert_eq!(body, b"{\"a\":1}");
-        assert_eq!(kind, "application/json");
-        // Another file, another time, another signature: refused.
-        let other = "exports/users/t2/users.json";
-        assert_eq!(files.open(other, &e, &s, now).await, Err(Refusal::NotFound));
-        let later = (e.parse::<i64>().unwrap() + 1).to_string();
-        assert_eq!(
-            files.open(&p, &later, &s, now).await,
-            Err(Refusal::NotFound)
-        );
-        assert_eq!(files.open(&p, &e, "00", now).await, Err(Refusal::NotFound));
-        assert_eq!(
-            files.open("../secret", &e, &s, now).await,
-            Err(Refusal::NotFound)
-        );
-        let after = now + Duration::from_secs(120);
-        assert_eq!(files.open(&p, &e, &s, after).await, Err(Refusal::Expired));
+        assert_eq!(files.get(&path).await.unwrap().unwrap(), b"{\"a\":1}");
+        let missing = FilePath::parse("exports/users/t2/users.json").unwrap();
+        assert_eq!(files.get(&missing).await.unwrap(), None);
         // Retention: nothing is old yet; everything is older than zero seconds.
         let exports = FilePath::parse("exports").unwrap();
         assert_eq!(
@@ -241,16 +183,22 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(files.remove_older_than(&exports, Duration::ZERO).await, 1);
-        assert_eq!(files.open(&p, &e, &s, now).await, Err(Refusal::NotFound));
+        assert_eq!(files.get(&path).await.unwrap(), None);
+        // Delete: gone, and deleting again is no error.
+        let upload = FilePath::parse("uploads/abc/cat.png").unwrap();
+        files.put(&upload, b"png".to_vec()).await.unwrap();
+        files.delete(&upload).await.unwrap();
+        assert_eq!(files.get(&upload).await.unwrap(), None);
+        files.delete(&upload).await.unwrap();
     }
 
     #[tokio::test]
-    async fn urls_serve_their_file_until_they_expire_in_memory() {
+    async fn files_round_trip_in_memory() {
         round_trip(LocalFiles::in_memory("http://127.0.0.1:9/", "secret")).await;
     }
 
     #[tokio::test]
-    async fn urls_serve_their_file_until_they_expire_on_disk() {
+    async fn files_round_trip_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         round_trip(LocalFiles::in_directory(
             dir.path().to_path_buf(),
@@ -258,20 +206,8 @@ mod tests {
             "secret",
         ))
         .await;
-    }
-
-    #[tokio::test]
-    async fn another_secret_makes_other_urls() {
-        let a = LocalFiles::in_memory("http://127.0.0.1:9", "one");
-        let b = LocalFiles::in_memory("http://127.0.0.1:9", "two");
-        let path = FilePath::parse("f.json").unwrap();
-        a.put(&path, b"x".to_vec()).await.unwrap();
-        b.put(&path, b"x".to_vec()).await.unwrap();
-        let (p, e, s) = query(&a.url(&path, Duration::from_secs(60)).await.unwrap());
-        assert!(a.open(&p, &e, &s, SystemTime::now()).await.is_ok());
-        assert_eq!(
-            b.open(&p, &e, &s, SystemTime::now()).await,
-            Err(Refusal::NotFound)
-        );
+        // Emptied directories are removed, the root stays.
+        assert!(dir.path().exists());
+        assert!(!dir.path().join("uploads/abc").exists());
     }
 }

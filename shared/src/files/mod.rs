@@ -1,9 +1,10 @@
-//! Files the product writes for callers to download (export files): one port, [`FileStore`],
-//! with two adapters: Amazon S3 with presigned URLs ([`s3::S3Files`]) in AWS, and a directory
-//! (or memory) served by chat-local under signed, expiring URLs ([`local::LocalFiles`]).
-//! A file is named by a [`FilePath`]; the URL that serves it is made anew each time it is asked
-//! for, valid for the time the caller gives.
+//! Files the product keeps for callers to download (export files, uploads): one port,
+//! [`FileStore`], with two adapters: Amazon S3 ([`s3::S3Files`]) in AWS, and a directory (or
+//! memory) on chat-local ([`local::LocalFiles`]). A file is named by a [`FilePath`]; the URL that
+//! serves it is made anew each time it is asked for, valid for the time the caller gives
+//! (exports), or is one of the app's signed links ([`links`], uploads).
 
+pub mod links;
 pub mod local;
 pub mod s3;
 
@@ -39,14 +40,26 @@ impl FilePath {
         &self.0
     }
 
-    /// The media type a file of this name is served with.
-    pub fn content_type(&self) -> &'static str {
-        match self.0.rsplit_once('.').map(|(_, ext)| ext) {
-            Some("json") => "application/json",
-            Some("jsonl") => "application/jsonl",
-            Some("csv") => "text/csv; charset=utf-8",
-            _ => "application/octet-stream",
+    /// The media type a file of this name is served with (by its extension).
+    pub fn content_type(&self) -> String {
+        match self
+            .0
+            .rsplit_once('.')
+            .map(|(_, ext)| ext.to_ascii_lowercase())
+        {
+            Some(ext) if ext == "jsonl" => "application/jsonl".into(),
+            Some(ext) if ext == "csv" => "text/csv; charset=utf-8".into(),
+            Some(ext) => mime_guess::from_ext(&ext)
+                .first_raw()
+                .unwrap_or("application/octet-stream")
+                .into(),
+            None => "application/octet-stream".into(),
         }
+    }
+
+    /// The last segment: the file's name.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
     }
 }
 
@@ -71,6 +84,18 @@ pub trait FileStore: Send + Sync {
 
     /// A URL that serves the file at `path` for `valid_for` from now.
     async fn url(&self, path: &FilePath, valid_for: Duration) -> Result<String, FileError>;
+
+    /// The file at `path`, or `None` when there is none.
+    async fn get(&self, path: &FilePath) -> Result<Option<Vec<u8>>, FileError>;
+
+    /// Removes the file at `path` (no error when there is none).
+    async fn delete(&self, path: &FilePath) -> Result<(), FileError>;
+
+    /// Whether [`FileStore::url`] serves files itself (S3's presigned URLs), so the API's link
+    /// route may redirect there instead of passing the bytes through.
+    fn serves_its_urls(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -99,10 +124,14 @@ mod tests {
 
     #[test]
     fn content_types_follow_the_extension() {
-        let t = |p: &str| FilePath::parse(p).map(|p| p.content_type()).ok();
-        assert_eq!(t("x/a.json"), Some("application/json"));
-        assert_eq!(t("x/a.jsonl"), Some("application/jsonl"));
-        assert_eq!(t("x/a.csv"), Some("text/csv; charset=utf-8"));
-        assert_eq!(t("x/a.bin"), Some("application/octet-stream"));
+        let t = |p: &str| FilePath::parse(p).map(|p| p.content_type()).unwrap();
+        assert_eq!(t("x/a.json"), "application/json");
+        assert_eq!(t("x/a.jsonl"), "application/jsonl");
+        assert_eq!(t("x/a.csv"), "text/csv; charset=utf-8");
+        assert_eq!(t("x/a.PNG"), "image/png");
+        assert_eq!(t("x/a.jpg"), "image/jpeg");
+        assert_eq!(t("x/a.pdf"), "application/pdf");
+        assert_eq!(t("x/a.bin"), "application/octet-stream");
+        assert_eq!(t("x/noext"), "application/octet-stream");
     }
 }

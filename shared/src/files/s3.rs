@@ -1,6 +1,6 @@
 //! Files in an Amazon S3 bucket (`FILES_BUCKET` in the Lambda functions), downloaded through
-//! presigned `GetObject` URLs. The bucket stays private; its lifecycle rules (the template's)
-//! remove old export files.
+//! presigned `GetObject` URLs (the API's file links redirect there). The bucket stays private;
+//! its lifecycle rules (the template's) remove old export files.
 
 use super::{FileError, FilePath, FileStore};
 use async_trait::async_trait;
@@ -62,5 +62,38 @@ impl FileStore for S3Files {
             .await
             .map_err(|e| unavailable(aws_sdk_s3::error::DisplayErrorContext(e)))?;
         Ok(request.uri().to_string())
+    }
+
+    async fn get(&self, path: &FilePath) -> Result<Option<Vec<u8>>, FileError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(path.as_str())
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let body = out.body.collect().await.map_err(unavailable)?;
+                Ok(Some(body.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(e) => Err(unavailable(aws_sdk_s3::error::DisplayErrorContext(e))),
+        }
+    }
+
+    async fn delete(&self, path: &FilePath) -> Result<(), FileError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(path.as_str())
+            .send()
+            .await
+            .map_err(|e| unavailable(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+
+    fn serves_its_urls(&self) -> bool {
+        true
     }
 }

@@ -10,6 +10,7 @@ pub mod exports;
 pub mod messages;
 pub mod rate_limit;
 pub mod reply;
+pub mod uploads;
 pub mod users;
 
 use crate::domain::limits::{

@@ -27,6 +27,7 @@ pub mod search;
 pub mod tasks;
 pub mod threads;
 pub mod timers;
+pub mod uploads;
 pub mod users;
 pub mod writers;
 
@@ -100,8 +101,11 @@ pub struct Chat {
     pub(crate) failing_hooks: Arc<crate::hooks::FailingTargets>,
     /// Blocklists compiled for checking messages, kept for a moment.
     pub(crate) blocklists: Arc<blocklists::CompiledBlocklists>,
-    /// Where export files are written and downloaded from, when configured.
+    /// Where export files and uploads are kept, when configured.
     pub files: Option<Arc<dyn crate::files::FileStore>>,
+    /// The address clients reach the API at, for the links to uploads (when unset, the
+    /// request's own address).
+    pub public_url: Option<String>,
     /// Where `/giphy` finds its GIFs.
     pub gifs: Arc<dyn crate::gifs::GifSearch>,
     /// The HTTP client of the app's handlers called on the request path (before-send hook).
@@ -131,6 +135,7 @@ impl Chat {
             failing_hooks: Arc::default(),
             blocklists: Arc::default(),
             files: None,
+            public_url: None,
             gifs: Arc::new(crate::gifs::LocalGifs),
             handlers,
         }
@@ -142,7 +147,13 @@ impl Chat {
         self
     }
 
-    /// The same product, keeping export files in `files`.
+    /// The same product, linking uploads under `url`.
+    pub fn with_public_url(mut self, url: &str) -> Self {
+        self.public_url = Some(url.trim_end_matches('/').to_string());
+        self
+    }
+
+    /// The same product, keeping export files and uploads in `files`.
     pub fn with_files(mut self, files: Arc<dyn crate::files::FileStore>) -> Self {
         self.files = Some(files);
         self

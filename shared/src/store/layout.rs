@@ -81,6 +81,29 @@ pub fn outbox_write(event: &Event) -> Write {
     }
 }
 
+/// An uploaded file's record (messages table): who uploaded it, to which channel.
+pub fn upload_key(id: &str) -> (String, String) {
+    (format!("upload#{id}"), "upload".into())
+}
+
+/// A channel's uploads, listed on `gsi1` of the messages table (removed with the channel).
+pub fn channel_uploads_pk(cid: &str) -> String {
+    format!("uploads#{cid}")
+}
+
+pub fn upload_item(record: &crate::domain::upload::UploadRecord) -> Item {
+    let (pk, sk) = upload_key(&record.id);
+    let item = Item::new(
+        pk,
+        sk,
+        serde_json::to_value(record).unwrap_or(serde_json::Value::Null),
+    );
+    match &record.cid {
+        Some(cid) => item.with_gsi1(channel_uploads_pk(cid), record.id.clone()),
+        None => item,
+    }
+}
+
 /// A channel's partition holds the channel item and its members, so one query reads its state.
 pub fn channel_pk(cid: &str) -> String {
     format!("channel#{cid}")

@@ -126,7 +126,8 @@ impl TestChat {
         let routes = shared::http::app::routes()
             .merge(shared::http::users::routes())
             .merge(shared::http::channels::routes())
-            .merge(shared::http::messages::routes());
+            .merge(shared::http::messages::routes())
+            .merge(shared::http::uploads::routes());
         shared::http::with_edge(routes, self.chat.clone())
     }
 }

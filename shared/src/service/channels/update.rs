@@ -609,6 +609,7 @@ impl Chat {
             // of the cid by time instead).
             let end_of_time = chrono::DateTime::from_timestamp(253_402_300_799, 0).unwrap_or(stamp);
             self.remove_messages_before(&cid, end_of_time).await?;
+            self.remove_channel_uploads(&cid).await?;
         }
         Ok(wire)
     }

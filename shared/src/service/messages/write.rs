@@ -425,8 +425,9 @@ impl Chat {
         }
     }
 
-    /// After a hard delete: the message's reactions, and its replies with theirs.
+    /// After a hard delete: the uploads it links to, its reactions, and its replies with theirs.
     async fn remove_message_dependents(&self, m: &Message) -> Result<(), ApiError> {
+        self.remove_message_uploads(m).await?;
         self.remove_partition(TableName::Messages, &reactions_pk(&m.id), None)
             .await?;
         if m.parent_id.is_some() {

@@ -1,0 +1,345 @@
+//! Uploads in AWS: files kept in S3 (moto) with their records on DynamoDB (moto), as the
+//! messages function keeps them; links redirect to presigned S3 URLs, resized images come
+//! through the API; deletes and hard deletes remove the S3 objects. Also the upload routes
+//! through the router (multipart), on the embedded store.
+
+mod support;
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use shared::domain::upload::UploadKind;
+use shared::files::links::FileLinks;
+use shared::files::{FilePath, FileStore};
+use shared::service::uploads::{NewUpload, Served};
+use std::sync::Arc;
+use support::chat::{obj, token, TestChat, API_KEY};
+use tower::ServiceExt;
+
+/// A `w` × `h` PNG of one colour.
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb([200, 10, 10]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .expect("png");
+    out.into_inner()
+}
+
+async fn download(url: &str) -> (u16, Vec<u8>) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let res = client.get(url.parse().expect("url")).await.expect("get");
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    (status, body.to_vec())
+}
+
+fn query_of(url: &str) -> impl Fn(&str) -> Option<String> + '_ {
+    move |k: &str| {
+        url.split_once('?')?
+            .1
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")).map(str::to_string))
+    }
+}
+
+fn path_of(url: &str) -> String {
+    FileLinks::path_of(url)
+        .expect("one of our links")
+        .as_str()
+        .to_string()
+}
+
+async fn upload(t: &TestChat, user: &str, name: &str, bytes: Vec<u8>, kind: UploadKind) -> Value {
+    let new = NewUpload {
+        name: name.into(),
+        declared_type: None,
+        bytes,
+        user_id: None,
+        upload_sizes: None,
+    };
+    t.chat
+        .upload(
+            &t.user(user).await,
+            Some(("messaging", "files")),
+            kind,
+            new,
+            "https://api.example.com/v1",
+        )
+        .await
+        .expect("upload")
+}
+
+#[tokio::test]
+async fn s3_keeps_gets_and_deletes_files() {
+    let moto = support::moto::Moto::shared();
+    let files = Arc::new(moto.bucket("files-basic").await);
+    let path = FilePath::parse("uploads/abc/notes.txt").expect("path");
+    assert_eq!(files.get(&path).await.expect("get"), None);
+    files.put(&path, b"hello".to_vec()).await.expect("put");
+    assert_eq!(
+        files.get(&path).await.expect("get"),
+        Some(b"hello".to_vec())
+    );
+    files.delete(&path).await.expect("delete");
+    assert_eq!(files.get(&path).await.expect("get"), None);
+    files
+        .delete(&path)
+        .await
+        .expect("deleting again is no error");
+}
+
+#[tokio::test]
+async fn uploads_on_dynamodb_live_in_s3_until_deleted() {
+    let moto = support::moto::Moto::shared();
+    let files = Arc::new(moto.bucket("files-uploads").await);
+    let mut t = TestChat::dynamodb().await;
+    t.chat = t.chat.clone().with_files(files.clone());
+    t.users(&["up-ann", "up-bob"]).await;
+    t.channel("files", &["up-ann", "up-bob"]).await;
+
+    let answer = upload(
+        &t,
+        "up-ann",
+        "red square.png",
+        png(40, 20),
+        UploadKind::Image,
+    )
+    .await;
+    let url = answer["file"].as_str().expect("file").to_string();
+    assert!(
+        url.starts_with("https://api.example.com/v1/files/uploads/"),
+        "{url}"
+    );
+    assert!(
+        url.contains("/red_square.png?oh=20&ow=40&expires="),
+        "{url}"
+    );
+    assert!(answer["thumb_url"]
+        .as_str()
+        .is_some_and(|u| u.contains("w=300")));
+    let path = FilePath::parse(&path_of(&url)).expect("path");
+    assert_eq!(files.get(&path).await.expect("get"), Some(png(40, 20)));
+
+    // The link redirects to a presigned S3 URL that serves the original.
+    match t
+        .chat
+        .serve_file(path.as_str(), query_of(&url))
+        .await
+        .expect("serve")
+    {
+        Served::Redirect(to) => {
+            assert!(to.contains("X-Amz-Signature="), "{to}");
+            assert_eq!(download(&to).await, (200, png(40, 20)));
+        }
+        Served::Bytes { .. } => panic!("S3 files are served by S3"),
+    }
+    // A size comes through the API, made from the original in S3.
+    let sized = format!("{url}&w=10&h=10&resize=scale");
+    match t
+        .chat
+        .serve_file(path.as_str(), query_of(&sized))
+        .await
+        .expect("serve")
+    {
+        Served::Bytes {
+            body, content_type, ..
+        } => {
+            assert_eq!(content_type, "image/png");
+            let img = image::load_from_memory(&body).expect("image");
+            assert_eq!((img.width(), img.height()), (10, 10));
+        }
+        Served::Redirect(_) => panic!("sizes are made by the API"),
+    }
+
+    // Bob may not delete Ann's upload; Ann may.
+    let bob = t
+        .chat
+        .delete_upload(
+            &t.user("up-bob").await,
+            Some(("messaging", "files")),
+            UploadKind::Image,
+            &url,
+        )
+        .await
+        .expect_err("not Bob's");
+    assert_eq!(bob.status(), 403);
+    t.chat
+        .delete_upload(
+            &t.user("up-ann").await,
+            Some(("messaging", "files")),
+            UploadKind::Image,
+            &url,
+        )
+        .await
+        .expect("Ann deletes hers");
+    assert_eq!(files.get(&path).await.expect("get"), None);
+    let again = t
+        .chat
+        .delete_upload(
+            &t.user("up-ann").await,
+            Some(("messaging", "files")),
+            UploadKind::Image,
+            &url,
+        )
+        .await
+        .expect_err("gone");
+    assert_eq!(again.status(), 404);
+}
+
+#[tokio::test]
+async fn hard_deletes_take_their_uploads_from_s3() {
+    let moto = support::moto::Moto::shared();
+    let files = Arc::new(moto.bucket("files-cleanup").await);
+    let mut t = TestChat::dynamodb().await;
+    t.chat = t.chat.clone().with_files(files.clone());
+    t.users(&["cl-ann"]).await;
+    t.channel("files", &["cl-ann"]).await;
+    let attached = upload(
+        &t,
+        "cl-ann",
+        "a.txt",
+        b"attached".to_vec(),
+        UploadKind::File,
+    )
+    .await;
+    let loose = upload(&t, "cl-ann", "b.txt", b"loose".to_vec(), UploadKind::File).await;
+    let attached_url = attached["file"].as_str().expect("file");
+    let attached_path = FilePath::parse(&path_of(attached_url)).expect("path");
+    let loose_path =
+        FilePath::parse(&path_of(loose["file"].as_str().expect("file"))).expect("path");
+
+    let server = t.server().await;
+    let sent = t
+        .chat
+        .send_message(
+            &server,
+            "messaging",
+            "files",
+            shared::service::messages::SendMessage {
+                message: obj(json!({
+                    "text": "see attached",
+                    "user_id": "cl-ann",
+                    "attachments": [{"type": "file", "asset_url": attached_url}],
+                })),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("send");
+    let id = sent["message"]["id"].as_str().expect("id").to_string();
+    t.chat
+        .delete_message(
+            &server,
+            &id,
+            shared::service::messages::DeleteMessageOptions {
+                hard: true,
+                delete_for_me: false,
+                deleted_by: None,
+            },
+        )
+        .await
+        .expect("hard delete");
+    assert_eq!(files.get(&attached_path).await.expect("get"), None);
+    assert!(files.get(&loose_path).await.expect("get").is_some());
+
+    t.chat
+        .delete_channel(&server, "messaging", "files", true)
+        .await
+        .expect("hard delete channel");
+    assert_eq!(files.get(&loose_path).await.expect("get"), None);
+}
+
+/// A multipart body with a `file` part and a `user` field.
+fn multipart(name: &str, kind: &str, bytes: &[u8], user: Option<&str>) -> (String, Vec<u8>) {
+    let boundary = "x-boundary-7d1";
+    let mut body = Vec::new();
+    if let Some(user) = user {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\n{{\"id\":\"{user}\"}}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {kind}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend(bytes);
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn call(router: &axum::Router, req: axum::http::Request<Body>) -> (u16, Vec<u8>) {
+    let res = router.clone().oneshot(req).await.expect("answer");
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await.expect("body").to_bytes();
+    (status, body.to_vec())
+}
+
+#[tokio::test]
+async fn the_routes_take_multipart_and_serve_the_bytes() {
+    let mut t = TestChat::embedded().await;
+    t.chat = t
+        .chat
+        .clone()
+        .with_files(Arc::new(shared::files::local::LocalFiles::in_memory(
+            "http://unused",
+            "test-secret",
+        )))
+        .with_public_url("http://chat.test");
+    t.users(&["rt-ann"]).await;
+    t.channel("files", &["rt-ann"]).await;
+    let router = t.router();
+    let (content_type, body) = multipart("hello world.txt", "text/plain", b"hi there", None);
+    let req =
+        axum::http::Request::post(format!("/channels/messaging/files/file?api_key={API_KEY}"))
+            .header("authorization", token(Some("rt-ann")))
+            .header("stream-auth-type", "jwt")
+            .header("content-type", content_type)
+            .body(Body::from(body))
+            .expect("request");
+    let (status, answer) = call(&router, req).await;
+    let answer: Value = serde_json::from_slice(&answer).expect("json");
+    assert_eq!(status, 200, "{answer}");
+    let url = answer["file"].as_str().expect("file");
+    assert!(url.starts_with("http://chat.test/files/uploads/"), "{url}");
+    assert!(url.contains("/hello_world.txt?"), "{url}");
+
+    let local = url.trim_start_matches("http://chat.test");
+    let (status, bytes) = call(
+        &router,
+        axum::http::Request::get(local)
+            .body(Body::empty())
+            .expect("get"),
+    )
+    .await;
+    assert_eq!((status, bytes.as_slice()), (200, b"hi there".as_slice()));
+    // A link signed for another file opens nothing.
+    let forged = local.replace("hello_world.txt", "other.txt");
+    let (status, _) = call(
+        &router,
+        axum::http::Request::get(forged)
+            .body(Body::empty())
+            .expect("get"),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // A JSON body is not an upload.
+    let req =
+        axum::http::Request::post(format!("/channels/messaging/files/file?api_key={API_KEY}"))
+            .header("authorization", token(Some("rt-ann")))
+            .header("stream-auth-type", "jwt")
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .expect("request");
+    let (status, body) = call(&router, req).await;
+    let body: Value = serde_json::from_slice(&body).expect("envelope");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], 4);
+}
