@@ -65,7 +65,15 @@ pub async fn chat_from_env() -> Result<Chat, EnvironmentError> {
     {
         chat = chat.with_public_url(&url);
     }
+    let chat = with_previews_from_env(chat)?;
     Ok(with_translator_from_env(with_gifs_from_env(chat)?).await)
+}
+
+/// Link previews from the web (`CHAT_URL_PREVIEW_ALLOW` lists internal addresses they may
+/// reach, for tests).
+pub fn with_previews_from_env(chat: Chat) -> Result<Chat, EnvironmentError> {
+    let previews = crate::previews::WebPreviews::from_env().map_err(EnvironmentError::Invalid)?;
+    Ok(chat.with_previews(Arc::new(previews)))
 }
 
 /// `GIPHY_API_KEY` makes `/giphy` search Giphy (`GIPHY_API_URL` to point elsewhere,

@@ -8,6 +8,7 @@ pub mod gifs;
 pub mod hooks;
 pub mod http;
 pub mod images;
+pub mod previews;
 pub mod realtime;
 pub mod service;
 pub mod store;

@@ -34,7 +34,7 @@ async fn download(url: &str) -> (u16, String, Vec<u8>) {
 #[tokio::test]
 async fn s3_files_download_through_presigned_urls() {
     let moto = support::moto::Moto::shared();
-    let files = moto.bucket("files-presigned").await;
+    let files = support::s3::bucket(&moto, "files-presigned").await;
     let path = FilePath::parse("exports/channels/t1/channels.json").expect("path");
     files
         .put(&path, br#"{"channels":[]}"#.to_vec())
@@ -70,7 +70,7 @@ async fn exports_on_dynamodb_land_in_s3() {
     t.chat = t
         .chat
         .clone()
-        .with_files(Arc::new(moto.bucket("files-exports").await));
+        .with_files(Arc::new(support::s3::bucket(&moto, "files-exports").await));
     t.users(&["ex-ann", "ex-bob"]).await;
     t.channel("ledger", &["ex-ann", "ex-bob"]).await;
     send(&t, "ex-ann", "first").await;

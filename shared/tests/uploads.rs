@@ -74,7 +74,7 @@ async fn upload(t: &TestChat, user: &str, name: &str, bytes: Vec<u8>, kind: Uplo
 #[tokio::test]
 async fn s3_keeps_gets_and_deletes_files() {
     let moto = support::moto::Moto::shared();
-    let files = Arc::new(moto.bucket("files-basic").await);
+    let files = Arc::new(support::s3::bucket(&moto, "files-basic").await);
     let path = FilePath::parse("uploads/abc/notes.txt").expect("path");
     assert_eq!(files.get(&path).await.expect("get"), None);
     files.put(&path, b"hello".to_vec()).await.expect("put");
@@ -93,7 +93,7 @@ async fn s3_keeps_gets_and_deletes_files() {
 #[tokio::test]
 async fn uploads_on_dynamodb_live_in_s3_until_deleted() {
     let moto = support::moto::Moto::shared();
-    let files = Arc::new(moto.bucket("files-uploads").await);
+    let files = Arc::new(support::s3::bucket(&moto, "files-uploads").await);
     let mut t = TestChat::dynamodb().await;
     t.chat = t.chat.clone().with_files(files.clone());
     t.users(&["up-ann", "up-bob"]).await;
@@ -191,7 +191,7 @@ async fn uploads_on_dynamodb_live_in_s3_until_deleted() {
 #[tokio::test]
 async fn hard_deletes_take_their_uploads_from_s3() {
     let moto = support::moto::Moto::shared();
-    let files = Arc::new(moto.bucket("files-cleanup").await);
+    let files = Arc::new(support::s3::bucket(&moto, "files-cleanup").await);
     let mut t = TestChat::dynamodb().await;
     t.chat = t.chat.clone().with_files(files.clone());
     t.users(&["cl-ann"]).await;
@@ -249,6 +249,97 @@ async fn hard_deletes_take_their_uploads_from_s3() {
         .await
         .expect("hard delete channel");
     assert_eq!(files.get(&loose_path).await.expect("get"), None);
+}
+
+/// PUT `body` to `url` with these headers: the status.
+async fn put(url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> u16 {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+    let mut req = hyper::Request::put(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+        .expect("request");
+    client.request(req).await.expect("put").status().as_u16()
+}
+
+#[tokio::test]
+async fn presigned_uploads_go_straight_to_s3() {
+    let moto = support::moto::Moto::shared();
+    let files = Arc::new(support::s3::bucket(&moto, "files-presigned-put").await);
+    let mut t = TestChat::dynamodb().await;
+    t.chat = t.chat.clone().with_files(files.clone());
+    t.users(&["ps-ann", "ps-eve"]).await;
+    t.channel("files", &["ps-ann"]).await;
+    let req = |size: u64| -> shared::service::uploads::PresignUpload {
+        serde_json::from_value(json!({
+            "kind": "file", "name": "big report.pdf", "content_type": "application/pdf",
+            "size": size, "channel_type": "messaging", "channel_id": "files"
+        }))
+        .expect("request")
+    };
+    let body = vec![7u8; 7 * 1024 * 1024];
+    let answer = t
+        .chat
+        .presign_upload(
+            &t.user("ps-ann").await,
+            req(body.len() as u64),
+            "https://api.example.com/v1",
+        )
+        .await
+        .expect("presign");
+    assert_eq!(answer["method"], "PUT");
+    let upload_url = answer["upload_url"].as_str().expect("upload_url");
+    assert!(upload_url.contains("X-Amz-Signature="), "{upload_url}");
+    let link = answer["file"].as_str().expect("file");
+    assert!(
+        link.contains("/files/uploads/") && link.contains("/big_report.pdf?"),
+        "{link}"
+    );
+    // The size and type are signed headers, so S3 takes no other (moto does not check
+    // signatures, so the URL is what shows it).
+    let signed = upload_url
+        .split("X-Amz-SignedHeaders=")
+        .nth(1)
+        .and_then(|r| r.split('&').next())
+        .expect("signed headers");
+    assert_eq!(
+        signed, "content-length%3Bcontent-type%3Bhost",
+        "{upload_url}"
+    );
+    let headers = [("content-type", "application/pdf")];
+    assert_eq!(put(upload_url, &headers, body.clone()).await, 200);
+    let path = FilePath::parse(&path_of(link)).expect("path");
+    assert_eq!(
+        files.get(&path).await.expect("get").map(|b| b.len()),
+        Some(body.len())
+    );
+    // A non-member may not presign into the channel; an oversized file is refused up front.
+    let eve = t
+        .chat
+        .presign_upload(&t.user("ps-eve").await, req(10), "https://x")
+        .await
+        .expect_err("not a member");
+    assert_eq!(eve.status(), 403);
+    let big = t
+        .chat
+        .presign_upload(&t.user("ps-ann").await, req(200 * 1024 * 1024), "https://x")
+        .await
+        .expect_err("too big");
+    assert_eq!(big.status(), 413);
+    // The upload is deleted like any other.
+    t.chat
+        .delete_upload(
+            &t.user("ps-ann").await,
+            Some(("messaging", "files")),
+            UploadKind::File,
+            link,
+        )
+        .await
+        .expect("delete");
+    assert_eq!(files.get(&path).await.expect("get"), None);
 }
 
 /// A multipart body with a `file` part and a `user` field.

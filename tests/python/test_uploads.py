@@ -404,9 +404,25 @@ def test_cdn_expiration_seconds_sets_link_lifetime():
         r = uploaded(c, s.path + "/image", s.tok(s.member), name="p.png", body=png(4, 4), ctype="image/png")
         assert int(re.search(r"expires=(\d+)", r["file"]).group(1)) <= time.time() + 2
         assert fetch(r["file"]).status_code == 200
+        sent = s.channel.send_message(
+            {"text": "look", "attachments": [{"type": "image", "image_url": r["file"], "thumb_url": r["thumb_url"]}]},
+            s.member,
+        )["message"]
         time.sleep(2.5)
         refused(fetch(r["file"]), 403)
         refused(fetch(r["thumb_url"]), 403)
+        # Reading the message again renews its links (for a day plus the lifetime), as Stream
+        # renews its CDN links; links that were never ours are left as they are.
+        renewed = c.get_message(sent["id"])["message"]["attachments"][0]
+        assert renewed["image_url"] != r["file"]
+        assert renewed["image_url"].split("&expires=")[0] == r["file"].split("&expires=")[0]
+        assert int(re.search(r"expires=(\d+)", renewed["image_url"]).group(1)) > time.time() + 3600
+        ok = fetch(renewed["image_url"])
+        assert ok.status_code == 200 and ok.content == png(4, 4)
+        assert fetch(renewed["thumb_url"]).status_code == 200
+        forged = r["file"].replace("signature=", "signature=0")
+        other = s.channel.send_message({"text": "x", "attachments": [{"type": "image", "image_url": forged}]}, s.member)
+        assert c.get_message(other["message"]["id"])["message"]["attachments"][0]["image_url"] == forged
 
 
 def test_channel_type_without_uploads_refuses_them():

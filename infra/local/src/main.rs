@@ -197,6 +197,8 @@ async fn run(args: Args) -> Result<(), String> {
     let chat = shared::environment::with_translator_from_env(chat).await;
     // GIPHY_API_KEY: `/giphy` searches Giphy; without it GIFs are made locally.
     let chat = shared::environment::with_gifs_from_env(chat).map_err(|e| e.to_string())?;
+    // Link previews from the web (CHAT_URL_PREVIEW_ALLOW: internal addresses they may reach).
+    let chat = shared::environment::with_previews_from_env(chat).map_err(|e| e.to_string())?;
     chat.bootstrap().await.map_err(|e| e.to_string())?;
     let resumed = chat
         .resume_pending_tasks()

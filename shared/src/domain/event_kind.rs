@@ -54,7 +54,7 @@ pub enum EventKind {
     UserFlagged,
     UserUnflagged,
     /// A pending message was committed (to the `pending_message` hooks' callback).
-    PendingMessageCommitted,
+    PendingMessageSent,
     /// A pending message was deleted, or timed out (to the `pending_message` hooks' callback).
     PendingMessageDeleted,
 }
@@ -138,7 +138,7 @@ impl EventKind {
         EventKind::MessageUnflagged,
         EventKind::UserFlagged,
         EventKind::UserUnflagged,
-        EventKind::PendingMessageCommitted,
+        EventKind::PendingMessageSent,
         EventKind::PendingMessageDeleted,
     ];
 
@@ -191,7 +191,7 @@ impl EventKind {
             EventKind::MessageUnflagged => "message.unflagged",
             EventKind::UserFlagged => "user.flagged",
             EventKind::UserUnflagged => "user.unflagged",
-            EventKind::PendingMessageCommitted => "pending_message.committed",
+            EventKind::PendingMessageSent => "pending_message.sent",
             EventKind::PendingMessageDeleted => "pending_message.deleted",
         }
     }
@@ -210,7 +210,7 @@ impl EventKind {
                 | EventKind::MessageUnflagged
                 | EventKind::UserFlagged
                 | EventKind::UserUnflagged
-                | EventKind::PendingMessageCommitted
+                | EventKind::PendingMessageSent
                 | EventKind::PendingMessageDeleted
         )
     }
@@ -219,7 +219,7 @@ impl EventKind {
     pub fn is_pending_callback(self) -> bool {
         matches!(
             self,
-            EventKind::PendingMessageCommitted | EventKind::PendingMessageDeleted
+            EventKind::PendingMessageSent | EventKind::PendingMessageDeleted
         )
     }
 

@@ -89,6 +89,88 @@ impl FileLinks {
         Ok(path)
     }
 
+    /// `url` signed anew until `expires`, if it is a link of ours (its signature checks out,
+    /// however old): everything else in it (base, path, other query parameters) kept.
+    pub fn renew(&self, url: &str, expires: i64) -> Option<String> {
+        let (base, rest) = url.split_once(ROUTE_PREFIX)?;
+        let (path, query) = rest.split_once('?')?;
+        let mut kept = Vec::new();
+        let (mut old_expires, mut old_signature) = ("", "");
+        for pair in query.split('&') {
+            match pair.split_once('=') {
+                Some(("expires", v)) => old_expires = v,
+                Some(("signature", v)) => old_signature = v,
+                _ => kept.push(pair),
+            }
+        }
+        let path = self
+            .check(path, old_expires, old_signature, SystemTime::UNIX_EPOCH)
+            .ok()?;
+        Some(self.url_until(base, &path, expires, &kept.join("&")))
+    }
+
+    fn upload_signature(&self, path: &str, expires: i64, size: u64, content_type: &str) -> Vec<u8> {
+        mac(
+            &self.key,
+            format!("upload\n{path}\n{expires}\n{size}\n{content_type}").as_bytes(),
+        )
+        .to_vec()
+    }
+
+    /// The link that takes one PUT of `path` (`content_type`, exactly `size` bytes) until
+    /// `expires`; it is no download link, nor a download link an upload link.
+    pub fn upload_url(
+        &self,
+        base: &str,
+        path: &FilePath,
+        expires: i64,
+        size: u64,
+        content_type: &str,
+    ) -> String {
+        let signature =
+            hex::encode(self.upload_signature(path.as_str(), expires, size, content_type));
+        format!(
+            "{}{ROUTE_PREFIX}{}?upload_expires={expires}&size={size}&type={}&upload_signature={signature}",
+            base.trim_end_matches('/'),
+            path.as_str(),
+            crate::realtime::sigv4::uri_encode(content_type),
+        )
+    }
+
+    /// The file an upload link names, with the size and type it takes.
+    pub fn check_upload(
+        &self,
+        path: &str,
+        param: impl Fn(&str) -> Option<String>,
+        now: SystemTime,
+    ) -> Result<(FilePath, u64, String), Refusal> {
+        let path = FilePath::parse(path).map_err(|_| Refusal::NotFound)?;
+        let expires: i64 = param("upload_expires")
+            .and_then(|v| v.parse().ok())
+            .ok_or(Refusal::NotFound)?;
+        let size: u64 = param("size")
+            .and_then(|v| v.parse().ok())
+            .ok_or(Refusal::NotFound)?;
+        let content_type = param("type").ok_or(Refusal::NotFound)?;
+        let given = param("upload_signature")
+            .and_then(|s| hex::decode(s).ok())
+            .ok_or(Refusal::NotFound)?;
+        let mut check = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC takes keys of any length");
+        check.update(
+            format!(
+                "upload\n{}\n{expires}\n{size}\n{content_type}",
+                path.as_str()
+            )
+            .as_bytes(),
+        );
+        check.verify_slice(&given).map_err(|_| Refusal::NotFound)?;
+        if unix(now) > expires {
+            return Err(Refusal::Expired);
+        }
+        Ok((path, size, content_type))
+    }
+
     /// The path a link of ours names, if `url` is one (any base, any query).
     pub fn path_of(url: &str) -> Option<FilePath> {
         let rest = url.split_once(ROUTE_PREFIX)?.1;
@@ -153,6 +235,26 @@ mod tests {
             FileLinks::new("other").check(&p, &e, &s, now),
             Err(Refusal::NotFound)
         );
+    }
+
+    #[test]
+    fn links_of_ours_are_renewed_keeping_their_parameters() {
+        let links = FileLinks::new("secret");
+        let path = FilePath::parse("uploads/u1/cat.png").unwrap();
+        let old = links.url_until("http://h", &path, 1_000, "oh=10&ow=20");
+        let renewed = links.renew(&old, 4_000_000_000).unwrap();
+        assert!(renewed.starts_with(
+            "http://h/files/uploads/u1/cat.png?oh=10&ow=20&expires=4000000000&signature="
+        ));
+        let (p, e, s) = query(&renewed);
+        assert!(links.check(&p, &e, &s, SystemTime::now()).is_ok());
+        // Not ours: left alone.
+        assert_eq!(FileLinks::new("other").renew(&old, 4_000_000_000), None);
+        assert_eq!(
+            links.renew("https://example.com/files/x.png?expires=1&signature=00", 5),
+            None
+        );
+        assert_eq!(links.renew("https://example.com/cat.png", 5), None);
     }
 
     #[test]

@@ -91,6 +91,19 @@ pub trait FileStore: Send + Sync {
     /// Removes the file at `path` (no error when there is none).
     async fn delete(&self, path: &FilePath) -> Result<(), FileError>;
 
+    /// A URL where a client may PUT the file at `path` itself (`content_type`, exactly `size`
+    /// bytes) for `valid_for` from now: S3's presigned PUT, so large uploads never pass through
+    /// the functions; `None` when the store takes files only through the API.
+    async fn upload_url(
+        &self,
+        _path: &FilePath,
+        _content_type: &str,
+        _size: u64,
+        _valid_for: Duration,
+    ) -> Result<Option<String>, FileError> {
+        Ok(None)
+    }
+
     /// Whether [`FileStore::url`] serves files itself (S3's presigned URLs), so the API's link
     /// route may redirect there instead of passing the bytes through.
     fn serves_its_urls(&self) -> bool {

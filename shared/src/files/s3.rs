@@ -93,6 +93,27 @@ impl FileStore for S3Files {
         Ok(())
     }
 
+    async fn upload_url(
+        &self,
+        path: &FilePath,
+        content_type: &str,
+        size: u64,
+        valid_for: Duration,
+    ) -> Result<Option<String>, FileError> {
+        let presigning = PresigningConfig::expires_in(valid_for).map_err(unavailable)?;
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(path.as_str())
+            .content_type(content_type)
+            .content_length(size as i64)
+            .presigned(presigning)
+            .await
+            .map_err(|e| unavailable(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(Some(request.uri().to_string()))
+    }
+
     fn serves_its_urls(&self) -> bool {
         true
     }

@@ -305,7 +305,7 @@ impl Hooks {
                 let mut out = Vec::with_capacity(events.len());
                 for e in events {
                     let call = match e.kind.as_str() {
-                        "pending_message.committed" => "PassOnPendingMessage",
+                        "pending_message.sent" => "PassOnPendingMessage",
                         _ => "DeletedPendingMessage",
                     };
                     let url = format!("{url}/{call}");

@@ -308,7 +308,7 @@ mod tests {
             }
         );
         assert_eq!(t[0].timeout, DEFAULT_WEBHOOK_TIMEOUT);
-        assert!(t[0].wants("pending_message.committed"));
+        assert!(t[0].wants("pending_message.sent"));
         assert!(!t[0].wants("message.new"));
         assert!(!t[1].wants("pending_message.deleted"));
     }

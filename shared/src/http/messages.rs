@@ -20,6 +20,7 @@ pub fn routes() -> Router<Chat> {
         .route("/channels/{type}/{id}/messages", get(get_messages))
         .route("/messages/{id}/replies", get(get_replies))
         .route("/search", get(search))
+        .route("/og", get(link_preview))
         .route("/threads", post(query_threads))
         .route(
             "/threads/{id}",
@@ -421,4 +422,9 @@ async fn translate_message(
     Ok(Reply::json(
         chat.translate_message(&session, &id, &b.language).await?,
     ))
+}
+
+async fn link_preview(State(chat): State<Chat>, session: Session, params: Params) -> HttpResult {
+    let url = params.get("url").unwrap_or("");
+    Ok(Reply::json(chat.link_preview(&session, url).await?))
 }

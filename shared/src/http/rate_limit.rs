@@ -250,6 +250,8 @@ const ENDPOINTS: &[(&str, &str, &str, u64)] = &[
         "DeleteChannelImage",
         1_000,
     ),
+    ("GET", "/og", "GetOG", 1_000),
+    ("POST", "/uploads/presign", "PresignUpload", 1_000),
     ("POST", "/uploads/file", "UploadFile", 1_000),
     ("DELETE", "/uploads/file", "DeleteFile", 1_000),
     ("POST", "/uploads/image", "UploadImage", 1_000),

@@ -1,13 +1,15 @@
 //! Upload routes (the messages function): `POST`/`DELETE` `/channels/{type}/{id}/file|image`
-//! and `/uploads/file|image` (multipart: `file`, `user` as JSON, `upload_sizes` as JSON), and
-//! `GET /files/{*path}`, the signed links to uploads and export files (the link is the
-//! credential: no token).
+//! and `/uploads/file|image` (multipart: `file`, `user` as JSON, `upload_sizes` as JSON);
+//! `POST /uploads/presign`, where a client learns where to PUT a file itself (files larger than
+//! API Gateway and Lambda take); `GET /files/{*path}`, the signed links to uploads and export
+//! files, and `PUT` there, a presigned upload's bytes on chat-local (the link is the credential:
+//! no token).
 
-use super::reply::{HttpResult, Params, Reply};
+use super::reply::{Body, HttpResult, Params, Reply};
 use crate::domain::caller::Session;
 use crate::domain::upload::{ImageSize, UploadKind, DEFAULT_MAX_UPLOAD_BYTES};
 use crate::domain::ApiError;
-use crate::service::uploads::{NewUpload, Served};
+use crate::service::uploads::{NewUpload, PresignUpload, Served};
 use crate::service::Chat;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
@@ -74,7 +76,46 @@ pub fn routes() -> Router<Chat> {
                 .layer(limit),
             );
     }
-    router.route("/files/{*path}", get(serve_file))
+    router
+        .route("/uploads/presign", post(presign_upload))
+        .route(
+            "/files/{*path}",
+            get(serve_file).put(receive_upload).layer(limit),
+        )
+}
+
+async fn presign_upload(
+    State(chat): State<Chat>,
+    session: Session,
+    headers: HeaderMap,
+    base: Option<Extension<PublicBase>>,
+    Body(req): Body<PresignUpload>,
+) -> HttpResult {
+    let base = base_of(&chat, &headers, base.as_ref().map(|b| &b.0));
+    Ok(Reply::json(
+        chat.presign_upload(&session, req, &base).await?,
+    ))
+}
+
+/// The bytes of a presigned upload (chat-local's file store; in AWS they go to S3).
+async fn receive_upload(
+    State(chat): State<Chat>,
+    Path(path): Path<String>,
+    Params(params): Params,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> HttpResult {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    chat.receive_upload(
+        &path,
+        |k| params.get(k).cloned(),
+        content_type,
+        body.to_vec(),
+    )
+    .await?;
+    Ok(Reply::empty())
 }
 
 /// The form of an upload request.

@@ -106,6 +106,8 @@ pub struct Chat {
     /// The address clients reach the API at, for the links to uploads (when unset, the
     /// request's own address).
     pub public_url: Option<String>,
+    /// Where link previews come from (`url_enrichment`, `GET /og`), when configured.
+    pub previews: Option<Arc<dyn crate::previews::LinkPreviews>>,
     /// Where `/giphy` finds its GIFs.
     pub gifs: Arc<dyn crate::gifs::GifSearch>,
     /// The HTTP client of the app's handlers called on the request path (before-send hook).
@@ -136,6 +138,7 @@ impl Chat {
             blocklists: Arc::default(),
             files: None,
             public_url: None,
+            previews: None,
             gifs: Arc::new(crate::gifs::LocalGifs),
             handlers,
         }
@@ -144,6 +147,12 @@ impl Chat {
     /// The same product, finding `/giphy` GIFs with `gifs`.
     pub fn with_gifs(mut self, gifs: Arc<dyn crate::gifs::GifSearch>) -> Self {
         self.gifs = gifs;
+        self
+    }
+
+    /// The same product, previewing links with `previews`.
+    pub fn with_previews(mut self, previews: Arc<dyn crate::previews::LinkPreviews>) -> Self {
+        self.previews = Some(previews);
         self
     }
 

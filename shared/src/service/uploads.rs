@@ -23,6 +23,9 @@ use std::time::{Duration, SystemTime};
 /// Stream's default life of a CDN link (`cdn_expiration_seconds` 0 or unset).
 const DEFAULT_LINK_SECS: i64 = 1_209_600;
 
+/// The attachment fields that may hold links to uploads.
+const LINK_FIELDS: &[&str] = &["asset_url", "image_url", "thumb_url"];
+
 /// How long a redirect to the store's own URL is good for.
 const REDIRECT_SECS: u64 = 600;
 
@@ -34,6 +37,37 @@ pub struct NewUpload {
     /// `user` of the form (server-side: on whose behalf).
     pub user_id: Option<String>,
     pub upload_sizes: Option<Vec<ImageSize>>,
+}
+
+/// `POST /uploads/presign`: a file the client will PUT itself.
+#[derive(Debug, serde::Deserialize)]
+pub struct PresignUpload {
+    #[serde(default = "file_kind")]
+    pub kind: UploadKind,
+    pub name: String,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    pub size: u64,
+    #[serde(default)]
+    pub channel_type: Option<String>,
+    #[serde(default)]
+    pub channel_id: Option<String>,
+    /// Server-side: on whose behalf.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub user: Option<Map<String, Value>>,
+}
+
+fn file_kind() -> UploadKind {
+    UploadKind::File
+}
+
+/// How long a presigned upload link takes its file.
+const PRESIGNED_UPLOAD_SECS: u64 = 3600;
+
+fn record_path(record: &UploadRecord) -> Result<FilePath, ApiError> {
+    FilePath::parse(&record.path).map_err(|_| ApiError::input("the file name is not valid"))
 }
 
 /// What the link route answers.
@@ -80,19 +114,16 @@ impl Chat {
         Ok(loaded)
     }
 
-    /// `POST .../file` and `.../image`: `channel` is `(type, id)` for a channel's upload.
-    /// `base` is the address clients reach the API at.
-    pub async fn upload(
+    /// Who uploads (the caller, or server-side the form's `user`) and to which channel, once
+    /// the caller may upload there.
+    async fn upload_target(
         &self,
         session: &Session,
         channel: Option<(&str, &str)>,
-        kind: UploadKind,
-        new: NewUpload,
-        base: &str,
-    ) -> Result<Value, ApiError> {
-        let files = self.upload_store()?.clone();
+        user_id: Option<String>,
+    ) -> Result<(Option<String>, Option<String>), ApiError> {
         let uploader = if session.caller.is_server() {
-            new.user_id.clone()
+            user_id
         } else {
             session.caller.user_id().map(str::to_string)
         };
@@ -105,13 +136,77 @@ impl Chat {
             }
             None => None,
         };
+        Ok((uploader, cid))
+    }
+
+    /// A new upload's record, kept before its link is handed out.
+    async fn keep_record(&self, record: &UploadRecord) -> Result<(), ApiError> {
+        self.store
+            .transact(vec![Write::Put {
+                table: TableName::Messages,
+                item: upload_item(record),
+                condition: Condition::NotExists,
+            }])
+            .await?;
+        Ok(())
+    }
+
+    /// The answer to an upload: the link to the file, and for images the thumbnail's.
+    fn upload_answer(
+        &self,
+        session: &Session,
+        base: &str,
+        path: &FilePath,
+        image: bool,
+        dimensions: Option<(u32, u32)>,
+    ) -> Map<String, Value> {
+        let expires = self.link_expiry(session);
+        let original = match dimensions {
+            Some((w, h)) => format!("oh={h}&ow={w}"),
+            None => String::new(),
+        };
+        let mut reply = Map::new();
+        reply.insert(
+            "file".into(),
+            self.links()
+                .url_until(base, path, expires, &original)
+                .into(),
+        );
+        if image || dimensions.is_some() {
+            let thumb = [original.as_str(), &THUMBNAIL.query()]
+                .iter()
+                .filter(|q| !q.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("&");
+            reply.insert(
+                "thumb_url".into(),
+                self.links().url_until(base, path, expires, &thumb).into(),
+            );
+        }
+        reply
+    }
+
+    /// `POST .../file` and `.../image`: `channel` is `(type, id)` for a channel's upload.
+    /// `base` is the address clients reach the API at.
+    pub async fn upload(
+        &self,
+        session: &Session,
+        channel: Option<(&str, &str)>,
+        kind: UploadKind,
+        new: NewUpload,
+        base: &str,
+    ) -> Result<Value, ApiError> {
+        let files = self.upload_store()?.clone();
+        let (uploader, cid) = self.upload_target(session, channel, new.user_id).await?;
         let content_type = upload::media_type(new.declared_type.as_deref(), &new.name);
+        let size = new.bytes.len() as u64;
         upload::check(
             kind.config(&session.settings),
             kind,
             &new.name,
             &content_type,
-            new.bytes.len() as u64,
+            size,
         )?;
         let dimensions = crate::images::dimensions(&new.bytes);
         if kind == UploadKind::Image
@@ -129,65 +224,153 @@ impl Chat {
                 "the file is not a valid {content_type} image"
             )));
         }
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let path = FilePath::parse(&format!("uploads/{id}/{}", upload::stored_name(&new.name)))
-            .map_err(|_| ApiError::input("the file name is not valid"))?;
-        let size = new.bytes.len() as u64;
+        let record = self.new_record(kind, new.name, content_type, size, uploader, cid)?;
+        let path = record_path(&record)?;
         files
             .put(&path, new.bytes)
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let record = UploadRecord {
-            id,
-            path: path.as_str().to_string(),
-            kind,
-            name: new.name,
-            content_type,
-            size,
-            user_id: uploader,
-            cid,
-            created_at: self.now_str(),
-        };
-        let stored = self
-            .store
-            .transact(vec![Write::Put {
-                table: TableName::Messages,
-                item: upload_item(&record),
-                condition: Condition::NotExists,
-            }])
-            .await;
-        if let Err(e) = stored {
+        if let Err(e) = self.keep_record(&record).await {
             let _ = files.delete(&path).await;
-            return Err(e.into());
+            return Err(e);
         }
-        let expires = self.link_expiry(session);
-        let original = match dimensions {
-            Some((w, h)) => format!("oh={h}&ow={w}"),
-            None => String::new(),
-        };
-        let mut reply = Map::new();
-        reply.insert(
-            "file".into(),
-            self.links()
-                .url_until(base, &path, expires, &original)
-                .into(),
-        );
-        if kind == UploadKind::Image || dimensions.is_some() {
-            let thumb = [original.as_str(), &THUMBNAIL.query()]
-                .iter()
-                .filter(|q| !q.is_empty())
-                .copied()
-                .collect::<Vec<_>>()
-                .join("&");
-            reply.insert(
-                "thumb_url".into(),
-                self.links().url_until(base, &path, expires, &thumb).into(),
-            );
-        }
+        let mut reply =
+            self.upload_answer(session, base, &path, kind == UploadKind::Image, dimensions);
         if let Some(sizes) = new.upload_sizes {
             reply.insert("upload_sizes".into(), json!(sizes));
         }
         Ok(Value::Object(reply))
+    }
+
+    fn new_record(
+        &self,
+        kind: UploadKind,
+        name: String,
+        content_type: String,
+        size: u64,
+        user_id: Option<String>,
+        cid: Option<String>,
+    ) -> Result<UploadRecord, ApiError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let path = format!("uploads/{id}/{}", upload::stored_name(&name));
+        FilePath::parse(&path).map_err(|_| ApiError::input("the file name is not valid"))?;
+        Ok(UploadRecord {
+            id,
+            path,
+            kind,
+            name,
+            content_type,
+            size,
+            user_id,
+            cid,
+            created_at: self.now_str(),
+        })
+    }
+
+    /// `POST /uploads/presign`: the checks of an upload without its bytes, the record kept, and
+    /// where the client PUTs the file itself (a presigned S3 URL in AWS, so files of any
+    /// allowed size skip the functions' payload limit; the API's own upload link on
+    /// chat-local), with the links the upload answers.
+    pub async fn presign_upload(
+        &self,
+        session: &Session,
+        req: PresignUpload,
+        base: &str,
+    ) -> Result<Value, ApiError> {
+        let files = self.upload_store()?.clone();
+        let channel = match (&req.channel_type, &req.channel_id) {
+            (Some(t), Some(id)) => Some((t.as_str(), id.as_str())),
+            (None, None) => None,
+            _ => return Err(ApiError::input("channel_type and channel_id go together")),
+        };
+        let user_id = req.user_id.clone().or_else(|| {
+            req.user
+                .as_ref()
+                .and_then(|u| u.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        let (uploader, cid) = self.upload_target(session, channel, user_id).await?;
+        if req.name.is_empty() || req.name.len() > 1024 {
+            return Err(ApiError::field("name", "name must be 1 to 1024 characters"));
+        }
+        let content_type = upload::media_type(req.content_type.as_deref(), &req.name);
+        upload::check(
+            req.kind.config(&session.settings),
+            req.kind,
+            &req.name,
+            &content_type,
+            req.size,
+        )?;
+        let record = self.new_record(
+            req.kind,
+            req.name,
+            content_type.clone(),
+            req.size,
+            uploader,
+            cid,
+        )?;
+        let path = record_path(&record)?;
+        let valid_for = std::time::Duration::from_secs(PRESIGNED_UPLOAD_SECS);
+        let upload_url = match files
+            .upload_url(&path, &content_type, req.size, valid_for)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+        {
+            Some(url) => url,
+            None => self.links().upload_url(
+                base,
+                &path,
+                self.now().timestamp() + PRESIGNED_UPLOAD_SECS as i64,
+                req.size,
+                &content_type,
+            ),
+        };
+        self.keep_record(&record).await?;
+        let mut reply =
+            self.upload_answer(session, base, &path, req.kind == UploadKind::Image, None);
+        reply.insert("upload_url".into(), upload_url.into());
+        reply.insert("method".into(), "PUT".into());
+        reply.insert(
+            "headers".into(),
+            json!({ "Content-Type": content_type, "Content-Length": req.size.to_string() }),
+        );
+        Ok(Value::Object(reply))
+    }
+
+    /// `PUT /files/<path>?upload_expires=&size=&type=&upload_signature=`: the bytes of a
+    /// presigned upload, kept by this API's file store (chat-local).
+    pub async fn receive_upload(
+        &self,
+        path: &str,
+        param: impl Fn(&str) -> Option<String>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        let files = self.upload_store()?;
+        let now =
+            SystemTime::UNIX_EPOCH + Duration::from_secs(self.now().timestamp().max(0) as u64);
+        let (path, size, kind) =
+            self.links()
+                .check_upload(path, param, now)
+                .map_err(|r| match r {
+                    Refusal::NotFound => ApiError::not_found("no such upload"),
+                    Refusal::Expired => ApiError::not_allowed("this upload link has expired"),
+                })?;
+        if body.len() as u64 != size {
+            return Err(ApiError::input(format!(
+                "the upload must be exactly {size} bytes"
+            )));
+        }
+        if content_type.is_some_and(|t| !t.eq_ignore_ascii_case(&kind)) {
+            return Err(ApiError::input(format!(
+                "the upload must be sent as {kind}"
+            )));
+        }
+        files
+            .put(&path, body)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))
     }
 
     pub(crate) fn links(&self) -> FileLinks {
@@ -201,6 +384,46 @@ impl Chat {
             _ => DEFAULT_LINK_SECS,
         };
         self.now().timestamp() + secs
+    }
+
+    /// The upload links in `attachments` signed anew, so a message read today opens for another
+    /// `cdn_expiration_seconds` (as Stream renews its CDN links on reads). The expiry is counted
+    /// from the start of the day, so a link changes once a day and stays cacheable.
+    pub(crate) async fn renew_upload_links(
+        &self,
+        attachments: &mut [Value],
+    ) -> Result<(), ApiError> {
+        let has_links = attachments.iter().any(|a| {
+            LINK_FIELDS.iter().any(|f| {
+                a.get(*f)
+                    .and_then(Value::as_str)
+                    .is_some_and(|u| u.contains("/files/uploads/"))
+            })
+        });
+        if !has_links {
+            return Ok(());
+        }
+        let settings = self.app_settings().await?;
+        let secs = match settings.cdn_expiration_seconds {
+            s if s > 0 => s,
+            _ => DEFAULT_LINK_SECS,
+        };
+        let today = self.now().timestamp().div_euclid(86_400) * 86_400;
+        let expires = today + 86_400 + secs;
+        let links = self.links();
+        for attachment in attachments.iter_mut() {
+            for field in LINK_FIELDS {
+                let renewed = attachment
+                    .get(*field)
+                    .and_then(Value::as_str)
+                    .filter(|u| u.contains("/files/uploads/"))
+                    .and_then(|u| links.renew(u, expires));
+                if let Some(url) = renewed {
+                    attachment[*field] = Value::String(url);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn upload_record(&self, id: &str) -> Result<Option<UploadRecord>, ApiError> {
@@ -297,7 +520,7 @@ impl Chat {
             return Ok(());
         }
         for attachment in &m.attachments {
-            for field in ["asset_url", "image_url", "thumb_url"] {
+            for field in LINK_FIELDS {
                 let Some(url) = attachment.get(field).and_then(Value::as_str) else {
                     continue;
                 };

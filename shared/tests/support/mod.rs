@@ -3,3 +3,4 @@
 
 pub mod chat;
 pub mod moto;
+pub mod s3;

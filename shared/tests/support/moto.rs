@@ -67,22 +67,6 @@ impl Moto {
         moto
     }
 
-    /// A new S3 bucket on this server, as the file store the functions use.
-    pub async fn bucket(&self, name: &str) -> shared::files::s3::S3Files {
-        let config = self.sdk_config();
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config)
-                .force_path_style(true)
-                .build(),
-        );
-        s3.create_bucket()
-            .bucket(name)
-            .send()
-            .await
-            .expect("bucket on moto");
-        shared::files::s3::S3Files::from_config(&config, name)
-    }
-
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

@@ -7,6 +7,7 @@ mod before_send;
 mod commands;
 mod commit;
 mod custom_commands;
+mod enrich;
 mod read;
 mod send;
 mod translate;

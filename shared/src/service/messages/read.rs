@@ -506,7 +506,7 @@ impl Chat {
             }
             wire
         };
-        Ok(messages
+        let mut wires: Vec<Value> = messages
             .iter()
             .map(|m| {
                 let mut wire = one(m);
@@ -515,7 +515,19 @@ impl Chat {
                 }
                 wire
             })
-            .collect())
+            .collect();
+        for wire in &mut wires {
+            if let Some(Value::Array(a)) = wire.get_mut("attachments") {
+                self.renew_upload_links(a).await?;
+            }
+            if let Some(Value::Array(a)) = wire
+                .get_mut("quoted_message")
+                .and_then(|q| q.get_mut("attachments"))
+            {
+                self.renew_upload_links(a).await?;
+            }
+        }
+        Ok(wires)
     }
 }
 

@@ -29,6 +29,8 @@ pub struct SendMessage {
     /// Server-side: hold the message for review (overrides the type's `mark_messages_pending`).
     pub pending: Option<bool>,
     pub pending_message_metadata: Map<String, Value>,
+    /// No link preview for this message.
+    pub skip_enrich_url: bool,
     /// A command's outcome being sent: its text runs no command again.
     #[serde(skip)]
     pub command_outcome: bool,
@@ -235,6 +237,11 @@ impl Chat {
             _ => {}
         }
         let message_id = message.id.clone();
+        let enrich = self.link_to_enrich(&message, req.skip_enrich_url);
+        let enrich_later = session.settings.async_url_enrich_enabled;
+        if let (Some(url), false) = (&enrich, enrich_later) {
+            self.enrich_now(&mut message, url).await;
+        }
         let slow_mode = self
             .slow_mode_write(session, &config, &loaded, &author, &message.created_at)
             .await?;
@@ -247,17 +254,31 @@ impl Chat {
             _ => None,
         };
         let answered_at = message.created_at.clone();
+        let mut extra: Vec<crate::store::Write> = slow_mode.into_iter().collect();
+        if message.pending {
+            // The pending_message hooks are passed the new message and its metadata, to commit
+            // or delete it.
+            let wire = self
+                .messages_wire(std::slice::from_ref(&message), None)
+                .await?
+                .remove(0);
+            let callback = super::write::pending_callback(
+                "pending_message.sent",
+                &loaded.channel,
+                &message,
+                wire,
+                self.now(),
+            );
+            extra.push(crate::store::layout::outbox_write(&callback));
+        }
         let wire = self
-            .post_message(
-                loaded,
-                message,
-                &user.to_json(),
-                slow_mode.into_iter().collect(),
-                None,
-            )
+            .post_message(loaded, message, &user.to_json(), extra, None)
             .await?;
         if let Some(hit) = listed.filter(|h| h.behavior == ModerationBehavior::Flag) {
             self.automod_flag(&message_id, &hit).await?;
+        }
+        if let (Some(url), true) = (enrich, enrich_later) {
+            self.enrich_later(session, message_id.clone(), url).await;
         }
         if let Some(previous) = answered {
             self.record_response_time(&session.settings, &author, &previous.message, &answered_at)

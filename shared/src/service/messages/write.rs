@@ -618,26 +618,8 @@ impl Chat {
             .await?
             .map(|(u, _)| u.to_json())
             .unwrap_or_else(|| json!({ "id": author }));
-        // The pending_message hooks are called back with the message and its metadata.
-        let committed = self
-            .messages_wire(std::slice::from_ref(&message), None)
-            .await?
-            .remove(0);
-        let callback = pending_callback(
-            "pending_message.committed",
-            &loaded.channel,
-            &message,
-            committed,
-            self.now(),
-        );
         let wire = self
-            .post_message(
-                loaded,
-                message,
-                &user,
-                vec![outbox_write(&callback)],
-                Some(&stored),
-            )
+            .post_message(loaded, message, &user, Vec::new(), Some(&stored))
             .await?;
         Ok(json!({ "message": wire }))
     }
@@ -699,7 +681,7 @@ impl Chat {
 
 /// The event that calls the `pending_message` hooks back about a pending message (`kind`:
 /// committed or deleted), with its `pending_message_metadata`.
-fn pending_callback(
+pub(super) fn pending_callback(
     kind: &str,
     channel: &crate::domain::channel::Channel,
     message: &Message,
