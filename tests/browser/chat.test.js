@@ -5,7 +5,10 @@
 // events. Proves that a message typed into user A's MessageInput and sent with Enter appears in
 // user B's MessageList, and that B's reply appears in A's; and that an image A attaches through
 // the MessageInput's file input uploads to chat-local (cross-origin, multipart), is sent, and
-// shows in B's MessageList as an <img> from chat-local's /files/uploads/ link that has loaded.
+// shows in B's MessageList as an <img> from chat-local's /files/uploads/ link that has loaded;
+// and that with the README's custom upload hook (setMessageComposerSetupFunction +
+// attachmentManager.setCustomUploadFn) the same attach goes up through POST /uploads/presign and
+// a cross-origin PUT of the raw bytes to the link it answers, with no multipart upload at all.
 // On failure it prints the browser console, failed requests and the upload traffic and saves
 // screenshots to a temp dir.
 import { test, before, after } from 'node:test';
@@ -55,6 +58,23 @@ const withTimeout = (promise, ms, what) =>
     new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms).unref()),
   ]);
 
+// The README's custom upload hook (Stream's documented MessageComposer setup function and
+// AttachmentManager.setCustomUploadFn): attachments go up through POST /uploads/presign and a PUT
+// of the raw bytes to the link it answers, instead of the SDK's multipart POST.
+const presignHook = `client.setMessageComposerSetupFunction(({ composer }) => {
+  composer.attachmentManager.setCustomUploadFn(async (file) => {
+    const { channel } = composer;
+    const res = await client.post(\`\${client.baseURL}/uploads/presign\`, {
+      kind: file.type.startsWith('image/') ? 'image' : 'file',
+      name: file.name, content_type: file.type, size: file.size,
+      channel_type: channel.type, channel_id: channel.id,
+    });
+    const put = await fetch(res.upload_url, { method: 'PUT', headers: { 'Content-Type': res.headers['Content-Type'] }, body: file });
+    if (!put.ok) throw new Error(\`upload failed: \${put.status}\`);
+    return { file: res.file, thumb_url: res.thumb_url };
+  });
+});`;
+
 // The page: the UI kit as its docs show it, for the user, token and base URL in the query string.
 const app = `
 import React from 'react';
@@ -64,6 +84,10 @@ import { Chat, Channel, Window, MessageList, MessageInput } from 'stream-chat-re
 import 'stream-chat-react/dist/css/v2/index.css';
 const q = new URLSearchParams(location.search);
 const client = new StreamChat(q.get('key'), { baseURL: q.get('base') });
+// With ?presign=1: the README's custom upload hook, verbatim (the test checks the README has it).
+if (q.get('presign') === '1') {
+${presignHook}
+}
 client.connectUser({ id: q.get('user') }, q.get('token')).then(
   () => {
     const channel = client.channel('messaging', q.get('channel'));
@@ -188,16 +212,23 @@ after(async () => {
   if (!failed) fs.rmSync(tmp, { recursive: true, force: true });
 }, { timeout: 30_000 });
 
-// A page (own browser context) for `user` in `pages[label]`, its console and failures logged.
-async function open(pages, label, user, channelId) {
+// A page (own browser context) for `user` in `pages[label]`, its console and failures logged,
+// every answered or failed request in `page.network` ({ method, url, status, request, response }).
+// `extra` adds to the page's query string (`{ presign: '1' }` installs the presign upload hook).
+async function open(pages, label, user, channelId, extra = {}) {
   const context = await browser.createBrowserContext();
   const page = (pages[label] = await context.newPage());
+  page.network = [];
   page.setDefaultTimeout(20_000);
   page.on('console', (m) => log.push(`[${label} console.${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => log.push(`[${label} pageerror] ${e.stack ?? e}`));
-  page.on('requestfailed', (r) => log.push(`[${label} failed] ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+  page.on('requestfailed', (r) => {
+    log.push(`[${label} failed] ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
+    page.network.push({ method: r.method(), url: r.url(), status: null, request: r, failure: r.failure()?.errorText });
+  });
   page.on('response', (r) => {
-    const upload = /\/(file|image)(\?|$)|\/files\//.test(r.url());
+    page.network.push({ method: r.request().method(), url: r.url(), status: r.status(), request: r.request(), response: r });
+    const upload = /\/(file|image|presign)(\?|$)|\/files\//.test(r.url());
     if (r.status() >= 400 || upload) {
       const h = r.headers();
       const shown = ['content-type', 'access-control-allow-origin', 'content-security-policy', 'x-content-type-options']
@@ -208,7 +239,7 @@ async function open(pages, label, user, channelId) {
     }
   });
   const token = jwt({ user_id: user }, chat.secret);
-  const query = new URLSearchParams({ key: chat.key, base: chat.url, user, token, channel: channelId });
+  const query = new URLSearchParams({ key: chat.key, base: chat.url, user, token, channel: channelId, ...extra });
   await page.goto(`${pageOrigin}/index.html?${query}`, { waitUntil: 'load' });
   await page.waitForSelector(INPUT);
   return page;
@@ -346,6 +377,101 @@ test('an image attached in one browser uploads to chat-local and shows, loaded, 
     assert.deepEqual([shown.naturalWidth, shown.naturalHeight], [size.width, size.height]);
 
     // The author's own list shows it from chat-local too.
+    await expectLoadedImage(pages.A, caption);
+  });
+});
+
+test('with the README upload hook, an image goes up through /uploads/presign and a PUT, and shows, loaded, in the other browser', { timeout: 120_000 }, async () => {
+  // The page runs the README's snippet as written.
+  assert.ok(fs.readFileSync(path.join(root, 'README.md'), 'utf8').includes(presignHook), 'README has the upload hook the page runs');
+  await scenario(async (pages, { a, b, channelId }) => {
+    await open(pages, 'A', a, channelId, { presign: '1' });
+    await open(pages, 'B', b, channelId);
+    const name = `${rand('photo')}.png`;
+    const file = path.join(tmp, name);
+    const bytes = png(480, 320, 11);
+    fs.writeFileSync(file, bytes);
+
+    // Attached through the MessageInput's file input, as in the multipart test; the preview
+    // shows it from chat-local once the hook has put it there.
+    const chooser = await pages.A.waitForSelector('.str-chat__message-input input[type=file]', { timeout: 20_000 });
+    await chooser.uploadFile(file);
+    const uploads = `${chat.url}/files/uploads/`;
+    await pages.A.waitForFunction(
+      (prefix) => {
+        const preview = document.querySelector('.str-chat__attachment-preview-image');
+        if (!preview || preview.querySelector('.str-chat__attachment-preview-image-loading')) return false;
+        const img = preview.querySelector('img');
+        return !!img && img.src.startsWith(prefix);
+      },
+      { timeout: 30_000, polling: 200 },
+      uploads,
+    );
+
+    const caption = rand('presigned picture from A');
+    await send(pages.A, caption);
+    await expectMessage(pages.A, caption);
+    await expectMessage(pages.B, caption);
+
+    // (a) A's traffic: one presign POST, one PUT of the bytes to the link it answered, and no
+    // multipart upload (A's page is new, so everything it sent belongs to this message).
+    const traffic = pages.A.network;
+    const shownTraffic = () => traffic.map((r) => `${r.method} ${r.url} -> ${r.status ?? r.failure}`).join('\n');
+    const pathOf = (u) => new URL(u).pathname;
+    const presigns = traffic.filter((r) => r.method === 'POST' && r.url.startsWith(`${chat.url}/uploads/presign`));
+    assert.equal(presigns.length, 1, `one POST /uploads/presign:\n${shownTraffic()}`);
+    assert.equal(presigns[0].status, 200, shownTraffic());
+    assert.deepEqual(JSON.parse(presigns[0].request.postData()), {
+      kind: 'image',
+      name,
+      content_type: 'image/png',
+      size: bytes.length,
+      channel_type: 'messaging',
+      channel_id: channelId,
+    });
+    const answer = JSON.parse(await presigns[0].response.text());
+    assert.equal(answer.method, 'PUT');
+    assert.deepEqual(answer.headers, { 'Content-Type': 'image/png', 'Content-Length': String(bytes.length) });
+    assert.ok(answer.upload_url.startsWith(uploads), answer.upload_url);
+    assert.ok(answer.file.startsWith(uploads), answer.file);
+    assert.equal(pathOf(answer.upload_url), pathOf(answer.file));
+
+    const puts = traffic.filter((r) => r.method === 'PUT');
+    assert.equal(puts.length, 1, `one PUT:\n${shownTraffic()}`);
+    assert.equal(puts[0].url, answer.upload_url);
+    assert.equal(puts[0].status, 200, shownTraffic());
+    assert.equal(puts[0].request.headers()['content-type'], 'image/png');
+
+    const multipart = traffic.filter(
+      (r) => r.method === 'POST' && /^\/(channels\/[^/]+\/[^/]+|uploads)\/(image|file)$/.test(pathOf(r.url)),
+    );
+    assert.deepEqual(multipart.map((r) => r.url), [], `no multipart upload:\n${shownTraffic()}`);
+
+    // The message A sent carries the presigned upload's link.
+    const sent = traffic.filter((r) => r.method === 'POST' && pathOf(r.url) === `/channels/messaging/${channelId}/message`);
+    assert.equal(sent.length, 1, shownTraffic());
+    const message = JSON.parse(sent[0].request.postData()).message;
+    assert.equal(message.text, caption);
+    assert.equal(message.attachments.length, 1, JSON.stringify(message.attachments));
+    assert.equal(message.attachments[0].type, 'image');
+    assert.equal(pathOf(message.attachments[0].image_url), pathOf(answer.file));
+
+    // (b) B's MessageList shows that upload as an <img> that has loaded from chat-local.
+    const images = await expectLoadedImage(pages.B, caption);
+    const shown = images.find((i) => i.src.startsWith(uploads) && i.complete && i.naturalWidth > 0 && !i.failed);
+    assert.equal(pathOf(shown.src), pathOf(answer.file), shown.src);
+
+    // The bytes A put are the ones `file` serves, and what B shows is that PNG (as sized for the list).
+    const original = await fetch(answer.file, { signal: AbortSignal.timeout(10_000) });
+    assert.equal(original.status, 200);
+    assert.equal(original.headers.get('content-type'), 'image/png');
+    assert.ok(Buffer.from(await original.arrayBuffer()).equals(bytes), 'file serves the bytes that were PUT');
+    const res = await fetch(shown.src, { signal: AbortSignal.timeout(10_000) });
+    assert.equal(res.status, 200);
+    const size = pngSize(Buffer.from(await res.arrayBuffer()));
+    assert.deepEqual([shown.naturalWidth, shown.naturalHeight], [size.width, size.height]);
+
+    // The author's own list shows it too.
     await expectLoadedImage(pages.A, caption);
   });
 });
