@@ -314,7 +314,7 @@ async fn message_changes_write_their_events() {
     chat.send_message(&s, "messaging", "talk", send)
         .await
         .expect("send");
-    chat.update_message(&s, "m1", obj(json!({"id": "m1", "text": "hello"})))
+    chat.update_message(&s, "m1", obj(json!({"id": "m1", "text": "hello"})), false)
         .await
         .expect("update");
     let like = SendReaction {

@@ -379,6 +379,26 @@ def test_messages_that_skip_enrichment(allowed, site):
     assert sent["attachments"] == [given] and site.hits("/twitter") == before
 
 
+def test_edits_follow_the_first_link(allowed, site):
+    """An edit that changes the first link replaces its preview; one that drops the link drops
+    the preview; `skip_enrich_url` on an edit leaves the attachments as they are; other
+    attachments stay."""
+    client, ch, user = new_channel(allowed)
+    article, video = f"{site.base}/article", f"{site.base}/video"
+    own = {"type": "file", "asset_url": f"{site.base}/doc.pdf", "title": "spec"}
+    sent = ch.send_message({"text": f"see {article}", "attachments": [own]}, user)["message"]
+    assert [a.get("og_scrape_url") for a in sent["attachments"]] == [None, article]
+    edited = client.update_message({"id": sent["id"], "text": f"now {video}", "user_id": user,
+                                    "attachments": sent["attachments"]})["message"]
+    assert [a.get("og_scrape_url") for a in edited["attachments"]] == [None, video], edited["attachments"]
+    assert edited["attachments"][1]["type"] == "video"
+    partial = client.update_message_partial(sent["id"], {"set": {"text": "no link now"}}, user)["message"]
+    assert partial["attachments"] == [own], partial["attachments"]
+    kept = client.update_message_partial(sent["id"], {"set": {"text": f"quiet {article}"}}, user,
+                                         skip_enrich_url=True)["message"]
+    assert kept["attachments"] == [own], kept["attachments"]
+
+
 def test_types_without_url_enrichment(allowed, site):
     client = allowed.client()
     assert client.get_channel_type("livestream")["url_enrichment"] is False

@@ -614,3 +614,15 @@ def test_hard_deleted_channel_takes_its_uploads(client, how):
     assert all(fetch(u).status_code == 200 for u in links[soft.path] + [standalone])
     for link in links[hard.path]:
         refused(fetch(link), 404)
+
+
+def test_hard_truncation_takes_the_uploads_its_messages_link(client):
+    """Truncating with hard_delete removes the channel's uploads that the removed messages link
+    to; an upload no message links to stays (until the channel goes)."""
+    s = make_scene(client)
+    linked = uploaded(client, s.path + "/file", user_token(client, s.member), name="old.txt", body=b"old")
+    loose = uploaded(client, s.path + "/file", user_token(client, s.member), name="loose.txt", body=b"loose")
+    s.channel.send_message({"text": "old news", "attachments": [{"type": "file", "asset_url": linked["file"]}]}, s.member)
+    s.channel.truncate(hard_delete=True)
+    refused(fetch(linked["file"]), 404)
+    assert fetch(loose["file"]).status_code == 200

@@ -102,6 +102,7 @@ async fn get_message(
 #[serde(default)]
 struct UpdateBody {
     message: Map<String, Value>,
+    skip_enrich_url: bool,
 }
 
 async fn update_message(
@@ -111,7 +112,8 @@ async fn update_message(
     Body(b): Body<UpdateBody>,
 ) -> HttpResult {
     Ok(Reply::json(
-        chat.update_message(&session, &id, b.message).await?,
+        chat.update_message(&session, &id, b.message, b.skip_enrich_url)
+            .await?,
     ))
 }
 
@@ -122,6 +124,7 @@ struct PartialBody {
     unset: Vec<String>,
     user_id: Option<String>,
     user: Option<Map<String, Value>>,
+    skip_enrich_url: bool,
 }
 
 impl PartialBody {
@@ -145,7 +148,7 @@ async fn update_message_partial(
 ) -> HttpResult {
     let user_id = b.acting_user_id();
     Ok(Reply::json(
-        chat.update_message_partial(&session, &id, b.set, b.unset, user_id)
+        chat.update_message_partial(&session, &id, b.set, b.unset, user_id, b.skip_enrich_url)
             .await?,
     ))
 }

@@ -516,16 +516,25 @@ impl Chat {
 
     /// A hard-deleted message's uploads (in its channel) go with it.
     pub(crate) async fn remove_message_uploads(&self, m: &Message) -> Result<(), ApiError> {
+        self.remove_linked_uploads(&m.cid, &m.attachments).await
+    }
+
+    /// The uploads of channel `cid` that `attachments` link to, removed.
+    pub(crate) async fn remove_linked_uploads(
+        &self,
+        cid: &str,
+        attachments: &[Value],
+    ) -> Result<(), ApiError> {
         if self.files.is_none() {
             return Ok(());
         }
-        for attachment in &m.attachments {
+        for attachment in attachments {
             for field in LINK_FIELDS {
                 let Some(url) = attachment.get(field).and_then(Value::as_str) else {
                     continue;
                 };
                 if let Some(record) = self.upload_of_url(url).await? {
-                    if record.cid.as_deref() == Some(m.cid.as_str()) {
+                    if record.cid.as_deref() == Some(cid) {
                         self.remove_upload(&record).await?;
                     }
                 }

@@ -45,9 +45,8 @@ impl Chat {
 
     /// After the message is stored (`async_url_enrich_enabled`): its preview added by an update
     /// (`message.updated`), in the background where the process outlives the request.
-    pub(crate) async fn enrich_later(&self, session: &Session, message_id: String, url: String) {
+    pub(crate) async fn enrich_later(&self, message_id: String, url: String) {
         let chat = self.clone();
-        let server = Session::server(session.settings.clone());
         let work = async move {
             let preview = match chat.preview_of(&url).await {
                 Ok(p) => p,
@@ -56,18 +55,39 @@ impl Chat {
                     return;
                 }
             };
-            let Ok(stored) = chat.require_message(&message_id).await else {
-                return;
-            };
-            let mut attachments = stored.message.attachments.clone();
-            attachments.push(Value::Object(preview));
-            let mut set = Map::new();
-            set.insert("attachments".into(), Value::Array(attachments));
-            if let Err(e) = chat
-                .update_message_partial(&server, &message_id, set, Vec::new(), None)
-                .await
-            {
-                tracing::warn!(error = %e.message, "a link preview could not be added");
+            // Added under the message's version; a concurrent change is read again.
+            for attempt in 1..=5u32 {
+                let Ok(stored) = chat.require_message(&message_id).await else {
+                    return;
+                };
+                let Ok(loaded) = chat.require_channel(&stored.message.cid).await else {
+                    return;
+                };
+                // The text moved on to another link, or the preview is there already.
+                let previewed = stored
+                    .message
+                    .attachments
+                    .iter()
+                    .any(|a| a.get("og_scrape_url").and_then(Value::as_str) == Some(&url));
+                if stored.message.enrich_url.as_deref() != Some(url.as_str()) || previewed {
+                    return;
+                }
+                let mut next = stored.message.clone();
+                next.attachments.push(Value::Object(preview.clone()));
+                match chat
+                    .save_message(&stored, &next, &loaded.channel, "message.updated", &[])
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(e) if attempt < 5 && e.code == crate::domain::ErrorCode::Input => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64))
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, "a link preview could not be added");
+                        return;
+                    }
+                }
             }
         };
         match self.task_mode {
@@ -76,6 +96,39 @@ impl Chat {
             }
             TaskMode::Inline => work.await,
         }
+    }
+
+    /// After an edit of the text (unless `skip`, as the UI kits send when they manage previews
+    /// themselves): previews of links no longer its first go, and the new first link is
+    /// previewed now, or returned to preview after the update in async mode.
+    pub(crate) async fn follow_first_link(
+        &self,
+        session: &Session,
+        enrichment: bool,
+        before: &Message,
+        next: &mut Message,
+        skip: bool,
+    ) -> Option<String> {
+        if skip || next.text == before.text {
+            return None;
+        }
+        next.enrich_url = if enrichment {
+            crate::domain::message::first_url(&next.text)
+        } else {
+            None
+        };
+        let keep = next.enrich_url.clone();
+        next.attachments
+            .retain(|a| match a.get("og_scrape_url").and_then(Value::as_str) {
+                Some(u) => Some(u) == keep.as_deref(),
+                None => true,
+            });
+        let url = self.link_to_enrich(next, false)?;
+        if session.settings.async_url_enrich_enabled {
+            return Some(url);
+        }
+        self.enrich_now(next, &url).await;
+        None
     }
 
     /// `GET /og?url=`: the preview of a link.

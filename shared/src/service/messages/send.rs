@@ -278,7 +278,7 @@ impl Chat {
             self.automod_flag(&message_id, &hit).await?;
         }
         if let (Some(url), true) = (enrich, enrich_later) {
-            self.enrich_later(session, message_id.clone(), url).await;
+            self.enrich_later(message_id.clone(), url).await;
         }
         if let Some(previous) = answered {
             self.record_response_time(&session.settings, &author, &previous.message, &answered_at)

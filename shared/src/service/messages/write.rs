@@ -30,7 +30,8 @@ pub struct DeleteMessageOptions {
 }
 
 impl Chat {
-    /// Truncation with `hard_delete`: the messages before `before` are removed for good.
+    /// Truncation with `hard_delete`: the messages before `before` are removed for good, with
+    /// the channel's uploads they link to.
     pub(crate) async fn remove_messages_before(
         &self,
         cid: &str,
@@ -53,6 +54,9 @@ impl Chat {
             }
             let mut writes = Vec::new();
             for item in &page.items {
+                if let Some(Value::Array(attachments)) = item.data.get("attachments") {
+                    self.remove_linked_uploads(cid, attachments).await?;
+                }
                 if let Some(id) = item.data.get("id").and_then(Value::as_str) {
                     let (ipk, isk) = message_id_key(id);
                     writes.push(Write::Delete {
@@ -157,6 +161,7 @@ impl Chat {
         session: &Session,
         id: &str,
         payload: Map<String, Value>,
+        skip_enrich_url: bool,
     ) -> Result<Value, ApiError> {
         let stored = self.require_message(id).await?;
         let (config, loaded) = self.message_channel(session, &stored.message).await?;
@@ -184,13 +189,16 @@ impl Chat {
             // Seed: translations are recomputed when the text changes.
             self.auto_translate(session, &loaded, &mut next).await;
         }
-        let wire = self
-            .save_message(&stored, &next, &loaded.channel, "message.updated", &[])
-            .await?;
-        if let Some(hit) = listed {
-            self.automod_flag(&next.id, &hit).await?;
-        }
-        Ok(json!({ "message": wire }))
+        self.commit_update(
+            session,
+            &config,
+            &loaded,
+            &stored,
+            next,
+            listed,
+            skip_enrich_url,
+        )
+        .await
     }
 
     /// `PUT /messages/{id}`: `set` / `unset`, pinning included.
@@ -201,6 +209,7 @@ impl Chat {
         set: Map<String, Value>,
         unset: Vec<String>,
         user_id: Option<String>,
+        skip_enrich_url: bool,
     ) -> Result<Value, ApiError> {
         let stored = self.require_message(id).await?;
         let (config, loaded) = self.message_channel(session, &stored.message).await?;
@@ -237,11 +246,50 @@ impl Chat {
         let listed = self
             .check_updated_text(&config, &loaded, &stored.message, &next)
             .await?;
+        self.commit_update(
+            session,
+            &config,
+            &loaded,
+            &stored,
+            next,
+            listed,
+            skip_enrich_url,
+        )
+        .await
+    }
+
+    /// The end of an update: the preview follows the text's first link, the message is saved
+    /// under its version with `message.updated`, a blocklist hit is flagged, and in async mode
+    /// the new link is previewed after.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_update(
+        &self,
+        session: &Session,
+        config: &crate::domain::channel_type::ChannelTypeConfig,
+        loaded: &Loaded,
+        stored: &StoredMessage,
+        mut next: Message,
+        listed: Option<crate::service::blocklists::BlocklistHit>,
+        skip_enrich_url: bool,
+    ) -> Result<Value, ApiError> {
+        let enrichment = loaded.channel.effective_config(config, &[])?.url_enrichment;
+        let enrich_later = self
+            .follow_first_link(
+                session,
+                enrichment,
+                &stored.message,
+                &mut next,
+                skip_enrich_url,
+            )
+            .await;
         let wire = self
-            .save_message(&stored, &next, &loaded.channel, "message.updated", &[])
+            .save_message(stored, &next, &loaded.channel, "message.updated", &[])
             .await?;
         if let Some(hit) = listed {
             self.automod_flag(&next.id, &hit).await?;
+        }
+        if let Some(url) = enrich_later {
+            self.enrich_later(next.id.clone(), url).await;
         }
         Ok(json!({ "message": wire }))
     }
