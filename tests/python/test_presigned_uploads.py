@@ -9,6 +9,7 @@ import requests
 
 from conftest import private_app
 from test_uploads import auth, fetch, make_scene, png, png_size, refused, remove, user_token
+from test_uploads import default_upload_configs  # noqa: F401  (autouse: Stream's default upload configs)
 
 
 def presign(c, token, **body):

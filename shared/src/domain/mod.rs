@@ -11,6 +11,7 @@ pub mod channel;
 pub mod channel_type;
 pub mod clock;
 pub mod command;
+pub mod device;
 pub mod error;
 pub mod event;
 pub mod event_kind;

@@ -22,6 +22,10 @@ pub fn routes() -> Router<Chat> {
                 .patch(update_users_partial),
         )
         .route("/users/{id}", delete(delete_user))
+        .route(
+            "/devices",
+            post(add_device).get(list_devices).delete(remove_device),
+        )
         .route("/users/{id}/deactivate", post(deactivate_user))
         .route("/users/{id}/reactivate", post(reactivate_user))
         .route("/users/deactivate", post(deactivate_users))
@@ -415,4 +419,25 @@ async fn create_guest(
     Ok(Reply::json(
         json!({"access_token": token, "user": user.to_json()}),
     ))
+}
+
+async fn add_device(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(device): Body<crate::domain::device::NewDevice>,
+) -> HttpResult {
+    chat.add_device(&session, device).await?;
+    Ok(Reply::empty())
+}
+
+async fn list_devices(State(chat): State<Chat>, session: Session, params: Params) -> HttpResult {
+    let user_id = params.get("user_id").map(str::to_string);
+    Ok(Reply::json(chat.list_devices(&session, user_id).await?))
+}
+
+async fn remove_device(State(chat): State<Chat>, session: Session, params: Params) -> HttpResult {
+    let id = params.get("id").unwrap_or("");
+    let user_id = params.get("user_id").map(str::to_string);
+    chat.remove_device(&session, id, user_id).await?;
+    Ok(Reply::empty())
 }

@@ -105,6 +105,19 @@ pub async fn open(
             chat.connect_user_details(&user_id, user).await?;
         }
     }
+    // A device the app set before connecting (`setLocalDevice`) is registered for the user.
+    if let Some(device) = payload.get("device").filter(|d| d.is_object()) {
+        if !matches!(session.caller, Caller::Anonymous) {
+            let device: crate::domain::device::NewDevice = serde_json::from_value(device.clone())
+                .map_err(|_| {
+                ApiError::field(
+                    "device",
+                    "device must be {id, push_provider, push_provider_name}",
+                )
+            })?;
+            chat.add_device(&session, device).await?;
+        }
+    }
     Ok(Opened { session, user_id })
 }
 

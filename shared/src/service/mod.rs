@@ -11,6 +11,7 @@ pub mod channel_types;
 pub mod channels;
 pub mod commands;
 pub mod config_cache;
+pub mod devices;
 pub mod exports;
 pub mod flag_reports;
 pub mod flags;

@@ -789,7 +789,12 @@ impl Chat {
             .into_iter()
             .map(|b| Value::String(b.blocked_user_id))
             .collect();
-        me["devices"] = json!([]);
+        me["devices"] = self
+            .user_devices(user_id)
+            .await?
+            .iter()
+            .map(crate::domain::device::Device::to_wire)
+            .collect();
         me["total_unread_count"] = counts.total.into();
         me["unread_count"] = counts.total.into();
         me["unread_channels"] = counts.unread_channels().into();

@@ -81,6 +81,11 @@ pub fn outbox_write(event: &Event) -> Write {
     }
 }
 
+/// A user's push devices (app table; sort key: the device token).
+pub fn devices_pk(user_id: &str) -> String {
+    format!("devices#{user_id}")
+}
+
 /// An uploaded file's record (messages table): who uploaded it, to which channel.
 pub fn upload_key(id: &str) -> (String, String) {
     (format!("upload#{id}"), "upload".into())

@@ -228,6 +228,7 @@ impl Chat {
         version: u64,
         events: Vec<Event>,
     ) -> Result<(), ApiError> {
+        self.remove_devices_of(&old.id).await?;
         let (pk, sk) = user_key(&old.id);
         let mut writes = vec![Write::Delete {
             table: TableName::App,
