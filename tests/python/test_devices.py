@@ -150,3 +150,45 @@ def test_devices_go_with_a_hard_deleted_user(client, users):
         except StreamAPIException:
             time.sleep(0.1)
     assert client.get_devices(a)["devices"] == []
+
+
+def test_check_push_renders_the_standard_payload(server, client, users):
+    """check_push as the SDK calls it: a /giphy command message, skip_devices, and a rendered
+    payload; with devices, each says that nothing was sent; server-side only."""
+    a, b = users
+    channel = client.channel("messaging", uid("push"), {"members": [a, b]})
+    channel.create(a)
+    giphy = {"id": uid("m"), "text": "/giphy wave"}
+    channel.send_message(giphy, a)
+    r = client.check_push({"message_id": giphy["id"], "skip_devices": True, "user_id": b})
+    assert r["rendered_message"] == {
+        "sender": "stream.chat", "type": "message.new", "version": "v2", "message_id": giphy["id"],
+        "id": giphy["id"], "channel_type": "messaging", "channel_id": channel.id, "cid": channel.cid, "receiver_id": b,
+    }
+    assert r["skip_devices"] is True and r["event_type"] == "message.new"
+    # Without devices: a general error; with them: each device reports.
+    sent = channel.send_message({"text": "hello"}, a)["message"]
+    r = client.check_push({"user_id": b, "event_type": "reaction.new"})
+    assert r["rendered_message"]["id"] == sent["id"] and r["rendered_message"]["type"] == "reaction.new"
+    assert r["general_errors"] and r["device_errors"] == {}
+    client.add_device("push-" + b, "firebase", b)
+    r = client.check_push({"message_id": sent["id"], "user_id": b})
+    assert r["device_errors"]["push-" + b]["provider"] == "firebase"
+    assert "not built" in r["device_errors"]["push-" + b]["error_message"]
+    r = client.check_push({"message_id": sent["id"], "user_id": b, "push_provider_type": "apn"})
+    assert r["device_errors"] == {}
+    # Refusals.
+    for body, status in [
+        ({"message_id": "nope", "user_id": b, "skip_devices": True}, 404),
+        ({"message_id": sent["id"], "skip_devices": True}, 400),
+        ({"message_id": sent["id"], "user_id": uid("nobody")}, 404),
+        ({"message_id": sent["id"], "user_id": b, "event_type": "channel.created"}, 400),
+        ({"message_id": sent["id"], "user_id": b, "push_provider_type": "gcm"}, 400),
+        ({"message_id": sent["id"], "user_id": b, "apn_template": "{}"}, 400),
+    ]:
+        with pytest.raises(StreamAPIException) as e:
+            client.check_push(body)
+        assert e.value.status_code == status, (body, e.value.response_text)
+    for token, auth_type in ((server.user_token(b), "jwt"), (None, "anonymous")):
+        r = server.request("POST", "/check_push", token=token, auth_type=auth_type, json={"user_id": b, "skip_devices": True})
+        refused(r, 403)

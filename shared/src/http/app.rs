@@ -43,6 +43,7 @@ pub fn routes() -> Router<Chat> {
         )
         .route("/check_sqs", axum::routing::post(check_sqs))
         .route("/check_sns", axum::routing::post(check_sns))
+        .route("/check_push", axum::routing::post(check_push))
         .route("/event_hooks/failures", get(hook_failures))
         .route(
             "/event_hooks/failures/replay",
@@ -109,6 +110,15 @@ async fn delete_blocklist(
     Path(name): Path<String>,
 ) -> HttpResult {
     Ok(Reply::json(chat.delete_blocklist(&session, &name).await?))
+}
+
+/// `POST /check_push` (server-side): a push's payload for a message and user.
+async fn check_push(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<crate::service::push::CheckPush>,
+) -> HttpResult {
+    Ok(Reply::json(chat.check_push(&session, req).await?))
 }
 
 /// `POST /check_sqs` (server-side): a test message to the queue.

@@ -252,6 +252,7 @@ const ENDPOINTS: &[(&str, &str, &str, u64)] = &[
     ),
     ("GET", "/og", "GetOG", 1_000),
     ("POST", "/devices", "CreateDevice", 300),
+    ("POST", "/check_push", "CheckPush", 60),
     ("GET", "/devices", "ListDevices", 60),
     ("DELETE", "/devices", "DeleteDevice", 60),
     ("POST", "/uploads/presign", "PresignUpload", 1_000),

@@ -20,6 +20,7 @@ pub(crate) mod member_record;
 pub mod members;
 pub mod messages;
 pub mod muting;
+pub mod push;
 pub mod reactions;
 pub mod reads;
 pub mod reminders;

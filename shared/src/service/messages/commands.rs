@@ -46,6 +46,22 @@ pub(super) fn preview_key(id: &str) -> (String, String) {
     (format!("ephemeral#{id}"), "message".into())
 }
 
+impl Chat {
+    /// A message by id, or the author's ephemeral command preview of that id.
+    pub(crate) async fn message_or_preview(&self, id: &str) -> Result<Option<Message>, ApiError> {
+        if let Some(stored) = self.find_message(id).await? {
+            return Ok(Some(stored.message));
+        }
+        let (pk, sk) = preview_key(id);
+        match self.store.get(TableName::Messages, &pk, &sk).await? {
+            Some(item) => Ok(Some(
+                decode::<Preview>(item.data, "command preview")?.message,
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
 /// The actions of a `/giphy` preview (stream-chat-js `Action`).
 fn giphy_actions() -> Value {
     json!([
