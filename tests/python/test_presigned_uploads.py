@@ -43,6 +43,11 @@ def test_a_presigned_upload_is_put_then_served_like_any_upload(client):
     refused(put(a, body, **{"Content-Type": "text/html"}), 400)
     forged = dict(a, upload_url=a["upload_url"].replace("size=", "size=9"))
     refused(put(forged, body), 404)
+    # A body over the signed size is cut off, and a link that checks out is needed before any
+    # body is read.
+    refused(put(a, body + b"x" * 10, **{"Content-Length": str(len(body) + 10)}), 400)
+    bogus = a["upload_url"].split("?")[0] + "?upload_expires=1&size=1&type=x&upload_signature=00"
+    refused(requests.put(bogus, data=b"x" * (8 * 1024 * 1024), timeout=10), 404)
     assert put(a, body).status_code == 200
     got = fetch(a["file"])
     assert got.status_code == 200 and got.content == body and got.headers["content-type"] == "image/png"

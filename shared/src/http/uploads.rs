@@ -97,24 +97,29 @@ async fn presign_upload(
     ))
 }
 
-/// The bytes of a presigned upload (chat-local's file store; in AWS they go to S3).
+/// The bytes of a presigned upload (chat-local's file store; in AWS they go to S3). The link
+/// is checked before the body is read, and no more than the size it signs is read.
 async fn receive_upload(
     State(chat): State<Chat>,
     Path(path): Path<String>,
     Params(params): Params,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> HttpResult {
+    use http_body_util::BodyExt;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    chat.receive_upload(
-        &path,
-        |k| params.get(k).cloned(),
-        content_type,
-        body.to_vec(),
-    )
-    .await?;
+    let link = chat.upload_link(&path, |k| params.get(k).cloned(), content_type)?;
+    let limit = usize::try_from(link.size)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let bytes = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|_| ApiError::input(format!("the upload must be exactly {} bytes", link.size)))?
+        .to_bytes();
+    chat.receive_upload(link, bytes.to_vec()).await?;
     Ok(Reply::empty())
 }
 

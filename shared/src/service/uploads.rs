@@ -70,6 +70,12 @@ fn record_path(record: &UploadRecord) -> Result<FilePath, ApiError> {
     FilePath::parse(&record.path).map_err(|_| ApiError::input("the file name is not valid"))
 }
 
+/// A checked upload link: where its bytes go and how many it takes.
+pub struct UploadLink {
+    path: FilePath,
+    pub size: u64,
+}
+
 /// What the link route answers.
 pub enum Served {
     /// The store serves it itself (S3): go there.
@@ -338,16 +344,15 @@ impl Chat {
         Ok(Value::Object(reply))
     }
 
-    /// `PUT /files/<path>?upload_expires=&size=&type=&upload_signature=`: the bytes of a
-    /// presigned upload, kept by this API's file store (chat-local).
-    pub async fn receive_upload(
+    /// `PUT /files/<path>?upload_expires=&size=&type=&upload_signature=`: what the upload link
+    /// takes (checked before any of the body is read).
+    pub fn upload_link(
         &self,
         path: &str,
         param: impl Fn(&str) -> Option<String>,
         content_type: Option<&str>,
-        body: Vec<u8>,
-    ) -> Result<(), ApiError> {
-        let files = self.upload_store()?;
+    ) -> Result<UploadLink, ApiError> {
+        self.upload_store()?;
         let now =
             SystemTime::UNIX_EPOCH + Duration::from_secs(self.now().timestamp().max(0) as u64);
         let (path, size, kind) =
@@ -357,18 +362,24 @@ impl Chat {
                     Refusal::NotFound => ApiError::not_found("no such upload"),
                     Refusal::Expired => ApiError::not_allowed("this upload link has expired"),
                 })?;
-        if body.len() as u64 != size {
-            return Err(ApiError::input(format!(
-                "the upload must be exactly {size} bytes"
-            )));
-        }
         if content_type.is_some_and(|t| !t.eq_ignore_ascii_case(&kind)) {
             return Err(ApiError::input(format!(
                 "the upload must be sent as {kind}"
             )));
         }
-        files
-            .put(&path, body)
+        Ok(UploadLink { path, size })
+    }
+
+    /// The bytes of a presigned upload, kept by this API's file store (chat-local).
+    pub async fn receive_upload(&self, link: UploadLink, body: Vec<u8>) -> Result<(), ApiError> {
+        if body.len() as u64 != link.size {
+            return Err(ApiError::input(format!(
+                "the upload must be exactly {} bytes",
+                link.size
+            )));
+        }
+        self.upload_store()?
+            .put(&link.path, body)
             .await
             .map_err(|e| ApiError::internal(e.to_string()))
     }
