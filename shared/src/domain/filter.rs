@@ -328,7 +328,36 @@ impl Filter {
             _ => None,
         }
     }
+}
 
+/// The key under which values `$eq` finds equal are alike (for indexes): strings (timestamps by
+/// their instant), numbers (by value), booleans; `None` for anything else.
+pub fn equality_key(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(match parse_time(s) {
+            Some(t) => format!("t:{}", t.timestamp_micros()),
+            None => format!("s:{s}"),
+        }),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Some(format!("n:{i}"))
+            } else if let Some(u) = n.as_u64() {
+                Some(format!("n:{u}"))
+            } else {
+                let f = n.as_f64()?;
+                if f.fract() == 0.0 && f.abs() < 9.0e18 {
+                    Some(format!("n:{}", f as i64))
+                } else {
+                    Some(format!("n:{f}"))
+                }
+            }
+        }
+        Value::Bool(b) => Some(format!("b:{b}")),
+        _ => None,
+    }
+}
+
+impl Filter {
     /// Every field the filter mentions, in order of first appearance (e.g. query channels only
     /// includes hidden channels when the filter mentions `hidden`).
     pub fn fields(&self) -> Vec<&str> {

@@ -28,5 +28,6 @@ pub mod reaction;
 pub mod thread;
 pub mod upload;
 pub mod user;
+pub mod user_index;
 
 pub use error::{ApiError, ApiResult, ErrorCode};

@@ -31,6 +31,13 @@ impl Chat {
             item: Item::new(pk, sk, to_doc(&AppSettings::default())?),
             condition: Condition::NotExists,
         }];
+        // A new app has no users to list: its custom-field index is complete from the start.
+        let (ready_pk, ready_sk) = crate::store::layout::user_field_index_ready_key();
+        writes.push(Write::Put {
+            table: TableName::App,
+            item: Item::new(ready_pk, ready_sk, serde_json::json!({ "users": 0 })),
+            condition: Condition::None,
+        });
         for mut ct in channel_type::builtin_channel_types() {
             ct.created_at = now;
             ct.updated_at = now;

@@ -51,6 +51,20 @@ pub fn user_item(id: &str, role: &str, data: serde_json::Value, version: u64) ->
     item
 }
 
+/// Users listed under one value of one custom field (app table; sort key: the user id): the
+/// custom-field index of query users (`domain::user_index`).
+pub fn user_field_pk(field: &str, key: &str) -> String {
+    format!("ufield#{field}#{key}")
+}
+
+/// Users whose custom data is too large to list whole (read by every custom-field query).
+pub const UNINDEXED_USERS_PK: &str = "ufield#~unindexed";
+
+/// Present once every user is listed in the custom-field index (queries use it from then on).
+pub fn user_field_index_ready_key() -> (String, String) {
+    ("ufield#~ready".into(), "ready".into())
+}
+
 /// A claimed username (normalised) within a uniqueness scope (`app` or `team:<team>`).
 pub fn username_key(scope: &str, normalized: &str) -> (String, String) {
     (format!("username#{scope}#{normalized}"), "username".into())

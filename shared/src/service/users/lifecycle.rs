@@ -236,6 +236,7 @@ impl Chat {
             sk,
             condition: Condition::Version(version),
         }];
+        writes.extend(super::custom_index_writes(Some(old), None));
         for key in username_claims(settings, old) {
             writes.push(Write::Delete {
                 table: TableName::App,

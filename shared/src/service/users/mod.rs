@@ -174,6 +174,7 @@ impl Chat {
             item: user_item(&user.id, &user.role, to_doc(user)?, version),
             condition,
         }];
+        writes.extend(custom_index_writes(old.map(|(u, _)| u), Some(user)));
 
         let new_claims = username_claims(settings, user);
         let old_claims = old
@@ -535,4 +536,55 @@ impl Chat {
         }
         Ok(())
     }
+}
+
+/// The custom-field index writes of a user changing from `old` to `new` (`None`: absent). Every
+/// current entry is written (so a user written again is listed whole whatever happened before),
+/// the entries it no longer has are removed, and it is listed as unindexed while its custom
+/// data is too large to list.
+pub(crate) fn custom_index_writes(old: Option<&User>, new: Option<&User>) -> Vec<Write> {
+    use crate::domain::user_index::entries;
+    use crate::store::layout::{user_field_pk, UNINDEXED_USERS_PK};
+    let (new_keys, new_complete) = new.map(entries).unwrap_or_default();
+    let (old_keys, old_complete) = old.map(entries).unwrap_or((Default::default(), true));
+    let Some(id) = new.or(old).map(|u| u.id.clone()) else {
+        return Vec::new();
+    };
+    let mut writes: Vec<Write> = new_keys
+        .iter()
+        .map(|(field, key)| Write::Put {
+            table: TableName::App,
+            item: Item::new(
+                user_field_pk(field, key),
+                id.clone(),
+                json!({ "user_id": id }),
+            ),
+            condition: Condition::None,
+        })
+        .collect();
+    writes.extend(
+        old_keys
+            .difference(&new_keys)
+            .map(|(field, key)| Write::Delete {
+                table: TableName::App,
+                pk: user_field_pk(field, key),
+                sk: id.clone(),
+                condition: Condition::None,
+            }),
+    );
+    if new.is_some() && !new_complete {
+        writes.push(Write::Put {
+            table: TableName::App,
+            item: Item::new(UNINDEXED_USERS_PK, id.clone(), json!({ "user_id": id })),
+            condition: Condition::None,
+        });
+    } else if !old_complete {
+        writes.push(Write::Delete {
+            table: TableName::App,
+            pk: UNINDEXED_USERS_PK.into(),
+            sk: id.clone(),
+            condition: Condition::None,
+        });
+    }
+    writes
 }

@@ -30,6 +30,9 @@ pub struct QueryUsers {
 
 /// Filter fields of query users and their operators (seed: Querying Users); other fields are
 /// custom and take any operator.
+/// More values than this in one `$in` on a custom field read every user instead.
+const MAX_INDEXED_VALUES: usize = 100;
+
 fn query_users_rules() -> crate::domain::filter::FieldRules {
     use crate::domain::filter::{FieldRules, Op, Op::*, ValueKind};
     FieldRules::new()
@@ -146,7 +149,10 @@ impl Chat {
                     }
                     users
                 }
-                None => self.scan_users_index(&q).await?,
+                None => match self.users_by_custom_field(&filter).await? {
+                    Some(users) => users,
+                    None => self.scan_users_index(&q).await?,
+                },
             },
         };
         let include_deactivated = q.include_deactivated_users.unwrap_or(false);
@@ -167,6 +173,82 @@ impl Chat {
             .take(limit)
             .map(|(u, _)| u)
             .collect())
+    }
+
+    /// The users a custom field's `$eq` / `$in` in the filter lists in the custom-field index,
+    /// with the users too large to list; `None` when the filter pins no custom field (or too
+    /// many values of one), so the caller walks every user.
+    async fn users_by_custom_field(
+        &self,
+        filter: &crate::domain::filter::Filter,
+    ) -> Result<Option<Vec<User>>, ApiError> {
+        use crate::domain::filter::equality_key;
+        use crate::domain::user_index::is_indexed_field;
+        use crate::store::layout::{user_field_pk, UNINDEXED_USERS_PK};
+        let best = filter
+            .fields()
+            .into_iter()
+            .filter(|f| is_indexed_field(f))
+            .filter_map(|f| {
+                let keys: Option<Vec<String>> =
+                    filter.key_values(f)?.iter().map(equality_key).collect();
+                Some((f, keys?))
+            })
+            .min_by_key(|(_, keys)| keys.len());
+        let Some((field, keys)) = best.filter(|(_, keys)| keys.len() <= MAX_INDEXED_VALUES) else {
+            return Ok(None);
+        };
+        self.complete_user_field_index().await?;
+        let mut ids = BTreeSet::new();
+        let partitions = keys
+            .iter()
+            .map(|k| user_field_pk(field, k))
+            .chain(std::iter::once(UNINDEXED_USERS_PK.to_string()));
+        for pk in partitions {
+            for item in query_all(self.store.as_ref(), Query::new(TableName::App, pk)).await? {
+                ids.insert(item.sk);
+            }
+        }
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        Ok(Some(
+            self.users_by_id(&ids)
+                .await?
+                .into_values()
+                .map(|(u, _)| u)
+                .collect(),
+        ))
+    }
+
+    /// Lists every user in the custom-field index once (users written since the index exists
+    /// are listed by their writes), then marks it complete. Idempotent: a write racing the
+    /// walk lists its user whole itself.
+    pub(crate) async fn complete_user_field_index(&self) -> Result<(), ApiError> {
+        let (pk, sk) = crate::store::layout::user_field_index_ready_key();
+        if self.store.get(TableName::App, &pk, &sk).await?.is_some() {
+            return Ok(());
+        }
+        let query = Query::new(TableName::App, USERS_INDEX_PK).index(Index::Gsi1);
+        let mut listed = 0usize;
+        for item in query_all(self.store.as_ref(), query).await? {
+            let user: User = decode(item.data, "user")?;
+            let writes = super::custom_index_writes(None, Some(&user));
+            listed += 1;
+            if !writes.is_empty() {
+                self.store.transact(writes).await?;
+            }
+        }
+        self.store
+            .transact(vec![Write::Put {
+                table: TableName::App,
+                item: Item::new(pk, sk, json!({ "users": listed })),
+                condition: Condition::None,
+            }])
+            .await?;
+        tracing::info!(
+            users = listed,
+            "listed every user in the custom-field index"
+        );
+        Ok(())
     }
 
     async fn scan_users_index(&self, q: &QueryUsers) -> Result<Vec<User>, ApiError> {
