@@ -206,6 +206,10 @@ async fn main() {
             let payload = json!({"filter_conditions": {"age": {"$gte": i % 90}}, "sort": [{"field": "age", "direction": -1}], "limit": 30}).to_string();
             request("GET", &format!("/users?payload={}", urlencode(&payload)), &server, None)
         }, &router).await,
+        measure("GET /users custom $eq (2000 users)", 50, |i| {
+            let payload = json!({"filter_conditions": {"age": i % 90}, "sort": [{"field": "id", "direction": 1}], "limit": 30}).to_string();
+            request("GET", &format!("/users?payload={}", urlencode(&payload)), &server, None)
+        }, &router).await,
         measure("POST channel query: create (3 members)", n, |i| {
             let members: Vec<String> = (0..3).map(|k| format!("user-{:05}", (i * 3 + k) % USERS)).collect();
             request("POST", &format!("/channels/messaging/new-{i}/query"), &server, Some(json!({"data": {"created_by_id": "user-00000", "members": members}})))
