@@ -9,8 +9,8 @@ use std::io::Cursor;
 
 /// The largest image (either side) decoded for resizing.
 const MAX_DECODED_SIDE: u32 = 12_000;
-/// The most memory a decode may take.
-const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+/// The most memory a decode may take (within a 256 MB Lambda, with the original beside it).
+const MAX_DECODE_BYTES: u64 = 96 * 1024 * 1024;
 
 fn limits() -> Limits {
     let mut limits = Limits::default();

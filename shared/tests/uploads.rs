@@ -189,6 +189,45 @@ async fn uploads_on_dynamodb_live_in_s3_until_deleted() {
 }
 
 #[tokio::test]
+async fn sizes_of_images_the_api_cannot_read_redirect_to_the_original() {
+    let moto = support::moto::Moto::shared();
+    let files = Arc::new(support::s3::bucket(&moto, "files-svg").await);
+    let mut t = TestChat::dynamodb().await;
+    t.chat = t.chat.clone().with_files(files);
+    t.users(&["svg-ann"]).await;
+    t.channel("files", &["svg-ann"]).await;
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>"#.to_vec();
+    let new = NewUpload {
+        name: "logo.svg".into(),
+        declared_type: Some("image/svg+xml".into()),
+        bytes: svg.clone(),
+        user_id: None,
+        upload_sizes: None,
+    };
+    let answer = t
+        .chat
+        .upload(
+            &t.user("svg-ann").await,
+            Some(("messaging", "files")),
+            UploadKind::Image,
+            new,
+            "https://x",
+        )
+        .await
+        .expect("upload");
+    let thumb = answer["thumb_url"].as_str().expect("thumb_url");
+    match t
+        .chat
+        .serve_file(&path_of(thumb), query_of(thumb))
+        .await
+        .expect("serve")
+    {
+        Served::Redirect(to) => assert_eq!(download(&to).await, (200, svg)),
+        Served::Bytes { .. } => panic!("the original comes from S3"),
+    }
+}
+
+#[tokio::test]
 async fn hard_deletes_take_their_uploads_from_s3() {
     let moto = support::moto::Moto::shared();
     let files = Arc::new(support::s3::bucket(&moto, "files-cleanup").await);

@@ -628,7 +628,14 @@ impl Chat {
                     content_type: kind.into(),
                     name,
                 },
-                // Not an image this server reads (SVG, HEIC): the original.
+                // Not an image this server reads (SVG, HEIC), or too large to decode: the
+                // original, from the store itself where it serves its URLs.
+                Err(_) if files.serves_its_urls() => Served::Redirect(
+                    files
+                        .url(&path, Duration::from_secs(REDIRECT_SECS))
+                        .await
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
+                ),
                 Err(body) => Served::Bytes {
                     body,
                     content_type,
