@@ -205,7 +205,17 @@ async fn rate_limits(session: Session, params: Params) -> HttpResult {
     Ok(Reply(out))
 }
 
-/// `GET /app`. Server-side calls read every setting with the channel types' configs; a user or
+/// The credential fields of the push configs.
+const PUSH_SECRETS: &[&str] = &[
+    "auth_key",
+    "p12_cert",
+    "server_key",
+    "credentials_json",
+    "secret",
+];
+
+/// `GET /app`. Server-side calls read every setting (push credentials only as `<field>_set`)
+/// with the channel types' configs; a user or
 /// anonymous caller reads only what Stream's client-side API lists (its upload rules and a few
 /// flags), never grants, hooks or credentials.
 async fn get_app(State(chat): State<Chat>, session: Session) -> HttpResult {
@@ -218,6 +228,21 @@ async fn get_app(State(chat): State<Chat>, session: Session) -> HttpResult {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    // Push credentials are written, never read back (the app's own configs show which are set).
+    for config in [
+        "apn_config",
+        "firebase_config",
+        "huawei_config",
+        "xiaomi_config",
+    ] {
+        if let Some(Value::Object(fields)) = app.get_mut(config) {
+            for secret in PUSH_SECRETS {
+                if fields.remove(*secret).is_some() {
+                    fields.insert(format!("{secret}_set"), Value::Bool(true));
+                }
+            }
+        }
+    }
     let custom = chat.custom_commands().await?;
     let configs: Map<String, Value> = chat
         .list_channel_types_raw()
