@@ -189,6 +189,7 @@ def test_check_push_renders_the_standard_payload(server, client, users):
         with pytest.raises(StreamAPIException) as e:
             client.check_push(body)
         assert e.value.status_code == status, (body, e.value.response_text)
-    for token, auth_type in ((server.user_token(b), "jwt"), (None, "anonymous")):
+    guest = server.request("POST", "/guest", auth_type="anonymous", json={"user": {"id": uid("guest")}}).json()["access_token"]
+    for token, auth_type in ((server.user_token(b), "jwt"), (server.user_token(a), "jwt"), (guest, "jwt"), (None, "anonymous")):
         r = server.request("POST", "/check_push", token=token, auth_type=auth_type, json={"user_id": b, "skip_devices": True})
         refused(r, 403)

@@ -178,27 +178,11 @@ impl Chat {
         self.check_actor_not_banned(actor.as_deref(), &loaded)
             .await?;
         check_updatable(&stored.message)?;
-        let mut next = stored
+        let next = stored
             .message
             .apply_full_update(&payload, &self.now_str())?;
-        self.check_text_length(&config, &loaded, &next)?;
-        let listed = self
-            .check_updated_text(&config, &loaded, &stored.message, &next)
-            .await?;
-        if next.text != stored.message.text {
-            // Seed: translations are recomputed when the text changes.
-            self.auto_translate(session, &loaded, &mut next).await;
-        }
-        self.commit_update(
-            session,
-            &config,
-            &loaded,
-            &stored,
-            next,
-            listed,
-            skip_enrich_url,
-        )
-        .await
+        self.commit_update(session, &config, &loaded, &stored, next, skip_enrich_url)
+            .await
     }
 
     /// `PUT /messages/{id}`: `set` / `unset`, pinning included.
@@ -230,38 +214,23 @@ impl Chat {
         self.check_actor_not_banned(actor.as_deref(), &loaded)
             .await?;
         check_updatable(&stored.message)?;
-        let mut next = stored
+        let next = stored
             .message
             .apply_partial(&set, &unset, actor.as_deref(), self.now())?;
-        if next.text != stored.message.text {
-            self.auto_translate(session, &loaded, &mut next).await;
-        }
         if next.pinned && !stored.message.pinned && !next.restricted_visibility.is_empty() {
             return Err(ApiError::field(
                 "pinned",
                 "a message with restricted visibility cannot be pinned",
             ));
         }
-        self.check_text_length(&config, &loaded, &next)?;
-        let listed = self
-            .check_updated_text(&config, &loaded, &stored.message, &next)
-            .await?;
-        self.commit_update(
-            session,
-            &config,
-            &loaded,
-            &stored,
-            next,
-            listed,
-            skip_enrich_url,
-        )
-        .await
+        self.commit_update(session, &config, &loaded, &stored, next, skip_enrich_url)
+            .await
     }
 
-    /// The end of an update: the preview follows the text's first link, the message is saved
-    /// under its version with `message.updated`, a blocklist hit is flagged, and in async mode
-    /// the new link is previewed after.
-    #[allow(clippy::too_many_arguments)]
+    /// The end of an update: the text checked (length, blocklists) and, when it changed,
+    /// translated again (seed) with its preview following its first link; the message saved
+    /// under its version with `message.updated`, a blocklist hit flagged, and in async mode the
+    /// new link previewed after.
     async fn commit_update(
         &self,
         session: &Session,
@@ -269,9 +238,15 @@ impl Chat {
         loaded: &Loaded,
         stored: &StoredMessage,
         mut next: Message,
-        listed: Option<crate::service::blocklists::BlocklistHit>,
         skip_enrich_url: bool,
     ) -> Result<Value, ApiError> {
+        self.check_text_length(config, loaded, &next)?;
+        let listed = self
+            .check_updated_text(config, loaded, &stored.message, &next)
+            .await?;
+        if next.text != stored.message.text {
+            self.auto_translate(session, loaded, &mut next).await;
+        }
         let enrichment = loaded.channel.effective_config(config, &[])?.url_enrichment;
         let enrich_later = self
             .follow_first_link(
