@@ -10,19 +10,7 @@ use serde_json::{json, Value};
 use shared::service::channels::{ChannelQuery, ChannelUpdate, QueryChannels};
 use shared::service::messages::SendMessage;
 use support::chat::{obj, TestChat};
-
-/// A small deterministic generator (no seed files, same history every run).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
+use support::Lcg;
 
 async fn query(t: &TestChat, sort: Value, limit: usize, offset: usize) -> Vec<String> {
     let session = t.user("ao-me").await;

@@ -460,9 +460,8 @@ impl Chat {
         }
         if event["type"] == EventKind::MessageNew.as_str() {
             for u in self.joined_members(scope, users).await? {
-                if let Some(fields) = self.unread_fields(&u, scope).await? {
-                    out.entry(u).or_default().fields = fields;
-                }
+                let fields = self.unread_fields(&u, scope).await?;
+                out.entry(u).or_default().fields = fields;
             }
         }
         let message = &event["message"];
@@ -502,25 +501,25 @@ impl Chat {
             .collect())
     }
 
-    /// A member's `unread_count` in `cid` with their `total_unread_count` and `unread_channels`;
-    /// none for a user who is not a joined member.
+    /// A joined member's `unread_count` in `cid` with their `total_unread_count` and
+    /// `unread_channels`.
     async fn unread_fields(
         &self,
         user_id: &str,
         cid: &str,
-    ) -> Result<Option<Map<String, Value>>, ApiError> {
+    ) -> Result<Map<String, Value>, ApiError> {
         let muted = self.muted_cids(user_id).await?;
         let unreads = self.channel_unreads(user_id, &muted, None).await?;
-        let Some(here) = unreads.iter().find(|c| c.cid == cid) else {
-            return Ok(None);
-        };
+        let here = unreads
+            .iter()
+            .find(|c| c.cid == cid)
+            .map_or(0, |c| c.unread);
         let total: u64 = unreads.iter().map(|c| c.unread).sum();
-        let channels = unreads.iter().filter(|c| c.unread > 0).count();
         let mut fields = Map::new();
-        fields.insert("unread_count".into(), here.unread.into());
+        fields.insert("unread_count".into(), here.into());
         fields.insert("total_unread_count".into(), total.into());
-        fields.insert("unread_channels".into(), channels.into());
-        Ok(Some(fields))
+        fields.insert("unread_channels".into(), unreads.len().into());
+        Ok(fields)
     }
 
     async fn post_frame(
@@ -627,7 +626,7 @@ impl Chat {
         for (m, conns) in recipients {
             let mut mine = notice.clone();
             let fields = if personal {
-                self.unread_fields(&m.user_id, cid).await?
+                Some(self.unread_fields(&m.user_id, cid).await?)
             } else {
                 None
             };

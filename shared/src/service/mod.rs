@@ -29,6 +29,7 @@ pub mod search;
 pub mod tasks;
 pub mod threads;
 pub mod timers;
+pub(crate) mod unread_index;
 pub mod uploads;
 pub mod users;
 pub mod writers;

@@ -3,8 +3,8 @@
 
 use super::acting_user;
 use super::channel_record::{channel_event, Loaded};
+use super::member_record;
 use super::members::contended;
-use super::{channel_record, member_record};
 use super::{contention_pause, Chat, CONTENDED_ATTEMPTS};
 use crate::domain::caller::Session;
 use crate::domain::channel::{Cid, Member, NewMember};
@@ -13,7 +13,7 @@ use crate::domain::event::Event;
 use crate::domain::message::Message;
 use crate::domain::ApiError;
 use crate::store::layout::{channel_messages_pk, memberships_pk, outbox_write};
-use crate::store::{query_all, Index, Query, SkRange, StoreError, TableName};
+use crate::store::{Index, Query, SkRange, StoreError, TableName};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -506,6 +506,7 @@ impl Chat {
             .store
             .transact(vec![
                 member_record::put_read_position(&cid, &next, is_member)?,
+                super::unread_index::flag_write(&reader, &cid),
                 outbox_write(&notice),
             ])
             .await
@@ -653,21 +654,6 @@ impl Chat {
     }
 }
 
-/// A user's unread count in one joined channel.
-pub(crate) struct ChannelUnread {
-    pub cid: String,
-    pub channel_type: String,
-    pub unread: u64,
-    pub last_read: Option<String>,
-}
-
-/// A user's unread totals as events carry them (`total_unread_count`, `unread_channels`).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct UnreadTotals {
-    pub total: u64,
-    pub channels: u64,
-}
-
 impl Chat {
     /// The channels a user muted (and not expired).
     pub(crate) async fn muted_cids(
@@ -680,82 +666,6 @@ impl Chat {
             .into_iter()
             .map(|m| m.channel_cid)
             .collect())
-    }
-
-    /// Unread per joined channel of a user (muted channels count 0): one index walk for the
-    /// user's member items, then one batch read of their channel items.
-    pub(crate) async fn channel_unreads(
-        &self,
-        user_id: &str,
-        muted: &std::collections::BTreeSet<String>,
-        pending: Option<(&str, &Member)>,
-    ) -> Result<Vec<ChannelUnread>, ApiError> {
-        use crate::store::layout::{channel_pk, CHANNEL_SK};
-        let memberships = query_all(
-            self.store.as_ref(),
-            Query::new(TableName::Channels, memberships_pk(user_id)).index(Index::Gsi1),
-        )
-        .await?;
-        let mut cids = Vec::with_capacity(memberships.len());
-        let mut members = std::collections::HashMap::new();
-        for item in memberships {
-            let (pk, cid) = (item.pk.clone(), item.gsi1.as_ref().map(|k| k.sk.clone()));
-            if let Ok(m) = member_record::decode(item) {
-                cids.push(cid.unwrap_or_default());
-                members.insert(pk, m);
-            }
-        }
-        let keys: Vec<(String, String)> = cids
-            .iter()
-            .map(|cid| (channel_pk(cid), CHANNEL_SK.to_string()))
-            .collect();
-        let mut channels = std::collections::HashMap::new();
-        for item in self.store.batch_get(TableName::Channels, &keys).await? {
-            let pk = item.pk.clone();
-            if let Ok((c, _)) = channel_record::decode(item) {
-                channels.insert(pk, c);
-            }
-        }
-        let mut out = Vec::new();
-        for cid in cids {
-            let pk = channel_pk(&cid);
-            let Some(channel) = channels.get(&pk).filter(|c| c.deleted_at.is_none()) else {
-                continue;
-            };
-            let member = match pending {
-                Some((p, m)) if p == cid => m,
-                _ => match members.get(&pk) {
-                    Some(m) => m,
-                    None => continue,
-                },
-            };
-            if !member.is_joined() {
-                continue;
-            }
-            let unread = if muted.contains(&cid) {
-                0
-            } else {
-                member.read.unread(channel.counted_messages)
-            };
-            out.push(ChannelUnread {
-                channel_type: channel.channel_type.clone(),
-                last_read: member.read.last_read.clone(),
-                cid,
-                unread,
-            });
-        }
-        Ok(out)
-    }
-
-    /// `total_unread_count` and `unread_channels` of a user, without the thread counts.
-    pub async fn unread_totals(&self, user_id: &str) -> Result<UnreadTotals, ApiError> {
-        let muted = self.muted_cids(user_id).await?;
-        let mut totals = UnreadTotals::default();
-        for c in self.channel_unreads(user_id, &muted, None).await? {
-            totals.total += c.unread;
-            totals.channels += u64::from(c.unread > 0);
-        }
-        Ok(totals)
     }
 }
 

@@ -185,6 +185,31 @@ pub fn activity_ready_item(user_id: &str) -> Item {
     Item::new(pk.clone(), ACTIVITY_READY_SK, serde_json::json!({})).with_gsi1(pk, ACTIVITY_READY_SK)
 }
 
+/// A user's unread flags: one per channel that may hold messages they have not read (sort key:
+/// the cid), and the [`UNREAD_FLAGS_READY_SK`] marker once every membership has one.
+pub fn unread_flags_pk(user_id: &str) -> String {
+    format!("unread#{user_id}")
+}
+
+/// Sort key of the marker that says a user's unread flags are complete (after every cid).
+pub const UNREAD_FLAGS_READY_SK: &str = "~ready";
+
+/// A user's unread flag for `cid`. Each put carries a fresh version, so removing a flag on the
+/// version read never removes one put again since.
+pub fn unread_flag_item(user_id: &str, cid: &str) -> Item {
+    let mut item = Item::new(unread_flags_pk(user_id), cid, serde_json::json!({}));
+    item.version = (rand::random::<u64>() >> 1) | 1;
+    item
+}
+
+pub fn unread_flags_ready_item(user_id: &str) -> Item {
+    Item::new(
+        unread_flags_pk(user_id),
+        UNREAD_FLAGS_READY_SK,
+        serde_json::json!({}),
+    )
+}
+
 /// A user's memberships listed on `gsi1` ("my channels"), sorted by cid.
 pub fn memberships_pk(user_id: &str) -> String {
     format!("member#{user_id}")

@@ -17,6 +17,7 @@
 use crate::domain::channel::Channel;
 use crate::domain::clock::{format_time, parse_time};
 use crate::domain::ApiError;
+use crate::service::unread_index::flag_write;
 use crate::service::Chat;
 use crate::store::layout::{
     activity_item, activity_pk, activity_ready_item, channel_pk, ACTIVITY_ALWAYS,
@@ -216,7 +217,8 @@ impl Chat {
             .collect())
     }
 
-    /// Rewrites the members' entries of `cid` to `activity` (after a send moved it a step).
+    /// Rewrites the members' entries of `cid` to `activity` (after a send moved it a step), and
+    /// puts their unread flags of it (`unread_index`).
     pub(crate) async fn rewrite_activity_entries(
         &self,
         cid: &str,
@@ -225,7 +227,7 @@ impl Chat {
         let members = self.member_ids(cid).await?;
         let writes: Vec<Write> = members
             .iter()
-            .map(|m| entry_write(m, cid, activity))
+            .flat_map(|m| [entry_write(m, cid, activity), flag_write(m, cid)])
             .collect();
         for chunk in writes.chunks(crate::store::MAX_TRANSACTION_WRITES) {
             self.store.transact(chunk.to_vec()).await?;

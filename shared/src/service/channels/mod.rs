@@ -13,7 +13,7 @@ mod update;
 pub use events::SendEvent;
 pub use state::PREFETCH_CHANNELS;
 
-use super::{channel_record, member_record, Chat};
+use super::{channel_record, member_record, unread_index, Chat};
 use crate::domain::channel::{Channel, ChannelView, Member};
 use crate::domain::event::Event;
 use crate::domain::limits::{
@@ -270,6 +270,7 @@ impl MemberChanges {
             };
             groups.push(vec![
                 activity::entry_write(&m.user_id, &channel.cid, &activity::entry_for(channel)),
+                unread_index::flag_write(&m.user_id, &channel.cid),
                 member_record::put_added(&channel.cid, m)?,
                 outbox_write(
                     &channel_event("member.added", channel, now)
@@ -288,6 +289,7 @@ impl MemberChanges {
                 member_record::delete(&channel.cid, &m.user_id),
                 crate::store::layout::past_channel_write(&m.user_id, &channel.cid),
                 activity::entry_delete(&m.user_id, &channel.cid),
+                unread_index::flag_delete(&m.user_id, &channel.cid),
                 outbox_write(
                     &channel_event("member.removed", channel, now)
                         .with("member", wire(m))

@@ -585,6 +585,7 @@ impl Chat {
                 let mut writes = vec![
                     member_record::delete(&cid, &m.user_id),
                     super::activity::entry_delete(&m.user_id, &cid),
+                    crate::service::unread_index::flag_delete(&m.user_id, &cid),
                 ];
                 if !hard {
                     writes.push(crate::store::layout::past_channel_write(&m.user_id, &cid));
