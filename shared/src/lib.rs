@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod http;
 pub mod images;
 pub mod previews;
+pub mod push;
 pub mod realtime;
 pub mod service;
 pub mod store;

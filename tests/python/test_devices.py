@@ -174,7 +174,7 @@ def test_check_push_renders_the_standard_payload(server, client, users):
     client.add_device("push-" + b, "firebase", b)
     r = client.check_push({"message_id": sent["id"], "user_id": b})
     assert r["device_errors"]["push-" + b]["provider"] == "firebase"
-    assert "not built" in r["device_errors"]["push-" + b]["error_message"]
+    assert "no enabled push provider" in r["device_errors"]["push-" + b]["error_message"]
     r = client.check_push({"message_id": sent["id"], "user_id": b, "push_provider_type": "apn"})
     assert r["device_errors"] == {}
     # Refusals.

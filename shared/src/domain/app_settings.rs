@@ -123,7 +123,7 @@ impl Default for AppSettings {
             before_message_send_hook_attempt_timeout_ms: 0,
             custom_action_handler_url: String::new(),
             user_search_disallowed_roles: Vec::new(),
-            push_config: serde_json::json!({"version": "v1", "offline_only": false}),
+            push_config: serde_json::json!({"version": "v3", "offline_only": false}),
             apn_config: serde_json::json!({"enabled": false}),
             firebase_config: serde_json::json!({"enabled": false}),
             huawei_config: serde_json::json!({"enabled": false}),
@@ -225,6 +225,13 @@ impl AppSettings {
                     doc.insert(
                         key.clone(),
                         serde_json::to_value(hooks).unwrap_or(Value::Null),
+                    );
+                }
+                "push_config" | "apn_config" | "firebase_config" | "huawei_config"
+                | "xiaomi_config" => {
+                    doc.insert(
+                        key.clone(),
+                        crate::domain::push_provider::legacy_update(key, value)?,
                     );
                 }
                 _ => {

@@ -34,6 +34,10 @@ pub fn user_scope(user_id: &str) -> String {
     format!("{USER_SCOPE_PREFIX}{user_id}")
 }
 
+/// Marks an outbox event that must not push (`skip_push`); taken off before the event reaches
+/// a socket or a hook.
+pub const SKIP_PUSH: &str = "skip_push";
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// Stream's event type, e.g. `user.updated`.

@@ -147,6 +147,9 @@ pub struct Message {
     pub reply_count: u32,
     #[serde(default, skip_serializing_if = "is_empty_summary")]
     pub reactions: ReactionSummary,
+    /// Sent with `skip_push`: no push notification for it (stored, never on the wire).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_push: bool,
     /// The first link of the text, recorded for URL enrichment (not on the wire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrich_url: Option<String>,
@@ -381,6 +384,7 @@ impl Message {
             reactions: ReactionSummary::default(),
             i18n: Map::new(),
             enrich_url: None,
+            skip_push: false,
             seq: None,
             type_before_delete: None,
             restricted_visibility: Vec::new(),
@@ -640,6 +644,7 @@ impl Message {
         doc.remove("type_before_delete");
         doc.remove("pending_expires_at");
         doc.remove("enrich_url");
+        doc.remove("skip_push");
         if !is_empty_summary(&self.reactions) {
             let r = &self.reactions;
             doc.insert("reaction_counts".into(), Value::Object(r.counts.clone()));

@@ -96,11 +96,12 @@ impl FailingTargets {
     }
 }
 
-/// Sends the app's events to its hooks.
+/// Sends the app's events to its hooks, and its pushes (`crate::push`) after them.
 pub struct Hooks {
     senders: Senders,
     retry: Retry,
     failing: std::sync::Arc<FailingTargets>,
+    pushes: crate::push::Pushes,
 }
 
 impl Hooks {
@@ -109,6 +110,7 @@ impl Hooks {
             senders: Senders::new(&chat.keys.api_key, &chat.keys.api_secret),
             retry: Retry::default(),
             failing: chat.failing_hooks.clone(),
+            pushes: crate::push::Pushes::new(),
         }
     }
 
@@ -117,25 +119,50 @@ impl Hooks {
         self
     }
 
+    pub fn with_pushes(mut self, pushes: crate::push::Pushes) -> Self {
+        self.pushes = pushes;
+        self
+    }
+
+    pub fn pushes(&self) -> &crate::push::Pushes {
+        &self.pushes
+    }
+
     pub fn senders(&self) -> &Senders {
         &self.senders
     }
 
-    /// Whether the app has any target (a dispatcher with none has nothing to read).
+    /// Whether the app has any target or push provider (a dispatcher with none has nothing to
+    /// read).
     pub async fn any_target(chat: &Chat) -> Result<bool, ApiError> {
-        Ok(!targets(&*chat.app_settings().await?).is_empty())
+        Ok(!targets(&*chat.app_settings().await?).is_empty()
+            || crate::push::Pushes::any_provider(chat).await?)
     }
 
-    /// Delivers `events` (in their order) to every target that wants them. Errors only when a
-    /// failed delivery could not be kept: the caller then retries the batch.
+    /// Delivers `events` (in their order) to every target that wants them, then pushes for
+    /// them. Errors only when a failed delivery could not be kept (or the store failed): the
+    /// caller then retries the batch.
     pub async fn dispatch(
+        &self,
+        chat: &Chat,
+        events: &[OutboxEvent],
+    ) -> Result<Dispatched, ApiError> {
+        if events.is_empty() {
+            return Ok(Dispatched::default());
+        }
+        let done = self.dispatch_to_hooks(chat, events).await?;
+        self.pushes.dispatch(chat, events).await?;
+        Ok(done)
+    }
+
+    async fn dispatch_to_hooks(
         &self,
         chat: &Chat,
         events: &[OutboxEvent],
     ) -> Result<Dispatched, ApiError> {
         let settings = chat.app_settings().await?;
         let targets = targets(&settings);
-        if targets.is_empty() || events.is_empty() {
+        if targets.is_empty() {
             return Ok(Dispatched::default());
         }
         let reminders = targets

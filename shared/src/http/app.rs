@@ -44,6 +44,14 @@ pub fn routes() -> Router<Chat> {
         .route("/check_sqs", axum::routing::post(check_sqs))
         .route("/check_sns", axum::routing::post(check_sns))
         .route("/check_push", axum::routing::post(check_push))
+        .route(
+            "/push_providers",
+            get(list_push_providers).post(upsert_push_provider),
+        )
+        .route(
+            "/push_providers/{type}/{name}",
+            axum::routing::delete(delete_push_provider),
+        )
         .route("/event_hooks/failures", get(hook_failures))
         .route(
             "/event_hooks/failures/replay",
@@ -110,6 +118,37 @@ async fn delete_blocklist(
     Path(name): Path<String>,
 ) -> HttpResult {
     Ok(Reply::json(chat.delete_blocklist(&session, &name).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UpsertPushProvider {
+    push_provider: Option<Value>,
+}
+
+async fn upsert_push_provider(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(body): Body<UpsertPushProvider>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.upsert_push_provider(&session, body.push_provider)
+            .await?,
+    ))
+}
+
+async fn list_push_providers(State(chat): State<Chat>, session: Session) -> HttpResult {
+    Ok(Reply::json(chat.list_push_providers(&session).await?))
+}
+
+async fn delete_push_provider(
+    State(chat): State<Chat>,
+    session: Session,
+    Path((kind, name)): Path<(String, String)>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.delete_push_provider(&session, &kind, &name).await?,
+    ))
 }
 
 /// `POST /check_push` (server-side): a push's payload for a message and user.
@@ -205,16 +244,7 @@ async fn rate_limits(session: Session, params: Params) -> HttpResult {
     Ok(Reply(out))
 }
 
-/// The credential fields of the push configs.
-const PUSH_SECRETS: &[&str] = &[
-    "auth_key",
-    "p12_cert",
-    "server_key",
-    "credentials_json",
-    "secret",
-];
-
-/// `GET /app`. Server-side calls read every setting (push credentials only as `<field>_set`)
+/// `GET /app`. Server-side calls read every setting (push settings as `push_notifications`)
 /// with the channel types' configs; a user or
 /// anonymous caller reads only what Stream's client-side API lists (its upload rules and a few
 /// flags), never grants, hooks or credentials.
@@ -228,21 +258,20 @@ async fn get_app(State(chat): State<Chat>, session: Session) -> HttpResult {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    // Push credentials are written, never read back (the app's own configs show which are set).
+    // Push credentials are written, never read back: `push_notifications` says what is set.
     for config in [
+        "push_config",
         "apn_config",
         "firebase_config",
         "huawei_config",
         "xiaomi_config",
     ] {
-        if let Some(Value::Object(fields)) = app.get_mut(config) {
-            for secret in PUSH_SECRETS {
-                if fields.remove(*secret).is_some() {
-                    fields.insert(format!("{secret}_set"), Value::Bool(true));
-                }
-            }
-        }
+        app.remove(config);
     }
+    app.insert(
+        "push_notifications".into(),
+        chat.push_notifications_wire(&session.settings).await?,
+    );
     let custom = chat.custom_commands().await?;
     let configs: Map<String, Value> = chat
         .list_channel_types_raw()

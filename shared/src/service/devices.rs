@@ -46,16 +46,19 @@ impl Chat {
         });
         let owner = self.device_owner(session, named)?;
         let device = new.into_device(&owner, &self.now_str())?;
-        if let Some(name) = &device.push_provider_name {
-            // No push provider has been configured by name (multi-provider setups are not
-            // built yet), so a name can only be wrong.
-            return Err(ApiError::field(
-                "push_provider_name",
-                format!(
-                    "push provider {name:?} of type {} does not exist",
-                    device.push_provider.as_str()
-                ),
-            ));
+        if let Some(name) = device.push_provider_name.as_deref() {
+            if !self
+                .push_provider_exists(device.push_provider, name)
+                .await?
+            {
+                return Err(ApiError::field(
+                    "push_provider_name",
+                    format!(
+                        "push provider {name:?} of type {} does not exist",
+                        device.push_provider.as_str()
+                    ),
+                ));
+            }
         }
         if self.get_user(&owner).await?.is_none() {
             return Err(ApiError::not_found(format!(
@@ -151,6 +154,23 @@ impl Chat {
             .collect::<Result<Vec<_>, _>>()?;
         devices.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(devices)
+    }
+
+    /// Removes a device a push service refused (its token is no longer valid).
+    pub(crate) async fn drop_invalid_device(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<(), ApiError> {
+        self.store
+            .write(Write::Delete {
+                table: TableName::App,
+                pk: devices_pk(user_id),
+                sk: id.to_string(),
+                condition: Condition::None,
+            })
+            .await?;
+        Ok(())
     }
 
     /// A hard-deleted user's devices go with them.

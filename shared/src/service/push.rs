@@ -1,7 +1,7 @@
 //! `POST /check_push` (server-side): what a push for a message would carry to a user, rendered
-//! as Stream's standard data payload (`rendered_message`), and what became of each of the
-//! user's devices. Push delivery itself is not built yet, so no device is sent anything and
-//! each says so in `device_errors`; `skip_devices` renders without devices.
+//! as Stream's standard data payload (`rendered_message`), sent to each of the user's devices
+//! (once, through its provider) with what went wrong per device in `device_errors`;
+//! `skip_devices` renders without sending.
 
 use crate::domain::caller::Session;
 use crate::domain::device::PushService;
@@ -93,21 +93,25 @@ impl Chat {
                 .ok_or_else(|| ApiError::not_found(format!("message {id:?} does not exist")))?,
             None => self.a_message_for(&user_id).await?,
         };
-        let (channel_type, channel_id) = message.cid.split_once(':').unwrap_or(("", ""));
-        let rendered = json!({
-            "sender": "stream.chat",
-            "type": event_type,
-            "version": "v2",
-            "message_id": message.id,
-            "id": message.id,
-            "channel_type": channel_type,
-            "channel_id": channel_id,
-            "cid": message.cid,
-            "receiver_id": user_id,
+        let sender = match message.user_id.as_deref() {
+            Some(id) => self.get_user(id).await?.map(|(u, _)| u.to_json()),
+            None => None,
+        };
+        let wire = json!({
+            "id": message.id, "cid": message.cid, "text": message.text,
+            "user": sender.unwrap_or_else(|| json!({})),
         });
+        let muted = self.muted_cids(&user_id).await?;
+        let badge: u64 = self
+            .channel_unreads(&user_id, &muted, None)
+            .await?
+            .iter()
+            .map(|c| c.unread)
+            .sum();
+        let push = crate::push::payload::Push::of_message(&event_type, &wire, &user_id, badge);
         let skip_devices = req.skip_devices.unwrap_or(false);
         let mut reply = json!({
-            "rendered_message": rendered,
+            "rendered_message": push.data(),
             "skip_devices": skip_devices,
             "event_type": event_type,
             "general_errors": [],
@@ -128,12 +132,37 @@ impl Chat {
             if devices.is_empty() {
                 reply["general_errors"] = json!([format!("user {user_id:?} has no devices")]);
             }
+            let settings = self.app_settings().await?;
+            let providers = self.push_settings(&settings).await?;
+            // One attempt: the caller sees at once what the service said.
+            let pushes = crate::push::Pushes::new().with_retry(crate::push::Retry {
+                attempts: 1,
+                first_backoff: std::time::Duration::ZERO,
+            });
             for d in devices {
-                reply["device_errors"][d.id.as_str()] = json!({
-                    "provider": d.push_provider.as_str(),
-                    "provider_name": d.push_provider_name.clone().unwrap_or_default(),
-                    "error_message": "push delivery is not built yet: nothing was sent",
-                });
+                let error =
+                    match providers.for_device(d.push_provider, d.push_provider_name.as_deref()) {
+                        None => Some(format!(
+                            "no enabled push provider of type {} is configured",
+                            d.push_provider.as_str()
+                        )),
+                        Some(provider) => match pushes.deliver(provider, &d, &push).await {
+                            crate::push::send::Outcome::Delivered => None,
+                            crate::push::send::Outcome::InvalidToken(why) => {
+                                self.drop_invalid_device(&user_id, &d.id).await?;
+                                Some(format!("{why} (the device was removed)"))
+                            }
+                            crate::push::send::Outcome::Retry(why)
+                            | crate::push::send::Outcome::Failed(why) => Some(why),
+                        },
+                    };
+                if let Some(error_message) = error {
+                    reply["device_errors"][d.id.as_str()] = json!({
+                        "provider": d.push_provider.as_str(),
+                        "provider_name": d.push_provider_name.clone().unwrap_or_default(),
+                        "error_message": error_message,
+                    });
+                }
             }
         }
         Ok(reply)

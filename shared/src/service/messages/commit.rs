@@ -166,7 +166,7 @@ impl Chat {
                 at = created;
                 writes.extend(new_message_writes(&message, &sk, Condition::NotExists)?);
                 writes.push(outbox_write(&new_message_event(
-                    &channel, created, &wire, &w.user,
+                    &channel, created, &wire, &w.user, &message,
                 )));
                 if let (Some(author), true) =
                     (w.message.user_id.as_deref(), message.in_channel_list())

@@ -105,6 +105,7 @@ impl Chat {
             ));
         }
         let effective = loaded.channel.effective_config(&config, &[])?;
+        message.skip_push = req.skip_push;
         if req.pending.is_some() {
             session.caller.require_server("sending pending messages")?;
         }
@@ -428,7 +429,7 @@ impl Chat {
             let mut writes = new_message_writes(&message, &sk, claim)?.to_vec();
             writes.push(channel_record::put(&channel, loaded.version)?);
             writes.push(outbox_write(&new_message_event(
-                &channel, created, &wire, user,
+                &channel, created, &wire, user, &message,
             )));
             // A reply counts on its parent (committed with it, so the count never drifts), and
             // the parent's `message.updated` (new `reply_count`, `thread_participants`) is what
@@ -664,11 +665,15 @@ pub(super) fn new_message_event(
     at: chrono::DateTime<chrono::Utc>,
     wire: &Value,
     user: &Value,
+    message: &Message,
 ) -> crate::domain::event::Event {
     let mut e = channel_event("message.new", channel, at)
         .with("message", wire.clone())
         .with("user", user.clone())
         .with("watcher_count", 0.into());
+    if message.skip_push {
+        e = e.with(crate::domain::event::SKIP_PUSH, Value::Bool(true));
+    }
     if let Some(n) = channel.message_count {
         e = e.with("channel_message_count", n.into());
     }
