@@ -12,12 +12,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{json, Value};
 use shared::domain::device::NewDevice;
-use shared::hooks::{Hooks, OutboxEvent};
+use shared::hooks::Hooks;
 use shared::service::channels::ChannelQuery;
 use shared::service::messages::SendMessage;
-use shared::store::{ChangePosition, TableName};
 use std::sync::{Arc, Mutex};
-use support::chat::{obj, TestChat};
+use support::chat::{obj, OutboxFeed, TestChat};
 
 const APNS_KEY: &str = include_str!("fixtures/push/apns_key.p8");
 const APNS_PUB: &str = include_str!("fixtures/push/apns_pub.pem");
@@ -181,33 +180,17 @@ fn fcm(taken: &Taken, port: u16) -> (u16, Value) {
 
 struct Pipeline {
     hooks: Hooks,
-    position: Option<ChangePosition>,
+    feed: OutboxFeed,
 }
 
 impl Pipeline {
     /// Hands every event committed since the last call to the pipeline.
     async fn run(&mut self, t: &TestChat) {
-        let batch = t
-            .chat
-            .store
-            .read_changes(TableName::Events, self.position.as_ref(), 10_000)
-            .await
-            .expect("outbox");
-        let events: Vec<OutboxEvent> = batch
-            .changes
-            .into_iter()
-            .filter_map(|c| c.new)
-            .map(|i| OutboxEvent {
-                scope: i.pk,
-                sk: i.sk,
-                event: i.data,
-            })
-            .collect();
+        let events = self.feed.next(t).await;
         self.hooks
             .dispatch(&t.chat, &events)
             .await
             .expect("dispatch");
-        self.position = Some(batch.next);
     }
 }
 
@@ -337,7 +320,7 @@ async fn offline_members_get_one_push_per_message() {
 
     let mut pipeline = Pipeline {
         hooks: Hooks::new(&t.chat),
-        position: None,
+        feed: OutboxFeed::default(),
     };
     pipeline.run(&t).await;
     tokens(&apns_log, &fcm_log);
@@ -397,7 +380,10 @@ async fn offline_members_get_one_push_per_message() {
     .await;
     pipeline.run(&t).await;
     // gus muted ann, not bob.
-    assert_eq!(tokens(&apns_log, &fcm_log), ["ann-apn", "cat-apn", "gus-apn"]);
+    assert_eq!(
+        tokens(&apns_log, &fcm_log),
+        ["ann-apn", "cat-apn", "gus-apn"]
+    );
 
     // A thread reply goes to the thread's participants only.
     send(

@@ -7,12 +7,11 @@
 mod support;
 
 use serde_json::{json, Value};
-use shared::hooks::{Hooks, OutboxEvent};
+use shared::hooks::Hooks;
 use shared::service::reads::ReadRequest;
 use shared::service::timers::TimerKind;
-use shared::store::{ChangePosition, TableName};
 use std::sync::{Arc, Mutex};
-use support::chat::{obj, TestChat};
+use support::chat::{obj, OutboxFeed, TestChat};
 
 /// A loopback webhook that records every body it is sent.
 async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
@@ -40,7 +39,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
 struct Setup {
     t: TestChat,
     hooks: Hooks,
-    feed: Option<ChangePosition>,
+    feed: OutboxFeed,
     got: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -72,35 +71,18 @@ impl Setup {
         Setup {
             t,
             hooks,
-            feed: None,
+            feed: OutboxFeed::default(),
             got,
         }
     }
 
     /// Hands every new outbox event to the hooks, as the dispatcher does.
     async fn dispatch(&mut self) {
-        let batch = self
-            .t
-            .chat
-            .store
-            .read_changes(TableName::Events, self.feed.as_ref(), 1000)
-            .await
-            .expect("feed");
-        let events: Vec<OutboxEvent> = batch
-            .changes
-            .into_iter()
-            .filter_map(|c| c.new)
-            .map(|i| OutboxEvent {
-                scope: i.pk,
-                sk: i.sk,
-                event: i.data,
-            })
-            .collect();
+        let events = self.feed.next(&self.t).await;
         self.hooks
             .dispatch(&self.t.chat, &events)
             .await
             .expect("dispatch");
-        self.feed = Some(batch.next);
     }
 
     async fn send(&mut self, channel: &str, user: &str, text: &str) {

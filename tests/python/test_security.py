@@ -12,6 +12,7 @@ import time
 import urllib.parse
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import jwt
 import pytest
@@ -541,34 +542,63 @@ APP_SECRETS = {
     "before_message_send_hook_url": "https://hooks.example.com/before-sekrit",
     "custom_action_handler_url": "https://hooks.example.com/action-sekrit",
 }
+PUSH_FIXTURES = Path(__file__).resolve().parents[2] / "shared/tests/fixtures/push"
+APNS_KEY = (PUSH_FIXTURES / "apns_key.p8").read_text()
+FCM_KEY = (PUSH_FIXTURES / "fcm_key.pem").read_text()
+# Push credentials must parse (a .p8 EC key, a service account with an RSA key): real test keys.
 PUSH_SECRETS = {
-    "apn_config": {"enabled": True, "auth_type": "token", "auth_key": "apn-auth-key-sekrit", "key_id": "k", "team_id": "t", "bundle_id": "b"},
-    "firebase_config": {"enabled": True, "server_key": "fcm-server-key-sekrit", "credentials_json": "fcm-credentials-sekrit"},
+    "apn_config": {"auth_type": "token", "auth_key": APNS_KEY, "key_id": "k", "team_id": "t", "bundle_id": "b"},
+    "firebase_config": {
+        "credentials_json": json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "sekrit-project",
+                "private_key_id": "sekrit-key-id",
+                "private_key": FCM_KEY,
+                "client_email": "push@sekrit-project.iam.gserviceaccount.com",
+            }
+        )
+    },
 }
+# What must never be read back: a line of each key's body, any PEM private key, the account.
+PUSH_KEY_MARKS = (APNS_KEY.splitlines()[1], FCM_KEY.splitlines()[1], "PRIVATE KEY", "sekrit-key-id", "sekrit-project")
 
 
 def test_app_secrets_hidden_from_client_side_callers(restartable):
     srv = restartable.start()
     client = srv.client()
     client.update_app_settings(**APP_SECRETS, **PUSH_SECRETS)
-    server_app = client.get_app_settings()["app"]
-    for key, value in APP_SECRETS.items():
-        assert server_app[key] == value, key
-    assert server_app["grants"]
-    # Push credentials are written, never read back, not even server-side.
-    assert "sekrit" not in json.dumps({k: server_app[k] for k in PUSH_SECRETS}), {k: server_app[k] for k in PUSH_SECRETS}
-    assert server_app["firebase_config"]["server_key_set"] is True and server_app["apn_config"]["auth_key_set"] is True
-    assert server_app["apn_config"]["key_id"] == "k"
-    user = uid("peek")
-    client.upsert_user({"id": user})
-    for caller in ({"token": srv.user_token(user)}, {"auth_type": "anonymous"}):
-        resp = srv.request("GET", "/app", **caller)
-        assert resp.status_code == 200, resp.text
-        app = resp.json()["app"]
-        shown = [k for k in (*APP_SECRETS, "grants") if k in app]
-        assert shown == [], f"client-side /app ({caller.get('auth_type', 'user')}) shows {shown}"
-        dump = json.dumps(resp.json())
-        assert "sekrit" not in dump, "a secret value reaches a client-side caller"
+    try:
+        server_app = client.get_app_settings()["app"]
+        for key, value in APP_SECRETS.items():
+            assert server_app[key] == value, key
+        assert server_app["grants"]
+        # Push credentials are written, never read back, not even server-side: the legacy configs
+        # read back as push_notifications, without secrets.
+        server_dump = json.dumps(server_app)
+        leaked = [mark[:20] for mark in PUSH_KEY_MARKS if mark in server_dump]
+        assert leaked == [], f"server-side /app shows push key material {leaked}"
+        assert [k for k in PUSH_SECRETS if k in server_app] == [], "server-side /app returns the legacy push configs"
+        push = server_app["push_notifications"]
+        assert push["apn"]["enabled"] is True and push["apn"]["key_id"] == "k", push
+        assert push["apn"]["team_id"] == "t" and push["apn"]["bundle_id"] == "b", push
+        assert push["firebase"]["enabled"] is True, push
+        user = uid("peek")
+        client.upsert_user({"id": user})
+        for caller in ({"token": srv.user_token(user)}, {"auth_type": "anonymous"}):
+            resp = srv.request("GET", "/app", **caller)
+            assert resp.status_code == 200, resp.text
+            app = resp.json()["app"]
+            shown = [k for k in (*APP_SECRETS, "grants") if k in app]
+            assert shown == [], f"client-side /app ({caller.get('auth_type', 'user')}) shows {shown}"
+            dump = json.dumps(resp.json())
+            assert "sekrit" not in dump, "a secret value reaches a client-side caller"
+            leaked = [mark[:20] for mark in PUSH_KEY_MARKS if mark in resp.text]
+            assert leaked == [], f"client-side /app ({caller.get('auth_type', 'user')}) shows push key material {leaked}"
+    finally:
+        client.update_app_settings(apn_config={"Disabled": True}, firebase_config={"Disabled": True})
+    push = client.get_app_settings()["app"]["push_notifications"]
+    assert push["apn"]["enabled"] is False and push["firebase"]["enabled"] is False, push
 
 
 # 8. Batch delete with an unknown id -----------------------------------------------------------

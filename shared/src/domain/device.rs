@@ -65,6 +65,16 @@ pub struct Device {
     pub voip: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware_id: Option<String>,
+    /// Its SNS platform endpoint, when pushes go through SNS (never on the wire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sns_endpoint: Option<SnsEndpoint>,
+}
+
+/// A device's SNS platform endpoint, and the platform application it was made under.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnsEndpoint {
+    pub application: String,
+    pub arn: String,
 }
 
 /// `POST /devices` (and a connect's `device`): what the caller sends.
@@ -118,6 +128,7 @@ impl NewDevice {
             disabled_reason: None,
             voip: self.voip_token.unwrap_or(false),
             hardware_id,
+            sns_endpoint: None,
         })
     }
 }

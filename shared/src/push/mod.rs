@@ -18,6 +18,7 @@
 
 pub mod payload;
 pub mod send;
+pub mod sns;
 
 use crate::domain::device::Device;
 use crate::domain::event::{Scope, SKIP_PUSH};
@@ -78,10 +79,11 @@ impl Dispatched {
     }
 }
 
-/// Sends the app's pushes.
+/// Sends the app's pushes: straight to the services, or through SNS when the deployment says so.
 #[derive(Default)]
 pub struct Pushes {
     senders: Senders,
+    sns: Option<sns::SnsPush>,
     retry: Retry,
     pub counts: Counts,
 }
@@ -89,6 +91,12 @@ pub struct Pushes {
 impl Pushes {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Pushes through SNS instead of straight to the services.
+    pub fn with_sns(mut self, sns: sns::SnsPush) -> Self {
+        self.sns = Some(sns);
+        self
     }
 
     pub fn with_retry(mut self, retry: Retry) -> Self {
@@ -161,7 +169,7 @@ impl Pushes {
                 else {
                     continue;
                 };
-                match self.deliver(provider, device, &p).await {
+                match self.deliver(chat, provider, device, &p).await {
                     Outcome::Delivered => done.sent += 1,
                     Outcome::InvalidToken(why) => {
                         tracing::info!(user = %user_id, provider = %provider.kind, reason = %why, "push token invalid; device removed");
@@ -192,18 +200,27 @@ impl Pushes {
     }
 
     /// One push to one device through its provider, with the retry budget.
-    pub async fn deliver(&self, provider: &PushProvider, device: &Device, push: &Push) -> Outcome {
+    pub async fn deliver(
+        &self,
+        chat: &Chat,
+        provider: &PushProvider,
+        device: &Device,
+        push: &Push,
+    ) -> Outcome {
         let mut backoff = self.retry.first_backoff;
         let mut outcome = Outcome::Failed("not tried".into());
         for attempt in 1..=self.retry.attempts.max(1) {
-            outcome = match provider.kind.as_str() {
-                "apn" => {
+            outcome = match (&self.sns, provider.kind.as_str()) {
+                (Some(sns), _) => sns.deliver(chat, provider, device, push).await,
+                (None, "apn") => {
                     self.senders
                         .apns(provider, &device.id, device.voip, &push.apns())
                         .await
                 }
-                "firebase" => self.senders.fcm(provider, &device.id, &push.fcm()).await,
-                other => Outcome::Failed(format!("push delivery to {other} is not supported")),
+                (None, "firebase") => self.senders.fcm(provider, &device.id, &push.fcm()).await,
+                (None, other) => {
+                    Outcome::Failed(format!("push delivery to {other} is not supported"))
+                }
             };
             if !matches!(outcome, Outcome::Retry(_)) || attempt == self.retry.attempts {
                 break;

@@ -135,10 +135,13 @@ impl Chat {
             let settings = self.app_settings().await?;
             let providers = self.push_settings(&settings).await?;
             // One attempt: the caller sees at once what the service said.
-            let pushes = crate::push::Pushes::new().with_retry(crate::push::Retry {
+            let mut pushes = crate::push::Pushes::new().with_retry(crate::push::Retry {
                 attempts: 1,
                 first_backoff: std::time::Duration::ZERO,
             });
+            if let Some(sns) = crate::push::sns::from_env().await? {
+                pushes = pushes.with_sns(sns);
+            }
             for d in devices {
                 let error =
                     match providers.for_device(d.push_provider, d.push_provider_name.as_deref()) {
@@ -146,7 +149,7 @@ impl Chat {
                             "no enabled push provider of type {} is configured",
                             d.push_provider.as_str()
                         )),
-                        Some(provider) => match pushes.deliver(provider, &d, &push).await {
+                        Some(provider) => match pushes.deliver(self, provider, &d, &push).await {
                             crate::push::send::Outcome::Delivered => None,
                             crate::push::send::Outcome::InvalidToken(why) => {
                                 self.drop_invalid_device(&user_id, &d.id).await?;

@@ -145,3 +145,30 @@ pub fn token(user_id: Option<&str>) -> String {
     )
     .expect("token")
 }
+
+/// The outbox as the event pipeline reads it: each call gives the events committed since the
+/// last one.
+#[derive(Default)]
+pub struct OutboxFeed(Option<shared::store::ChangePosition>);
+
+impl OutboxFeed {
+    pub async fn next(&mut self, t: &TestChat) -> Vec<shared::hooks::OutboxEvent> {
+        let batch = t
+            .chat
+            .store
+            .read_changes(shared::store::TableName::Events, self.0.as_ref(), 10_000)
+            .await
+            .expect("outbox");
+        self.0 = Some(batch.next);
+        batch
+            .changes
+            .into_iter()
+            .filter_map(|c| c.new)
+            .map(|i| shared::hooks::OutboxEvent {
+                scope: i.pk,
+                sk: i.sk,
+                event: i.data,
+            })
+            .collect()
+    }
+}
