@@ -395,6 +395,45 @@ async fn offline_members_get_one_push_per_message() {
     pipeline.run(&t).await;
     assert_eq!(tokens(&apns_log, &fcm_log), ["ann-apn"], "thread reply");
 
+    // Preferences: bob wants nothing from the room, cat only mentions, gus snoozed.
+    let until = shared::domain::clock::format_time(t.chat.now() + chrono::Duration::hours(1));
+    let prefs: shared::service::push_preferences::UpsertPushPreferences =
+        serde_json::from_value(json!({"preferences": [
+            {"user_id": "bob", "channel_cid": "messaging:room", "chat_level": "none"},
+            {"user_id": "cat", "chat_level": "mentions"},
+            {"user_id": "gus", "disabled_until": until},
+        ]}))
+        .expect("preferences");
+    let answer = t
+        .chat
+        .upsert_push_preferences(&server, prefs)
+        .await
+        .expect("preferences");
+    assert_eq!(answer["user_preferences"]["cat"]["chat_level"], "mentions");
+    assert_eq!(
+        answer["user_channel_preferences"]["bob"]["messaging:room"]["chat_level"],
+        "none"
+    );
+    send(
+        &t,
+        "room",
+        json!({"message": {"text": "plain", "user_id": "ann"}}),
+    )
+    .await;
+    pipeline.run(&t).await;
+    assert!(
+        tokens(&apns_log, &fcm_log).is_empty(),
+        "preferences ignored"
+    );
+    send(
+        &t,
+        "room",
+        json!({"message": {"text": "hey @cat", "user_id": "ann", "mentioned_users": ["cat", "bob"]}}),
+    )
+    .await;
+    pipeline.run(&t).await;
+    assert_eq!(tokens(&apns_log, &fcm_log), ["cat-apn"], "mentions only");
+
     // A type without push notifications pushes nothing.
     let nopush = json!({"name": "nopush", "push_notifications": false});
     t.chat

@@ -24,6 +24,7 @@ pub mod markup;
 pub mod message;
 pub mod patch;
 pub mod permissions;
+pub mod push_preference;
 pub mod push_provider;
 pub mod reaction;
 pub mod thread;

@@ -261,8 +261,14 @@ impl PushProvider {
             Ok(Value::Object(m)) => m,
             _ => Map::new(),
         };
+        let other = |k: &str| {
+            ["apn_", "firebase_", "huawei_", "xiaomi_"]
+                .iter()
+                .any(|p| k.starts_with(p) && !p.starts_with(&format!("{}_", self.kind)))
+        };
         doc.retain(|k, v| {
             !SECRETS.contains(&k.as_str())
+                && !other(k)
                 && !matches!(v, Value::Null)
                 && !matches!(v, Value::String(s) if s.is_empty() && k != "name")
         });

@@ -263,6 +263,12 @@ const ENDPOINTS: &[(&str, &str, &str, u64)] = &[
     ),
     ("GET", "/devices", "ListDevices", 60),
     ("DELETE", "/devices", "DeleteDevice", 60),
+    (
+        "POST",
+        "/push_preferences",
+        "UpdatePushNotificationPreferences",
+        1_000,
+    ),
     ("POST", "/uploads/presign", "PresignUpload", 1_000),
     ("POST", "/uploads/file", "UploadFile", 1_000),
     ("DELETE", "/uploads/file", "DeleteFile", 1_000),

@@ -26,6 +26,7 @@ pub fn routes() -> Router<Chat> {
             "/devices",
             post(add_device).get(list_devices).delete(remove_device),
         )
+        .route("/push_preferences", post(upsert_push_preferences))
         .route("/users/{id}/deactivate", post(deactivate_user))
         .route("/users/{id}/reactivate", post(reactivate_user))
         .route("/users/deactivate", post(deactivate_users))
@@ -428,6 +429,16 @@ async fn add_device(
 ) -> HttpResult {
     chat.add_device(&session, device).await?;
     Ok(Reply::empty())
+}
+
+async fn upsert_push_preferences(
+    State(chat): State<Chat>,
+    session: Session,
+    Body(req): Body<crate::service::push_preferences::UpsertPushPreferences>,
+) -> HttpResult {
+    Ok(Reply::json(
+        chat.upsert_push_preferences(&session, req).await?,
+    ))
 }
 
 async fn list_devices(State(chat): State<Chat>, session: Session, params: Params) -> HttpResult {

@@ -10,7 +10,9 @@
 //! `skip_push`, is shadowed, or the channel type has `push_notifications: false`. Members who
 //! watch the channel see the message live and get none (with `push_config.offline_only`, any
 //! member with a connection gets none); nor does a member who muted the channel or the sender,
-//! or who blocked the sender in a one-to-one channel. The badge is the receiver's unread count.
+//! or who blocked the sender in a one-to-one channel; nor whose push preferences (theirs for the
+//! channel, else their own) say `none`, or mentions only when the message does not mention
+//! them, or who snoozed pushes (`disabled_until`). The badge is the receiver's unread count.
 //!
 //! Each push is tried three times (0.5 s, then 1 s apart) when the service is throttled or
 //! unreachable; a token the service calls invalid removes its device. Counts of pushes sent,
@@ -23,6 +25,7 @@ pub mod sns;
 use crate::domain::device::Device;
 use crate::domain::event::{Scope, SKIP_PUSH};
 use crate::domain::event_kind::EventKind;
+use crate::domain::push_preference::wants_push;
 use crate::domain::push_provider::PushProvider;
 use crate::domain::ApiError;
 use crate::hooks::OutboxEvent;
@@ -263,9 +266,10 @@ async fn receivers(
             .collect()
     };
     let restricted = ids(&message["restricted_visibility"]);
+    let mentioned = ids(&message["mentioned_users"]);
     let mut wanted: Option<BTreeSet<String>> = (!restricted.is_empty()).then_some(restricted);
     if let Some(parent) = message["parent_id"].as_str() {
-        let mut part = ids(&message["mentioned_users"]);
+        let mut part = mentioned.clone();
         if let Some(t) = chat.load_thread(parent).await? {
             part.insert(t.thread.created_by_user_id);
             part.extend(t.participants.into_iter().map(|p| p.user_id));
@@ -298,6 +302,15 @@ async fn receivers(
             watching.contains(uid)
         };
         if online || chat.muted_cids(uid).await?.contains(cid) {
+            continue;
+        }
+        let prefs = chat.push_preferences_of(uid).await?;
+        if !wants_push(
+            prefs.user.as_ref(),
+            prefs.channels.get(cid),
+            mentioned.contains(uid),
+            chat.now(),
+        ) {
             continue;
         }
         if chat

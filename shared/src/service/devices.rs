@@ -15,24 +15,7 @@ impl Chat {
     /// Whose devices a call is about: a user's own (naming another is refused), or for the
     /// server the user it names (required).
     fn device_owner(&self, session: &Session, named: Option<String>) -> Result<String, ApiError> {
-        let named = named.filter(|n| !n.is_empty());
-        match &session.caller {
-            Caller::Server => named.ok_or_else(|| {
-                ApiError::field(
-                    "user_id",
-                    "user_id is required with server-side authentication",
-                )
-            }),
-            Caller::Anonymous => Err(ApiError::not_allowed(
-                "anonymous users cannot manage push devices",
-            )),
-            Caller::User { id, .. } => match named {
-                Some(other) if &other != id => Err(ApiError::not_allowed(
-                    "users can only manage their own devices",
-                )),
-                _ => Ok(id.clone()),
-            },
-        }
+        push_settings_owner(session, named, "push devices")
     }
 
     /// `POST /devices`: registers a device (again: no effect), keeping the user's 25 newest.
@@ -189,5 +172,32 @@ impl Chat {
             self.store.transact(writes).await?;
         }
         Ok(())
+    }
+}
+
+/// Whose push settings (devices, preferences) a call manages: server-side the named user; a user
+/// their own; anonymous callers none.
+pub(crate) fn push_settings_owner(
+    session: &Session,
+    named: Option<String>,
+    what: &str,
+) -> Result<String, ApiError> {
+    let named = named.filter(|n| !n.is_empty());
+    match &session.caller {
+        Caller::Server => named.ok_or_else(|| {
+            ApiError::field(
+                "user_id",
+                "user_id is required with server-side authentication",
+            )
+        }),
+        Caller::Anonymous => Err(ApiError::not_allowed(format!(
+            "anonymous users cannot manage {what}"
+        ))),
+        Caller::User { id, .. } => match named {
+            Some(other) if &other != id => Err(ApiError::not_allowed(format!(
+                "users can only manage their own {what}"
+            ))),
+            _ => Ok(id.clone()),
+        },
     }
 }

@@ -21,6 +21,7 @@ pub mod members;
 pub mod messages;
 pub mod muting;
 pub mod push;
+pub mod push_preferences;
 pub mod push_providers;
 pub mod reactions;
 pub mod reads;

@@ -705,6 +705,9 @@ impl Chat {
             .iter()
             .map(crate::domain::device::Device::to_wire)
             .collect();
+        if let Some(p) = self.push_preferences_of(user_id).await?.user {
+            me["push_preferences"] = p.to_wire();
+        }
         me["total_unread_count"] = counts.total.into();
         me["unread_count"] = counts.total.into();
         me["unread_channels"] = counts.unread_channels().into();
