@@ -115,7 +115,7 @@ impl PushProvider {
         self.disabled_at.is_some()
     }
 
-    /// The Firebase service account of a Firebase provider.
+    /// The Firebase service account of a Firebase provider (its key is checked by [`Self::check`]).
     pub fn service_account(&self) -> Result<ServiceAccount, ApiError> {
         let field = "firebase_credentials";
         let account: ServiceAccount = serde_json::from_str(&self.firebase_credentials)
@@ -131,12 +131,6 @@ impl PushProvider {
                 "firebase_credentials needs project_id and client_email",
             ));
         }
-        jsonwebtoken::EncodingKey::from_rsa_pem(account.private_key.as_bytes()).map_err(|_| {
-            refuse(
-                field,
-                "the private_key of firebase_credentials is not an RSA private key in PEM",
-            )
-        })?;
         check_host("token_uri", &account.token_uri)?;
         Ok(account)
     }
@@ -202,7 +196,16 @@ impl PushProvider {
                         },
                     ));
                 }
-                self.service_account().map(|_| ())
+                let account = self.service_account()?;
+                jsonwebtoken::EncodingKey::from_rsa_pem(account.private_key.as_bytes()).map_err(
+                    |_| {
+                        refuse(
+                            "firebase_credentials",
+                            "the private_key of firebase_credentials is not an RSA private key in PEM",
+                        )
+                    },
+                )?;
+                Ok(())
             }
             other => Err(refuse(
                 "type",

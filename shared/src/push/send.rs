@@ -53,14 +53,18 @@ pub struct Senders {
 }
 
 fn connector(h2_only: bool) -> Result<HttpsConnector<HttpConnector>, String> {
+    // Small requests answered at once: no waiting on Nagle's algorithm.
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
         .map_err(|e| format!("no TLS roots: {e}"))?
         .https_or_http();
     Ok(if h2_only {
-        builder.enable_http2().build()
+        builder.enable_http2().wrap_connector(tcp)
     } else {
-        builder.enable_http1().enable_http2().build()
+        builder.enable_http1().enable_http2().wrap_connector(tcp)
     })
 }
 
