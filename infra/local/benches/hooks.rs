@@ -10,9 +10,7 @@
 #[path = "support/http.rs"]
 mod http;
 
-use http::{call, free_port, ms, phase_of, Http, Server, KEY, SECRET};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{call, free_port, ms, phase_of, Http, Server};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -131,27 +129,8 @@ fn row(phase: &str, sends: (f64, Duration, Duration), delivered: Option<f64>) {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("data dir");
-    let port = free_port();
     let moto = start_moto().await;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-local"));
-    command
-        .args(["--port", &port.to_string(), "--data-dir"])
-        .arg(dir.path())
-        .env("CHAT_API_KEY", KEY)
-        .env("CHAT_API_SECRET", SECRET)
-        .env("CHAT_RATE_LIMITS", "off")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null());
-    let server = Server {
-        child: command.spawn().expect("start chat-local"),
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let http: Http = Client::builder(TokioExecutor::new()).build_http();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while call(&http, &server.url, "GET", "/health", None).await != 200 {
-        assert!(Instant::now() < deadline, "chat-local did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (server, http) = Server::start(dir.path()).await;
     let users: Vec<serde_json::Value> = (0..CHANNELS)
         .map(|c| json!({"id": format!("hk-{c:02}")}))
         .collect();

@@ -10,13 +10,10 @@
 #[path = "support/http.rs"]
 mod http;
 
-use http::{call, free_port, ms, phase_of, Http, Server, KEY, SECRET};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{call, ms, phase_of, Http, Server};
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Requests per phase (split over the clients).
 const REQUESTS: usize = 4000;
@@ -51,27 +48,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("data dir");
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_chat-local"))
-        .args(["--port", &port.to_string(), "--data-dir"])
-        .arg(dir.path())
-        .env("CHAT_API_KEY", KEY)
-        .env("CHAT_API_SECRET", SECRET)
-        .env("CHAT_RATE_LIMITS", "off")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start chat-local");
-    let server = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let http: Http = Client::builder(TokioExecutor::new()).build_http();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while call(&http, &server.url, "GET", "/health", None).await != 200 {
-        assert!(Instant::now() < deadline, "chat-local did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (server, http) = Server::start(dir.path()).await;
     let users: Vec<String> = (0..CHANNELS).map(|i| format!("load-{i:03}")).collect();
     for batch in users.chunks(64) {
         let upsert = json!({ "users": batch.iter().map(|u| json!({"id": u})).collect::<Vec<_>>() });

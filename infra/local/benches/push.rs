@@ -9,13 +9,11 @@
 #[path = "support/http.rs"]
 mod http;
 
-use http::{call, free_port, ms, phase_of, Http, Server, KEY, SECRET};
+use http::{call, ms, phase_of, Http, Server};
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -132,26 +130,7 @@ fn row(phase: &str, sends: (f64, Duration, Duration), pushed: Option<f64>) {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("data dir");
-    let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_chat-local"));
-    command
-        .args(["--port", &port.to_string(), "--data-dir"])
-        .arg(dir.path())
-        .env("CHAT_API_KEY", KEY)
-        .env("CHAT_API_SECRET", SECRET)
-        .env("CHAT_RATE_LIMITS", "off")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null());
-    let server = Server {
-        child: command.spawn().expect("start chat-local"),
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let http: Http = Client::builder(TokioExecutor::new()).build_http();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while call(&http, &server.url, "GET", "/health", None).await != 200 {
-        assert!(Instant::now() < deadline, "chat-local did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (server, http) = Server::start(dir.path()).await;
     // Each channel: its sender and two offline members, one on each service.
     let users: Vec<serde_json::Value> = (0..CHANNELS)
         .flat_map(|c| {

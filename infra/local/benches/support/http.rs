@@ -21,6 +21,36 @@ pub struct Server {
     pub url: String,
 }
 
+impl Server {
+    /// The benchmarked release `chat-local` on `dir`'s on-disk store, answering `/health`, and
+    /// a keep-alive client to it. Rate limits are off: a benchmark sends far over one user's
+    /// budget, and measures the request path, not the limiter.
+    pub async fn start(dir: &std::path::Path) -> (Server, Http) {
+        let port = free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-local"))
+            .args(["--port", &port.to_string(), "--data-dir"])
+            .arg(dir)
+            .env("CHAT_API_KEY", KEY)
+            .env("CHAT_API_SECRET", SECRET)
+            .env("CHAT_RATE_LIMITS", "off")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start chat-local");
+        let server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let http: Http = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while call(&http, &server.url, "GET", "/health", None).await != 200 {
+            assert!(Instant::now() < deadline, "chat-local did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (server, http)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
