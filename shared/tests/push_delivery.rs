@@ -194,6 +194,33 @@ impl Pipeline {
     }
 }
 
+/// Adds a Firebase provider named `name` whose service account's tokens come from `port`
+/// (and, when `host`, whose sends go there too).
+async fn firebase_provider(t: &TestChat, name: &str, port: u16, host: bool) {
+    let credentials = json!({
+        "type": "service_account", "project_id": "chat-test", "client_email": "pusher@test.iam",
+        "private_key": FCM_KEY, "token_uri": format!("http://127.0.0.1:{port}/token"),
+    });
+    let mut provider = json!({"name": name, "type": "firebase",
+        "firebase_credentials": credentials.to_string()});
+    if host {
+        provider["firebase_host"] = json!(format!("http://127.0.0.1:{port}"));
+    }
+    t.chat
+        .upsert_push_provider(&t.server().await, Some(provider))
+        .await
+        .expect("firebase provider");
+}
+
+async fn device_count(t: &TestChat, user: &str) -> usize {
+    let listed = t
+        .chat
+        .list_devices(&t.server().await, Some(user.into()))
+        .await
+        .expect("devices");
+    listed["devices"].as_array().map_or(0, Vec::len)
+}
+
 async fn device(t: &TestChat, user: &str, id: &str, provider: &str, name: Option<&str>) {
     let new = NewDevice {
         id: id.into(),
@@ -262,19 +289,7 @@ async fn offline_members_get_one_push_per_message() {
         .update_app_settings(&server, apn_config.as_object().expect("object"))
         .await
         .expect("apn config");
-    let credentials = json!({
-        "type": "service_account", "project_id": "chat-test", "client_email": "pusher@test.iam",
-        "private_key": FCM_KEY, "token_uri": format!("http://127.0.0.1:{fcm_port}/token"),
-    });
-    t.chat
-        .upsert_push_provider(
-            &server,
-            Some(json!({"name": "android", "type": "firebase",
-                "firebase_credentials": credentials.to_string(),
-                "firebase_host": format!("http://127.0.0.1:{fcm_port}")})),
-        )
-        .await
-        .expect("firebase provider");
+    firebase_provider(&t, "android", fcm_port, true).await;
 
     let people = ["ann", "bob", "cat", "dan", "eve", "fay", "gus"];
     t.users(&people).await;
@@ -350,18 +365,8 @@ async fn offline_members_get_one_push_per_message() {
     assert_eq!(cat.body["stream"]["cid"], "messaging:room");
     assert_eq!(cat.body["stream"]["receiver_id"], "cat");
     // Unregistered tokens removed their devices; the others stay.
-    let fay = t
-        .chat
-        .list_devices(&server, Some("fay".into()))
-        .await
-        .expect("devices");
-    assert_eq!(fay["devices"], json!([]));
-    let bob = t
-        .chat
-        .list_devices(&server, Some("bob".into()))
-        .await
-        .expect("devices");
-    assert_eq!(bob["devices"].as_array().map(Vec::len), Some(1));
+    assert_eq!(device_count(&t, "fay").await, 0);
+    assert_eq!(device_count(&t, "bob").await, 1);
 
     // skip_push: nothing; the next message goes again, with the badge counting both.
     send(
@@ -468,4 +473,57 @@ async fn offline_members_get_one_push_per_message() {
             .load(std::sync::atomic::Ordering::Relaxed),
         2
     );
+}
+
+#[tokio::test]
+async fn a_service_that_is_down_is_skipped_for_a_while() {
+    let t = TestChat::embedded().await;
+    // A service that hangs up on every request, counting them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let closed = listener.local_addr().expect("addr").port();
+    let tried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = tried.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    firebase_provider(&t, "down", closed, false).await;
+    t.users(&["ann", "bob"]).await;
+    t.channel("down-room", &["ann", "bob"]).await;
+    device(&t, "bob", "bob-token", "firebase", Some("down")).await;
+    let pushes = shared::push::Pushes::new().with_retry(shared::push::Retry {
+        attempts: 2,
+        first_backoff: std::time::Duration::from_millis(10),
+    });
+    let mut pipeline = Pipeline {
+        hooks: Hooks::new(&t.chat).with_pushes(pushes),
+        feed: OutboxFeed::default(),
+    };
+    pipeline.run(&t).await;
+    for text in ["one", "two"] {
+        send(
+            &t,
+            "down-room",
+            json!({"message": {"text": text, "user_id": "ann"}}),
+        )
+        .await;
+        let started = std::time::Instant::now();
+        pipeline.run(&t).await;
+        // Tried with its retries the first time; skipped (at once) the second.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+    assert_eq!(
+        tried.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the first push's two attempts, none for the second"
+    );
+    let counts = &pipeline.hooks.pushes().counts;
+    assert_eq!(counts.failed.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(counts.sent.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // The device stays: the service said nothing about its token.
+    assert_eq!(device_count(&t, "bob").await, 1);
 }

@@ -289,12 +289,14 @@ async fn run(args: Args) -> Result<(), String> {
     }
     // Every socket sends its close frame (1012) before the process ends.
     sockets.wait_closed(SOCKET_CLOSE_GRACE).await;
-    fan_out.abort();
     // The dispatcher saves its position as it stops.
     let _ = tokio::time::timeout(Duration::from_secs(2), dispatcher).await;
-    idle_polls.abort();
-    timers.abort();
-    expiring.abort();
+    // The other tasks are cancelled and gone before the runtime shuts down (a task polled
+    // while it does would find its timers gone).
+    for task in [fan_out, idle_polls, timers, expiring] {
+        task.abort();
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -73,7 +73,7 @@ pub struct Dispatched {
 pub struct FailingTargets(Mutex<HashMap<String, Instant>>);
 
 impl FailingTargets {
-    fn skipped_until(&self, target: &str) -> Option<Instant> {
+    pub(crate) fn skipped_until(&self, target: &str) -> Option<Instant> {
         let now = Instant::now();
         self.0
             .lock()
@@ -83,13 +83,13 @@ impl FailingTargets {
             .filter(|until| *until > now)
     }
 
-    fn open(&self, target: &str) {
+    pub(crate) fn open(&self, target: &str) {
         if let Ok(mut m) = self.0.lock() {
             m.insert(target.to_string(), Instant::now() + OPEN_CIRCUIT);
         }
     }
 
-    fn close(&self, target: &str) {
+    pub(crate) fn close(&self, target: &str) {
         if let Ok(mut m) = self.0.lock() {
             m.remove(target);
         }

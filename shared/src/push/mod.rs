@@ -15,7 +15,9 @@
 //! them, or who snoozed pushes (`disabled_until`). The badge is the receiver's unread count.
 //!
 //! Each push is tried three times (0.5 s, then 1 s apart) when the service is throttled or
-//! unreachable; a token the service calls invalid removes its device. Counts of pushes sent,
+//! unreachable, after which that provider is skipped for 30 s (its pushes counted as failed), so
+//! a dead service does not hold up the hooks sharing the pipeline; a token the service calls
+//! invalid removes its device. Counts of pushes sent,
 //! failed and devices removed are kept and logged per batch.
 
 pub mod payload;
@@ -37,7 +39,7 @@ use send::{Outcome, Senders};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Receivers pushed to at once.
 const CONCURRENT_RECEIVERS: usize = 16;
@@ -88,6 +90,8 @@ pub struct Pushes {
     senders: Senders,
     sns: Option<sns::SnsPush>,
     retry: Retry,
+    /// Providers that failed lately (by `<type>:<name>`), skipped for 30 s.
+    failing: crate::hooks::FailingTargets,
     pub counts: Counts,
 }
 
@@ -210,6 +214,13 @@ impl Pushes {
         device: &Device,
         push: &Push,
     ) -> Outcome {
+        let circuit = format!("{}:{}", provider.kind, provider.name);
+        if let Some(until) = self.failing.skipped_until(&circuit) {
+            return Outcome::Failed(format!(
+                "not tried: the push provider failed lately and is skipped for {} s",
+                until.saturating_duration_since(Instant::now()).as_secs()
+            ));
+        }
         let mut backoff = self.retry.first_backoff;
         let mut outcome = Outcome::Failed("not tried".into());
         for attempt in 1..=self.retry.attempts.max(1) {
@@ -230,6 +241,13 @@ impl Pushes {
             }
             tokio::time::sleep(backoff).await;
             backoff *= 2;
+        }
+        // A service that stays unreachable or throttled is skipped for a while, so it does
+        // not hold up the pipeline's hooks and the other providers.
+        match &outcome {
+            Outcome::Retry(_) => self.failing.open(&circuit),
+            Outcome::Delivered | Outcome::InvalidToken(_) => self.failing.close(&circuit),
+            Outcome::Failed(_) => {}
         }
         outcome
     }

@@ -9,7 +9,7 @@ use crate::domain::push_provider::{
     self, ApnConfig, FirebaseConfig, PushConfig, PushProvider, MAX_PROVIDERS,
 };
 use crate::domain::ApiError;
-use crate::service::Chat;
+use crate::service::{contention_pause, Chat, CONTENDED_ATTEMPTS};
 use crate::store::{query_all, Condition, Item, Query, TableName, Write};
 use serde_json::{json, Value};
 
@@ -104,29 +104,35 @@ impl Chat {
             .ok_or_else(|| ApiError::field("push_provider", "push_provider is required"))?;
         let mut provider = push_provider::from_request(&body, &self.now_str())?;
         let sk = provider_sk(&provider.kind, &provider.name);
-        let existing = self.named_providers().await?;
-        let before = existing
-            .iter()
-            .find(|p| p.kind == provider.kind && p.name == provider.name);
-        match before {
-            Some(b) => provider.created_at = b.created_at.clone(),
-            None if existing.len() >= MAX_PROVIDERS => {
-                return Err(ApiError::input(format!(
-                    "an app has at most {MAX_PROVIDERS} push providers"
-                )))
+        // A replacement keeps the creation time; both are written on the version read.
+        for attempt in 1..=CONTENDED_ATTEMPTS {
+            let stored = self.store.get(TableName::App, PROVIDERS_PK, &sk).await?;
+            let version = stored.as_ref().map_or(0, |i| i.version);
+            match stored.and_then(|i| serde_json::from_value::<PushProvider>(i.data).ok()) {
+                Some(before) => provider.created_at = before.created_at,
+                None if self.named_providers().await?.len() >= MAX_PROVIDERS => {
+                    return Err(ApiError::input(format!(
+                        "an app has at most {MAX_PROVIDERS} push providers"
+                    )))
+                }
+                None => {}
             }
-            None => {}
+            let data =
+                serde_json::to_value(&provider).map_err(|e| ApiError::internal(e.to_string()))?;
+            let item = Item::new(PROVIDERS_PK, sk.clone(), data);
+            match self
+                .store
+                .write(Write::put_read_at(TableName::App, item, version))
+                .await
+            {
+                Ok(()) => return Ok(json!({ "push_provider": provider.to_wire() })),
+                Err(crate::store::StoreError::ConditionFailed) => contention_pause(attempt).await,
+                Err(e) => return Err(e.into()),
+            }
         }
-        let data =
-            serde_json::to_value(&provider).map_err(|e| ApiError::internal(e.to_string()))?;
-        self.store
-            .write(Write::Put {
-                table: TableName::App,
-                item: Item::new(PROVIDERS_PK, sk, data),
-                condition: Condition::None,
-            })
-            .await?;
-        Ok(json!({ "push_provider": provider.to_wire() }))
+        Err(ApiError::internal(
+            "the push provider kept changing; try again",
+        ))
     }
 
     /// `GET /push_providers`.
