@@ -439,6 +439,36 @@ async fn offline_members_get_one_push_per_message() {
     pipeline.run(&t).await;
     assert_eq!(tokens(&apns_log, &fcm_log), ["cat-apn"], "mentions only");
 
+    // A channel change's system message pushes like a send, unless skip_push says not to.
+    let quiet: shared::service::channels::ChannelUpdate = serde_json::from_value(json!({
+        "data": {"name": "renamed"}, "skip_push": true,
+        "message": {"text": "renamed the room", "user_id": "ann"},
+    }))
+    .expect("update");
+    t.chat
+        .update_channel(&server, "messaging", "room", quiet)
+        .await
+        .expect("update");
+    pipeline.run(&t).await;
+    assert!(
+        tokens(&apns_log, &fcm_log).is_empty(),
+        "skip_push on an update pushed"
+    );
+    let truncate: shared::service::channels::TruncateRequest = serde_json::from_value(
+        json!({"message": {"text": "cleared the room", "user_id": "ann", "mentioned_users": ["cat"]}}),
+    )
+    .expect("truncate");
+    t.chat
+        .truncate_channel(&server, "messaging", "room", truncate)
+        .await
+        .expect("truncate");
+    pipeline.run(&t).await;
+    assert_eq!(
+        tokens(&apns_log, &fcm_log),
+        ["cat-apn"],
+        "a truncation's message"
+    );
+
     // A type without push notifications pushes nothing.
     let nopush = json!({"name": "nopush", "push_notifications": false});
     t.chat

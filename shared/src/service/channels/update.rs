@@ -53,8 +53,11 @@ impl Chat {
         cid: &str,
         message: Option<&Value>,
         actor: Option<&str>,
+        skip_push: bool,
     ) -> Result<(Value, Option<Value>), ApiError> {
-        let message = self.post_change_message(cid, message, actor).await?;
+        let message = self
+            .post_change_message(cid, message, actor, skip_push)
+            .await?;
         let next = self.require_channel(cid).await?;
         let state = self.updated_channel(session, config, &next, actor).await?;
         Ok((state, message))
@@ -356,6 +359,7 @@ impl Chat {
                 &cid,
                 req.message.as_ref(),
                 actor.as_deref(),
+                req.skip_push.unwrap_or(false),
             )
             .await?;
         if let Some(m) = message {
@@ -500,6 +504,7 @@ impl Chat {
                 &cid,
                 req.message.as_ref(),
                 actor.as_deref(),
+                req.skip_push.unwrap_or(false),
             )
             .await?;
         let mut out = json!({ "channel": state["channel"] });

@@ -518,6 +518,7 @@ impl Chat {
         cid: &str,
         payload: Option<&Value>,
         actor: Option<&str>,
+        skip_push: bool,
     ) -> Result<Option<Value>, ApiError> {
         let Some(Value::Object(payload)) = payload else {
             return Ok(None);
@@ -551,6 +552,7 @@ impl Chat {
         if !payload.contains_key("type") {
             message.kind = "system".into();
         }
+        message.skip_push = skip_push;
         let loaded = self.require_channel(cid).await?;
         Ok(Some(
             self.post_message(loaded, message, &user, Vec::new(), None)
