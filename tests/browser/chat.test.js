@@ -309,6 +309,25 @@ test('a message typed in one browser appears in the other, and the reply comes b
 
 // The <img> elements (src, load state) of the MessageList message whose text has `text`, once
 // one of them has loaded from chat-local's upload links (up to 30 s).
+// Attaches `file` through the MessageInput's file input and waits until its preview shows it
+// from chat-local; answers the prefix of chat-local's upload links.
+async function attachImage(page, file) {
+  const chooser = await page.waitForSelector('.str-chat__message-input input[type=file]', { timeout: 20_000 });
+  await chooser.uploadFile(file);
+  const uploads = `${chat.url}/files/uploads/`;
+  await page.waitForFunction(
+    (prefix) => {
+      const preview = document.querySelector('.str-chat__attachment-preview-image');
+      if (!preview || preview.querySelector('.str-chat__attachment-preview-image-loading')) return false;
+      const img = preview.querySelector('img');
+      return !!img && img.src.startsWith(prefix);
+    },
+    { timeout: 30_000, polling: 200 },
+    uploads,
+  );
+  return uploads;
+}
+
 async function expectLoadedImage(page, text) {
   const uploads = `${chat.url}/files/uploads/`;
   const handle = await page.waitForFunction(
@@ -344,19 +363,7 @@ test('an image attached in one browser uploads to chat-local and shows, loaded, 
 
     // The MessageInput offers uploads (the channel's own_capabilities has upload-file): its
     // file input takes the PNG, and the preview shows it once uploaded to chat-local.
-    const chooser = await pages.A.waitForSelector('.str-chat__message-input input[type=file]', { timeout: 20_000 });
-    await chooser.uploadFile(file);
-    const uploads = `${chat.url}/files/uploads/`;
-    await pages.A.waitForFunction(
-      (prefix) => {
-        const preview = document.querySelector('.str-chat__attachment-preview-image');
-        if (!preview || preview.querySelector('.str-chat__attachment-preview-image-loading')) return false;
-        const img = preview.querySelector('img');
-        return !!img && img.src.startsWith(prefix);
-      },
-      { timeout: 30_000, polling: 200 },
-      uploads,
-    );
+    const uploads = await attachImage(pages.A, file);
 
     const caption = rand('picture from A');
     await send(pages.A, caption);
@@ -394,19 +401,7 @@ test('with the README upload hook, an image goes up through /uploads/presign and
 
     // Attached through the MessageInput's file input, as in the multipart test; the preview
     // shows it from chat-local once the hook has put it there.
-    const chooser = await pages.A.waitForSelector('.str-chat__message-input input[type=file]', { timeout: 20_000 });
-    await chooser.uploadFile(file);
-    const uploads = `${chat.url}/files/uploads/`;
-    await pages.A.waitForFunction(
-      (prefix) => {
-        const preview = document.querySelector('.str-chat__attachment-preview-image');
-        if (!preview || preview.querySelector('.str-chat__attachment-preview-image-loading')) return false;
-        const img = preview.querySelector('img');
-        return !!img && img.src.startsWith(prefix);
-      },
-      { timeout: 30_000, polling: 200 },
-      uploads,
-    );
+    const uploads = await attachImage(pages.A, file);
 
     const caption = rand('presigned picture from A');
     await send(pages.A, caption);

@@ -381,6 +381,7 @@ def test_legacy_configs_read_back_as_push_notifications(client, made, legacy_res
         ({"firebase_config": {"credentials_json": credentials(private_key=APNS_KEY)}}, "firebase_credentials"),
         ({"firebase_config": {"credentials_json": credentials(), "data_template": "{}"}}, "templates"),
         ({"push_config": {"version": "v9"}}, "push_config"),
+        ({"push_config": {"version": "v1"}}, "v1"),
         ({"huawei_config": {"id": "app", "secret": "s"}}, "huawei"),
         ({"xiaomi_config": {"package_name": "p", "secret": "s"}}, "xiaomi"),
     ]:

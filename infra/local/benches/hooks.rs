@@ -10,7 +10,7 @@
 #[path = "support/http.rs"]
 mod http;
 
-use http::{call, free_port, ms, phase_of, Http, Server};
+use http::{call, free_port, message_phase, ms, Http, Server};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -95,18 +95,7 @@ async fn start_moto() -> Option<(Moto, String)> {
 
 /// Sends `n` messages over the channels from `CLIENTS` clients: (sends/s, p50, p99).
 async fn sends(http: &Http, url: &str, round: usize, n: usize) -> (f64, Duration, Duration) {
-    let (rate, p50, p99, refused) = phase_of(http, url, CLIENTS, n, move |i| {
-        let c = i % CHANNELS;
-        let body = json!({"message": {"text": format!("round {round} #{i}"), "user_id": format!("hk-{c:02}")}});
-        (
-            "POST",
-            format!("/channels/messaging/hk-{c:02}/message"),
-            Some(body),
-        )
-    })
-    .await;
-    assert_eq!(refused, 0, "sends were refused");
-    (rate, p50, p99)
+    message_phase(http, url, "hk", CHANNELS, CLIENTS, round, n).await
 }
 
 async fn configure(http: &Http, url: &str, settings: serde_json::Value) {

@@ -9,7 +9,7 @@
 #[path = "support/http.rs"]
 mod http;
 
-use http::{call, ms, phase_of, Http, Server};
+use http::{call, message_phase, ms, Http, Server};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -95,18 +95,7 @@ async fn stand_in(h2: bool) -> (u16, Arc<Received>) {
 }
 
 async fn sends(http: &Http, url: &str, round: usize) -> (f64, Duration, Duration) {
-    let (rate, p50, p99, refused) = phase_of(http, url, CLIENTS, MESSAGES, move |i| {
-        let c = i % CHANNELS;
-        let body = json!({"message": {"text": format!("round {round} #{i}"), "user_id": format!("ps-{c:02}")}});
-        (
-            "POST",
-            format!("/channels/messaging/ps-{c:02}/message"),
-            Some(body),
-        )
-    })
-    .await;
-    assert_eq!(refused, 0, "sends were refused");
-    (rate, p50, p99)
+    message_phase(http, url, "ps", CHANNELS, CLIENTS, round, MESSAGES).await
 }
 
 fn fixture(name: &str) -> String {

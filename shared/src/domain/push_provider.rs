@@ -329,6 +329,12 @@ impl Default for PushConfig {
 
 impl PushConfig {
     pub fn check(&self) -> Result<(), ApiError> {
+        if self.version == "v1" {
+            return Err(refuse(
+                "push_config",
+                "push version v1 (legacy FCM templates) is not supported: use v2 or v3, which push Stream's standard payload",
+            ));
+        }
         if !PUSH_VERSIONS.contains(&self.version.as_str()) {
             return Err(refuse(
                 "push_config",

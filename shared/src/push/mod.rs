@@ -31,6 +31,7 @@ use crate::domain::push_preference::wants_push;
 use crate::domain::push_provider::PushProvider;
 use crate::domain::ApiError;
 use crate::hooks::OutboxEvent;
+pub use crate::hooks::Retry;
 use crate::service::push_providers::PushSettings;
 use crate::service::Chat;
 use futures::StreamExt;
@@ -39,26 +40,10 @@ use send::{Outcome, Senders};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Receivers pushed to at once.
 const CONCURRENT_RECEIVERS: usize = 16;
-
-/// Attempts per push and the wait before the second (doubling after each).
-#[derive(Clone, Copy, Debug)]
-pub struct Retry {
-    pub attempts: u32,
-    pub first_backoff: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 3,
-            first_backoff: Duration::from_millis(500),
-        }
-    }
-}
 
 /// Running totals of the pushes this process sent.
 #[derive(Debug, Default)]
@@ -160,8 +145,7 @@ impl Pushes {
     ) -> Result<Dispatched, ApiError> {
         let message = &event["message"];
         let receivers = receivers(chat, push, cid, message).await?;
-        let runs = futures::stream::iter(receivers.into_iter().map(|(user_id, devices)| async move {
-            let muted = chat.muted_cids(&user_id).await?;
+        let runs = futures::stream::iter(receivers.into_iter().map(|(user_id, devices, muted)| async move {
             let badge: u64 = chat
                 .channel_unreads(&user_id, &muted, None)
                 .await?
@@ -253,13 +237,14 @@ impl Pushes {
     }
 }
 
-/// The members who should hear about `message` in `cid`, with their devices.
+/// The members who should hear about `message` in `cid`, with their devices and the channels
+/// they muted (for their badge).
 async fn receivers(
     chat: &Chat,
     push: &PushSettings,
     cid: &str,
     message: &Value,
-) -> Result<Vec<(String, Vec<Device>)>, ApiError> {
+) -> Result<Vec<(String, Vec<Device>, BTreeSet<String>)>, ApiError> {
     if message["shadowed"] == true
         || matches!(message["type"].as_str(), Some("error" | "ephemeral"))
     {
@@ -319,7 +304,11 @@ async fn receivers(
         } else {
             watching.contains(uid)
         };
-        if online || chat.muted_cids(uid).await?.contains(cid) {
+        if online {
+            continue;
+        }
+        let muted = chat.muted_cids(uid).await?;
+        if muted.contains(cid) {
             continue;
         }
         let prefs = chat.push_preferences_of(uid).await?;
@@ -348,7 +337,7 @@ async fn receivers(
         {
             continue;
         }
-        out.push((uid.to_string(), devices));
+        out.push((uid.to_string(), devices, muted));
     }
     Ok(out)
 }

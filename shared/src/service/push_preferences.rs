@@ -3,6 +3,7 @@
 //! its version; `me.push_preferences` on connect; read by the push rules (`crate::push`).
 
 use super::devices::push_settings_owner;
+use super::{channel_record, member_record};
 use crate::domain::caller::Session;
 use crate::domain::push_preference::{PreferenceInput, PushPreference, MAX_PREFERENCES};
 use crate::domain::ApiError;
@@ -84,10 +85,24 @@ impl Chat {
             input.apply(PushPreference::default())?;
             let cid = input.channel_cid.clone().filter(|c| !c.is_empty());
             if let Some(cid) = &cid {
-                let loaded = self.load_channel(cid).await?.ok_or_else(|| {
-                    ApiError::not_found(format!("channel {cid:?} does not exist"))
-                })?;
-                if !loaded.members.iter().any(|m| m.user_id == user_id) {
+                // The channel item and the user's member item: two key reads.
+                let (pk, sk) = channel_record::key(cid);
+                let live = match self.store.get(TableName::Channels, &pk, &sk).await? {
+                    Some(item) => channel_record::decode(item)?.0.deleted_at.is_none(),
+                    None => false,
+                };
+                if !live {
+                    return Err(ApiError::not_found(format!(
+                        "channel {cid:?} does not exist"
+                    )));
+                }
+                let (pk, sk) = member_record::key(cid, &user_id);
+                if self
+                    .store
+                    .get(TableName::Channels, &pk, &sk)
+                    .await?
+                    .is_none()
+                {
                     return Err(ApiError::input(format!(
                         "user {user_id:?} is not a member of channel {cid:?}"
                     )));

@@ -55,6 +55,16 @@ impl Chat {
         .collect())
     }
 
+    /// The named providers as the API shows them (no secret).
+    async fn providers_wire(&self) -> Result<Vec<Value>, ApiError> {
+        Ok(self
+            .named_providers()
+            .await?
+            .iter()
+            .map(PushProvider::to_wire)
+            .collect())
+    }
+
     /// The app's push settings, for delivery.
     pub async fn push_settings(&self, settings: &AppSettings) -> Result<PushSettings, ApiError> {
         let mut providers: Vec<PushProvider> = [
@@ -75,12 +85,7 @@ impl Chat {
     pub async fn push_notifications_wire(&self, settings: &AppSettings) -> Result<Value, ApiError> {
         let config: PushConfig = legacy(&settings.push_config);
         let enabled = |v: &Value| json!({"enabled": v["enabled"].as_bool().unwrap_or(false)});
-        let providers: Vec<Value> = self
-            .named_providers()
-            .await?
-            .iter()
-            .map(PushProvider::to_wire)
-            .collect();
+        let providers = self.providers_wire().await?;
         Ok(json!({
             "version": config.version,
             "offline_only": config.offline_only,
@@ -138,12 +143,7 @@ impl Chat {
     /// `GET /push_providers`.
     pub async fn list_push_providers(&self, session: &Session) -> Result<Value, ApiError> {
         session.caller.require_server("listing push providers")?;
-        let providers: Vec<Value> = self
-            .named_providers()
-            .await?
-            .iter()
-            .map(PushProvider::to_wire)
-            .collect();
+        let providers = self.providers_wire().await?;
         Ok(json!({ "push_providers": providers }))
     }
 

@@ -152,3 +152,28 @@ where
 pub fn ms(d: Duration) -> String {
     format!("{:.2}ms", d.as_secs_f64() * 1000.0)
 }
+
+/// Sends `n` messages from `clients` clients over `channels` channels `<prefix>-NN` (each sent
+/// by its user of the same name), refusing none: (sends/s, p50, p99).
+pub async fn message_phase(
+    http: &Http,
+    url: &str,
+    prefix: &'static str,
+    channels: usize,
+    clients: usize,
+    round: usize,
+    n: usize,
+) -> (f64, Duration, Duration) {
+    let (rate, p50, p99, refused) = phase_of(http, url, clients, n, move |i| {
+        let c = i % channels;
+        let body = json!({"message": {"text": format!("round {round} #{i}"), "user_id": format!("{prefix}-{c:02}")}});
+        (
+            "POST",
+            format!("/channels/messaging/{prefix}-{c:02}/message"),
+            Some(body),
+        )
+    })
+    .await;
+    assert_eq!(refused, 0, "sends were refused");
+    (rate, p50, p99)
+}
