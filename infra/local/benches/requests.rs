@@ -219,6 +219,10 @@ async fn main() {
             let payload = json!({"filter_conditions": {"age": {"$gte": i % 90}}, "sort": [{"field": "age", "direction": -1}], "limit": 30}).to_string();
             request("GET", &format!("/users?payload={}", urlencode(&payload)), &server, None)
         }, &router).await,
+        measure("GET /users custom range, unsorted (2000 users)", 50, |i| {
+            let payload = json!({"filter_conditions": {"age": {"$gte": i % 90, "$lt": i % 90 + 3}}, "sort": [{"field": "id", "direction": 1}], "limit": 30}).to_string();
+            request("GET", &format!("/users?payload={}", urlencode(&payload)), &server, None)
+        }, &router).await,
         measure("GET /users custom $eq (2000 users)", 50, |i| {
             let payload = json!({"filter_conditions": {"age": i % 90}, "sort": [{"field": "id", "direction": 1}], "limit": 30}).to_string();
             request("GET", &format!("/users?payload={}", urlencode(&payload)), &server, None)

@@ -51,18 +51,18 @@ pub fn user_item(id: &str, role: &str, data: serde_json::Value, version: u64) ->
     item
 }
 
-/// Users listed under one value of one custom field (app table; sort key: the user id): the
-/// custom-field index of query users (`domain::user_index`).
-pub fn user_field_pk(field: &str, key: &str) -> String {
-    format!("ufield#{field}#{key}")
+/// One custom field's entries in the custom-field index of query users (app table; sort key:
+/// the value's order key, then the user id: `domain::user_index`).
+pub fn user_field_pk(field: &str) -> String {
+    format!("uindex#{field}")
 }
 
 /// Users whose custom data is too large to list whole (read by every custom-field query).
-pub const UNINDEXED_USERS_PK: &str = "ufield#~unindexed";
+pub const UNINDEXED_USERS_PK: &str = "uindex#~unindexed";
 
 /// Present once every user is listed in the custom-field index (queries use it from then on).
 pub fn user_field_index_ready_key() -> (String, String) {
-    ("ufield#~ready".into(), "ready".into())
+    ("uindex#~ready".into(), "ready".into())
 }
 
 /// A claimed username (normalised) within a uniqueness scope (`app` or `team:<team>`).

@@ -8,6 +8,7 @@ mod lifecycle;
 mod query;
 
 pub use lifecycle::{DeleteUserOptions, DeleteUsers};
+pub(crate) use query::user_doc_for_filter;
 pub use query::QueryUsers;
 
 use super::tasks::TaskJob;
@@ -543,7 +544,7 @@ impl Chat {
 /// the entries it no longer has are removed, and it is listed as unindexed while its custom
 /// data is too large to list.
 pub(crate) fn custom_index_writes(old: Option<&User>, new: Option<&User>) -> Vec<Write> {
-    use crate::domain::user_index::entries;
+    use crate::domain::user_index::{entries, entry_sk};
     use crate::store::layout::{user_field_pk, UNINDEXED_USERS_PK};
     let (new_keys, new_complete) = new.map(entries).unwrap_or_default();
     let (old_keys, old_complete) = old.map(entries).unwrap_or((Default::default(), true));
@@ -554,11 +555,7 @@ pub(crate) fn custom_index_writes(old: Option<&User>, new: Option<&User>) -> Vec
         .iter()
         .map(|(field, key)| Write::Put {
             table: TableName::App,
-            item: Item::new(
-                user_field_pk(field, key),
-                id.clone(),
-                json!({ "user_id": id }),
-            ),
+            item: Item::new(user_field_pk(field), entry_sk(key, &id), json!({})),
             condition: Condition::None,
         })
         .collect();
@@ -567,8 +564,8 @@ pub(crate) fn custom_index_writes(old: Option<&User>, new: Option<&User>) -> Vec
             .difference(&new_keys)
             .map(|(field, key)| Write::Delete {
                 table: TableName::App,
-                pk: user_field_pk(field, key),
-                sk: id.clone(),
+                pk: user_field_pk(field),
+                sk: entry_sk(key, &id),
                 condition: Condition::None,
             }),
     );

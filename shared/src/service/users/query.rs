@@ -30,7 +30,7 @@ pub struct QueryUsers {
 
 /// Filter fields of query users and their operators (seed: Querying Users); other fields are
 /// custom and take any operator.
-/// More values than this in one `$in` on a custom field read every user instead.
+/// More spans than this (values of one `$in`) on a custom field read every user instead.
 const MAX_INDEXED_VALUES: usize = 100;
 
 fn query_users_rules() -> crate::domain::filter::FieldRules {
@@ -127,6 +127,7 @@ impl Chat {
             };
         }
 
+        let include_deactivated = q.include_deactivated_users.unwrap_or(false);
         let candidates = match filter.key_values("id") {
             Some(ids) => {
                 let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
@@ -149,13 +150,20 @@ impl Chat {
                     }
                     users
                 }
-                None => match self.users_by_custom_field(&filter).await? {
+                None => match self
+                    .users_by_custom_field(&filter, &sort, offset + limit, &|u| {
+                        !u.is_deleted()
+                            && (include_deactivated || !u.is_deactivated())
+                            && id_in_range(&u.id, &q)
+                            && filter.matches_json(&user_doc_for_filter(u))
+                    })
+                    .await?
+                {
                     Some(users) => users,
                     None => self.scan_users_index(&q).await?,
                 },
             },
         };
-        let include_deactivated = q.include_deactivated_users.unwrap_or(false);
         let mut matched: Vec<(User, Value)> = candidates
             .into_iter()
             .filter(|u| !u.is_deleted() && (include_deactivated || !u.is_deactivated()))
@@ -166,7 +174,8 @@ impl Chat {
             })
             .filter(|(_, doc)| filter.matches_json(doc))
             .collect();
-        matched.sort_by(|(_, a), (_, b)| compare_json(&sort, a, b));
+        // Ties in id order, whichever way the candidates were found, so pages do not overlap.
+        matched.sort_by(|(x, a), (y, b)| compare_json(&sort, a, b).then_with(|| x.id.cmp(&y.id)));
         Ok(matched
             .into_iter()
             .skip(offset)
@@ -175,48 +184,138 @@ impl Chat {
             .collect())
     }
 
-    /// The users a custom field's `$eq` / `$in` in the filter lists in the custom-field index,
-    /// with the users too large to list; `None` when the filter pins no custom field (or too
-    /// many values of one), so the caller walks every user.
+    /// The users listed in the custom-field index where the filter confines a custom field
+    /// (`$eq`, `$in`, `$gt`, `$gte`, `$lt`, `$lte`), with the users too large to list; `None`
+    /// when the filter confines no custom field (or in too many spans), so the caller walks
+    /// every user. Sorted first on that field, only the first `needed` users the query takes
+    /// (by `takes`) are read in the field's order, with the ties of the last one.
     async fn users_by_custom_field(
         &self,
         filter: &crate::domain::filter::Filter,
+        sort: &[SortField],
+        needed: usize,
+        takes: &(dyn Fn(&User) -> bool + Sync),
     ) -> Result<Option<Vec<User>>, ApiError> {
-        use crate::domain::filter::equality_key;
-        use crate::domain::user_index::is_indexed_field;
+        use crate::domain::user_index::{
+            entry_user_id, is_indexed_field, merged, spans, ARRAY_KEY,
+        };
         use crate::store::layout::{user_field_pk, UNINDEXED_USERS_PK};
         let best = filter
             .fields()
             .into_iter()
             .filter(|f| is_indexed_field(f))
-            .filter_map(|f| {
-                let keys: Option<Vec<String>> =
-                    filter.key_values(f)?.iter().map(equality_key).collect();
-                Some((f, keys?))
-            })
-            .min_by_key(|(_, keys)| keys.len());
-        let Some((field, keys)) = best.filter(|(_, keys)| keys.len() <= MAX_INDEXED_VALUES) else {
+            .filter_map(|f| Some((f, spans(filter, f)?)))
+            .min_by_key(|(_, spans)| (!spans.iter().all(|s| s.is_exact()), spans.len()));
+        let Some((field, spans)) = best.filter(|(_, spans)| spans.len() <= MAX_INDEXED_VALUES)
+        else {
             return Ok(None);
         };
         self.complete_user_field_index().await?;
+        let pk = user_field_pk(field);
         let mut ids = BTreeSet::new();
-        let partitions = keys
-            .iter()
-            .map(|k| user_field_pk(field, k))
-            .chain(std::iter::once(UNINDEXED_USERS_PK.to_string()));
-        for pk in partitions {
-            for item in query_all(self.store.as_ref(), Query::new(TableName::App, pk)).await? {
-                ids.insert(item.sk);
+        let mut users = Vec::new();
+        match sort.first().filter(|s| s.field == field) {
+            Some(order) => {
+                users = self
+                    .walk_user_field(&pk, merged(spans), order.direction < 0, needed, takes)
+                    .await?;
+            }
+            None => {
+                for span in merged(spans) {
+                    let query = Query::new(TableName::App, pk.clone())
+                        .range(SkRange::Between(span.from, span.to));
+                    for item in query_all(self.store.as_ref(), query).await? {
+                        ids.extend(entry_user_id(&item.sk).map(str::to_string));
+                    }
+                }
             }
         }
+        // Users whose field is an array: they may match by different elements than the spans
+        // hold, and sort after every value, wherever their elements are listed.
+        let arrays = SkRange::BeginsWith(format!("{ARRAY_KEY}\u{1}"));
+        let query = Query::new(TableName::App, pk).range(arrays);
+        for item in query_all(self.store.as_ref(), query).await? {
+            ids.extend(entry_user_id(&item.sk).map(str::to_string));
+        }
+        let unindexed = Query::new(TableName::App, UNINDEXED_USERS_PK);
+        for item in query_all(self.store.as_ref(), unindexed).await? {
+            ids.insert(item.sk);
+        }
+        for user in &users {
+            ids.remove(&user.id);
+        }
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        Ok(Some(
-            self.users_by_id(&ids)
-                .await?
-                .into_values()
-                .map(|(u, _)| u)
-                .collect(),
-        ))
+        users.extend(self.users_by_id(&ids).await?.into_values().map(|(u, _)| u));
+        Ok(Some(users))
+    }
+
+    /// Reads a field's entries in its order (descending when `backward`), through disjoint
+    /// ascending spans, until `needed` users are taken and the order key moves past the last
+    /// one's (its ties may sort before it on later sort fields). Every user not read has a key
+    /// past that one, so sorts after the users taken.
+    async fn walk_user_field(
+        &self,
+        pk: &str,
+        mut spans: Vec<crate::domain::user_index::Span>,
+        backward: bool,
+        needed: usize,
+        takes: &(dyn Fn(&User) -> bool + Sync),
+    ) -> Result<Vec<User>, ApiError> {
+        use crate::domain::user_index::entry_parts;
+        if backward {
+            spans.reverse();
+        }
+        let page_size = (needed * 2).clamp(20, 500);
+        let mut seen = HashSet::new();
+        let mut taken = Vec::new();
+        let mut last_key: Option<String> = None;
+        for span in spans {
+            let mut cursor = None;
+            loop {
+                let mut query = Query::new(TableName::App, pk)
+                    .range(SkRange::Between(span.from.clone(), span.to.clone()))
+                    .limit(page_size)
+                    .start_after(cursor);
+                if backward {
+                    query = query.backward();
+                }
+                let page = self.store.query(query).await?;
+                let entries: Vec<(String, String)> = page
+                    .items
+                    .iter()
+                    .filter_map(|i| entry_parts(&i.sk))
+                    .map(|(k, id)| (k.to_string(), id.to_string()))
+                    .collect();
+                let fresh: Vec<&str> = entries
+                    .iter()
+                    .map(|(_, id)| id.as_str())
+                    .filter(|id| !seen.contains(*id))
+                    .collect();
+                let mut found = self.users_by_id(&fresh).await?;
+                for (key, id) in entries {
+                    if last_key.as_ref().is_some_and(|k| *k != key) {
+                        return Ok(taken);
+                    }
+                    if !seen.insert(id.clone()) {
+                        continue;
+                    }
+                    let Some((user, _)) = found.remove(&id) else {
+                        continue;
+                    };
+                    if takes(&user) {
+                        taken.push(user);
+                        if taken.len() == needed {
+                            last_key = Some(key);
+                        }
+                    }
+                }
+                cursor = page.last;
+                if cursor.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(taken)
     }
 
     /// Lists every user in the custom-field index once (users written since the index exists
@@ -279,7 +378,7 @@ fn id_in_range(id: &str, q: &QueryUsers) -> bool {
 
 /// The document filters and sorts see: the user's fields with custom data at the top level (as
 /// returned, without the `custom` copy), with `username` defaulting to `name`.
-fn user_doc_for_filter(u: &User) -> Value {
+pub(crate) fn user_doc_for_filter(u: &User) -> Value {
     let mut doc = serde_json::to_value(u).unwrap_or(Value::Null);
     if doc.get("username").is_none() {
         if let Some(name) = u.name() {
