@@ -1,7 +1,10 @@
 //! The embedded Table adapter: every table in one SQLite database (a file in the data directory,
 //! or memory) with DynamoDB's conditional, transactional and TTL semantics, plus a change log in
-//! the same database standing in for DynamoDB Streams. One connection writes; on a file, reads
-//! run on a pool of read-only connections (WAL snapshots), so they never wait behind writes.
+//! the same database standing in for DynamoDB Streams. One connection writes, on a thread of
+//! its own that commits queued writes in groups (`writer`); on a file, reads run on a pool of
+//! read-only connections (WAL snapshots), so they never wait behind writes.
+
+mod writer;
 
 use super::{
     is_live, now, validate_transaction, write_key, Change, ChangeBatch, ChangeKind, ChangePosition,
@@ -65,6 +68,12 @@ CREATE INDEX IF NOT EXISTS changes_by_age ON changes (at);
 
 const ITEM_COLUMNS: &str = "pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, ttl, version, data";
 
+/// WAL pages after which a commit copies the log back into the database (SQLite's default is
+/// 1,000: at campaign rates that checkpointed, and synced the file, every few dozen ms).
+const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+/// The writer's page cache (SQLite's default is 2 MiB).
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+
 /// Read-only connections of a file database (none in memory: a memory database is one
 /// connection's).
 const READERS: usize = 4;
@@ -75,7 +84,7 @@ const SMALL_READ_ROWS: usize = 100;
 /// The SQLite-backed store. Cloning shares the same database.
 #[derive(Clone)]
 pub struct Embedded {
-    state: Arc<Mutex<State>>,
+    writer: std::sync::mpsc::Sender<writer::Job>,
     notify: Arc<Notify>,
     readers: Option<Arc<Readers>>,
 }
@@ -152,6 +161,10 @@ impl Embedded {
         // can drop the last commits, which is acceptable for a local server.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
+            .map_err(db)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .map_err(db)?;
         let mut store = Self::with_connection(conn)?;
         // Opened after the writer has created the schema.
         store.readers = Some(Arc::new(Readers::open(&path)?));
@@ -200,9 +213,16 @@ impl Embedded {
             last_housekeeping: 0,
         };
         state.housekeeping(now())?;
+        let notify = Arc::new(Notify::new());
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let woken = notify.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer::run(state, queue, woken))
+            .map_err(|e| StoreError::Backend(format!("cannot start the store's writer: {e}")))?;
         Ok(Embedded {
-            state: Arc::new(Mutex::new(state)),
-            notify: Arc::new(Notify::new()),
+            writer: jobs,
+            notify,
             readers: None,
         })
     }
@@ -250,24 +270,19 @@ impl Embedded {
             .0
             .parse()
             .map_err(|_| StoreError::Invalid(format!("bad change position {:?}", upto.0)))?;
-        self.run(move |state, _now| {
-            let tx = state
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            tx.execute(
+        writer::write(&self.writer, move |conn, _now| {
+            conn.execute(
                 "DELETE FROM items WHERE tbl = ?1 AND (pk, sk) IN
                  (SELECT pk, sk FROM changes WHERE tbl = ?1 AND seq <= ?2 AND kind = 'insert')",
                 params![table.as_str(), upto],
             )
             .map_err(db)?;
-            let forgotten = tx
+            let forgotten = conn
                 .execute(
                     "DELETE FROM changes WHERE tbl = ?1 AND seq <= ?2",
                     params![table.as_str(), upto],
                 )
                 .map_err(db)?;
-            tx.commit().map_err(db)?;
             // Nothing new to read: no reader is woken.
             Ok((forgotten, 0))
         })
@@ -304,45 +319,8 @@ impl Embedded {
                     .await
                     .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
             }
-            None => {
-                self.run(move |state, now| f(&mut state.conn, now).map(|v| (v, 0)))
-                    .await
-            }
+            None => writer::read(&self.writer, f).await,
         }
-    }
-
-    /// Runs `f` on the connection on the blocking pool; wakes change readers if it logged changes.
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut State, i64) -> Result<(T, usize), StoreError> + Send + 'static,
-    {
-        let state = self.state.clone();
-        let (value, changes) = tokio::task::spawn_blocking(move || {
-            // A panic mid-operation dropped its SQLite transaction, which rolled back, so the
-            // connection is still consistent and the store can go on.
-            let mut guard = state
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let now = now();
-            let (value, mut changes) = f(&mut guard, now)?;
-            if now - guard.last_housekeeping >= HOUSEKEEPING_INTERVAL_SECS {
-                match guard.housekeeping(now) {
-                    Ok(removed) => changes += removed,
-                    Err(e) => tracing::warn!(error = %e, "store housekeeping failed"),
-                }
-            }
-            Ok::<_, StoreError>((value, changes))
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))??;
-        if changes > 0 {
-            // notify_waiters wakes every worker already waiting; notify_one leaves a permit for a
-            // worker that is between its read and its wait.
-            self.notify.notify_waiters();
-            self.notify.notify_one();
-        }
-        Ok(value)
     }
 }
 
@@ -436,17 +414,11 @@ impl Table for Embedded {
     }
 
     async fn write(&self, write: Write) -> Result<(), StoreError> {
-        self.run(move |state, now| {
-            let tx = state
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            let changes = match apply(&tx, &write, now)? {
-                Applied::ConditionFailed => return Err(StoreError::ConditionFailed),
-                Applied::Done { changed } => usize::from(changed),
-            };
-            tx.commit().map_err(db)?;
-            Ok(((), changes))
+        writer::write(&self.writer, move |conn, now| {
+            match apply(conn, &write, now)? {
+                Applied::ConditionFailed => Err(StoreError::ConditionFailed),
+                Applied::Done { changed } => Ok(((), usize::from(changed))),
+            }
         })
         .await
     }
@@ -456,22 +428,17 @@ impl Table for Embedded {
         if writes.is_empty() {
             return Ok(());
         }
-        self.run(move |state, now| {
-            let tx = state
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
+        writer::write(&self.writer, move |conn, now| {
             let mut changes = 0;
             for (index, write) in writes.iter().enumerate() {
-                match apply(&tx, write, now)? {
-                    // Dropping `tx` rolls back whatever earlier writes did.
+                match apply(conn, write, now)? {
+                    // The writer rolls back whatever earlier writes did.
                     Applied::ConditionFailed => {
                         return Err(StoreError::TransactionCanceled { index: Some(index) })
                     }
                     Applied::Done { changed } => changes += usize::from(changed),
                 }
             }
-            tx.commit().map_err(db)?;
             Ok(((), changes))
         })
         .await
