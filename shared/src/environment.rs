@@ -57,6 +57,20 @@ pub async fn chat_from_env() -> Result<Chat, EnvironmentError> {
             &bucket,
         )));
     }
+    chat = chat.with_campaign_limits(
+        crate::service::campaigns::CampaignLimits::from_env().map_err(EnvironmentError::Invalid)?,
+    );
+    // CAMPAIGN_QUEUE_URL: campaign fan-out jobs go to this SQS queue (starting a campaign
+    // answers an error without it).
+    if let Some(url) = std::env::var("CAMPAIGN_QUEUE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        let client = aws_sdk_sqs::Client::new(aws().await);
+        chat = chat.with_campaign_queue(Arc::new(
+            crate::service::campaigns::SqsCampaignQueue::new(client, url),
+        ));
+    }
     // CHAT_PUBLIC_URL: the API's address for links to uploads (a custom domain); without it,
     // the address API Gateway was called at.
     if let Some(url) = std::env::var("CHAT_PUBLIC_URL")

@@ -55,6 +55,8 @@ struct Args {
 
 /// How long a stop waits for requests in flight before it ends them.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Campaign jobs (expansion steps, delivery batches) run at once.
+const CAMPAIGN_WORKERS: usize = 4;
 /// How long a stop waits for every WebSocket to send its close frame.
 const SOCKET_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -184,6 +186,8 @@ async fn run(args: Args) -> Result<(), String> {
         ),
         None => shared::files::local::LocalFiles::in_memory(&public_url, &keys.api_secret),
     });
+    // Campaign fan-out: jobs kept in the store, run by this process (a restart resumes them).
+    let campaign_queue = shared::service::campaigns::StoreQueue::new(store.clone());
     let chat = Chat::new(
         store,
         Arc::new(SystemClock),
@@ -191,7 +195,10 @@ async fn run(args: Args) -> Result<(), String> {
         TaskMode::Background,
     )
     .with_files(files.clone())
-    .with_public_url(&public_url);
+    .with_public_url(&public_url)
+    .with_campaign_queue(campaign_queue.clone())
+    // CHAT_CAMPAIGN_BATCH, CHAT_CAMPAIGN_CONCURRENCY: how fast campaigns go.
+    .with_campaign_limits(shared::service::campaigns::CampaignLimits::from_env()?);
     // CHAT_TRANSLATOR=amazon: messages translate with Amazon Translate (AWS credentials and
     // region from the environment, AWS_ENDPOINT_URL_TRANSLATE to point elsewhere).
     let chat = shared::environment::with_translator_from_env(chat).await;
@@ -221,7 +228,8 @@ async fn run(args: Args) -> Result<(), String> {
     let routes = api_app::routes()
         .merge(api_users::routes())
         .merge(api_channels::routes())
-        .merge(api_messages::routes());
+        .merge(api_messages::routes())
+        .merge(api_campaigns::routes());
     let gateway = Arc::new(shared::realtime::local::LocalGateway::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let realtime = ws::Realtime {
@@ -247,6 +255,7 @@ async fn run(args: Args) -> Result<(), String> {
     // Timers: unread reminders.
     let timers = tokio::spawn(scheduler::run(chat.clone(), stop_rx.clone()));
     let expiring = tokio::spawn(files::expire_exports(files.clone(), stop_rx.clone()));
+    let campaigns = tokio::spawn(campaign_queue.run(chat.clone(), CAMPAIGN_WORKERS));
     // Responses are gzip-compressed for clients that accept it (seed 002); in AWS API Gateway
     // compresses (the template's MinimumCompressionSize).
     let rest = shared::http::with_edge_for(
@@ -293,7 +302,7 @@ async fn run(args: Args) -> Result<(), String> {
     let _ = tokio::time::timeout(Duration::from_secs(2), dispatcher).await;
     // The other tasks are cancelled and gone before the runtime shuts down (a task polled
     // while it does would find its timers gone).
-    for task in [fan_out, idle_polls, timers, expiring] {
+    for task in [fan_out, idle_polls, timers, expiring, campaigns] {
         task.abort();
         let _ = task.await;
     }

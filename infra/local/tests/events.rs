@@ -66,6 +66,7 @@ fn router_for(function: &str, chat: Chat) -> Router {
         "api-users" => api_users::router(chat),
         "api-channels" => api_channels::router(chat),
         "api-messages" => api_messages::router(chat),
+        "api-campaigns" => api_campaigns::router(chat),
         other => panic!("no function named {other}"),
     }
 }
@@ -185,6 +186,7 @@ async fn every_template_route_is_served_by_its_function() {
             .replace("{name}", "x")
             .replace("{type}", "x")
             .replace("{user_id}", "x")
+            .replace("{target_id}", "x")
             .replace("{path+}", "x/y");
         let req = axum::http::Request::builder()
             .method(method.as_str())

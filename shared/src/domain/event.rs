@@ -38,6 +38,18 @@ pub fn user_scope(user_id: &str) -> String {
 /// a socket or a hook.
 pub const SKIP_PUSH: &str = "skip_push";
 
+/// Marks an outbox event the hooks must not hear (a campaign's `skip_webhook`); taken off
+/// before the event reaches a socket.
+pub const SKIP_HOOKS: &str = "skip_webhook";
+
+/// Takes the delivery markers ([`SKIP_PUSH`], [`SKIP_HOOKS`]) off an event before it goes out.
+pub fn strip_markers(event: &mut Value) {
+    if let Some(m) = event.as_object_mut() {
+        m.remove(SKIP_PUSH);
+        m.remove(SKIP_HOOKS);
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// Stream's event type, e.g. `user.updated`.

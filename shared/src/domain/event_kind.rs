@@ -36,6 +36,8 @@ pub enum EventKind {
     UserWatchingStart,
     UserWatchingStop,
     UserUnreadMessageReminder,
+    CampaignStarted,
+    CampaignCompleted,
     TypingStart,
     TypingStop,
     HealthCheck,
@@ -91,7 +93,7 @@ const SERVER_PREFIXES: &[&str] = &[
 ];
 
 impl EventKind {
-    pub const ALL: [EventKind; 48] = [
+    pub const ALL: [EventKind; 50] = [
         EventKind::ChannelCreated,
         EventKind::ChannelUpdated,
         EventKind::ChannelDeleted,
@@ -121,6 +123,8 @@ impl EventKind {
         EventKind::UserWatchingStart,
         EventKind::UserWatchingStop,
         EventKind::UserUnreadMessageReminder,
+        EventKind::CampaignStarted,
+        EventKind::CampaignCompleted,
         EventKind::TypingStart,
         EventKind::TypingStop,
         EventKind::HealthCheck,
@@ -174,6 +178,8 @@ impl EventKind {
             EventKind::UserWatchingStart => "user.watching.start",
             EventKind::UserWatchingStop => "user.watching.stop",
             EventKind::UserUnreadMessageReminder => "user.unread_message_reminder",
+            EventKind::CampaignStarted => "campaign.started",
+            EventKind::CampaignCompleted => "campaign.completed",
             EventKind::TypingStart => "typing.start",
             EventKind::TypingStop => "typing.stop",
             EventKind::HealthCheck => "health.check",
@@ -206,6 +212,8 @@ impl EventKind {
         matches!(
             self,
             EventKind::UserUnreadMessageReminder
+                | EventKind::CampaignStarted
+                | EventKind::CampaignCompleted
                 | EventKind::MessageFlagged
                 | EventKind::MessageUnflagged
                 | EventKind::UserFlagged
@@ -247,6 +255,8 @@ impl EventKind {
                 | EventKind::UserDeactivated
                 | EventKind::UserReactivated
                 | EventKind::UserUnreadMessageReminder
+                | EventKind::CampaignStarted
+                | EventKind::CampaignCompleted
                 | EventKind::MessageFlagged
                 | EventKind::MessageUnflagged
                 | EventKind::UserFlagged

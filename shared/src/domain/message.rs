@@ -150,6 +150,9 @@ pub struct Message {
     /// Sent with `skip_push`: no push notification for it (stored, never on the wire).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skip_push: bool,
+    /// Sent by a campaign with `skip_webhook`: the hooks do not hear of it (never on the wire).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_webhook: bool,
     /// The first link of the text, recorded for URL enrichment (not on the wire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrich_url: Option<String>,
@@ -385,6 +388,7 @@ impl Message {
             i18n: Map::new(),
             enrich_url: None,
             skip_push: false,
+            skip_webhook: false,
             seq: None,
             type_before_delete: None,
             restricted_visibility: Vec::new(),
@@ -645,6 +649,7 @@ impl Message {
         doc.remove("pending_expires_at");
         doc.remove("enrich_url");
         doc.remove("skip_push");
+        doc.remove("skip_webhook");
         if !is_empty_summary(&self.reactions) {
             let r = &self.reactions;
             doc.insert("reaction_counts".into(), Value::Object(r.counts.clone()));

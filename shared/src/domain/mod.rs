@@ -6,6 +6,7 @@ pub mod aws_names;
 pub mod ban;
 pub mod blocklist;
 pub mod caller;
+pub mod campaign;
 pub mod capabilities;
 pub mod channel;
 pub mod channel_type;

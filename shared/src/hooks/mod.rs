@@ -170,6 +170,9 @@ impl Hooks {
             .any(|t| t.wants(EventKind::UserUnreadMessageReminder.as_str()));
         let mut outgoing = Vec::new();
         for e in events {
+            if e.event[crate::domain::event::SKIP_HOOKS] == true {
+                continue;
+            }
             let kind = e.event["type"].as_str().unwrap_or_default();
             if reminders
                 && kind == EventKind::MessageNew.as_str()

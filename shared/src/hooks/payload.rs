@@ -23,9 +23,7 @@ impl Chat {
             return Ok(json!({ "message": event["message"], "metadata": event["metadata"] }));
         }
         let mut body = event.clone();
-        if let Some(m) = body.as_object_mut() {
-            m.remove(crate::domain::event::SKIP_PUSH);
-        }
+        crate::domain::event::strip_markers(&mut body);
         if event["type"] != "message.new" || !Scope::parse(scope).is_channel() {
             return Ok(body);
         }

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod campaigns;
 pub mod channels;
 pub mod commands;
 pub mod exports;

@@ -245,9 +245,7 @@ impl Chat {
             return Ok(0);
         }
         let mut event = event.clone();
-        if let Some(m) = event.as_object_mut() {
-            m.remove(crate::domain::event::SKIP_PUSH);
-        }
+        crate::domain::event::strip_markers(&mut event);
         let mut audience = Audience::new();
         if let Scope::User(uid) = Scope::parse(scope) {
             for c in self.user_connections(uid).await? {

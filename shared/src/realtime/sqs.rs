@@ -47,21 +47,32 @@ impl FanoutQueue for SqsFanoutQueue {
                         .map_err(|e| e.to_string())?,
                 );
             }
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
+            send_batch(&self.client, &self.queue_url, entries)
                 .await
-                .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
-            if let Some(failed) = out.failed().first() {
-                return Err(format!(
-                    "the fan-out queue refused a batch: {}",
-                    failed.message().unwrap_or(failed.code())
-                ));
-            }
+                .map_err(|e| format!("the fan-out queue: {e}"))?;
         }
         Ok(())
+    }
+}
+
+/// One `SendMessageBatch` call (at most [`SEND_BATCH`] entries); an error if SQS refused any.
+pub(crate) async fn send_batch(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    entries: Vec<SendMessageBatchRequestEntry>,
+) -> Result<(), String> {
+    let out = client
+        .send_message_batch()
+        .queue_url(queue_url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+    match out.failed().first() {
+        Some(failed) => Err(format!(
+            "refused a message: {}",
+            failed.message().unwrap_or(failed.code())
+        )),
+        None => Ok(()),
     }
 }

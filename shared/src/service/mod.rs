@@ -5,6 +5,7 @@ pub mod app;
 pub mod bans;
 pub mod blocklists;
 pub(crate) mod blocks;
+pub mod campaigns;
 pub(crate) mod channel_access;
 pub(crate) mod channel_record;
 pub mod channel_types;
@@ -28,6 +29,7 @@ pub mod reads;
 pub mod reminders;
 pub mod roles;
 pub mod search;
+pub mod segments;
 pub mod tasks;
 pub mod threads;
 pub mod timers;
@@ -117,6 +119,10 @@ pub struct Chat {
     pub gifs: Arc<dyn crate::gifs::GifSearch>,
     /// The HTTP client of the app's handlers called on the request path (before-send hook).
     pub(crate) handlers: Arc<crate::hooks::send::Senders>,
+    /// Where campaign fan-out jobs go, when configured.
+    pub campaigns: Option<Arc<dyn campaigns::CampaignQueue>>,
+    /// How fast campaigns go (batch size, sends at once).
+    pub campaign_limits: campaigns::CampaignLimits,
 }
 
 impl Chat {
@@ -146,6 +152,8 @@ impl Chat {
             previews: None,
             gifs: Arc::new(crate::gifs::LocalGifs),
             handlers,
+            campaigns: None,
+            campaign_limits: Default::default(),
         }
     }
 
@@ -164,6 +172,18 @@ impl Chat {
     /// The same product, linking uploads under `url`.
     pub fn with_public_url(mut self, url: &str) -> Self {
         self.public_url = Some(url.trim_end_matches('/').to_string());
+        self
+    }
+
+    /// The same product, running campaigns at `limits`.
+    pub fn with_campaign_limits(mut self, limits: campaigns::CampaignLimits) -> Self {
+        self.campaign_limits = limits;
+        self
+    }
+
+    /// The same product, queueing campaign fan-out on `queue`.
+    pub fn with_campaign_queue(mut self, queue: Arc<dyn campaigns::CampaignQueue>) -> Self {
+        self.campaigns = Some(queue);
         self
     }
 
@@ -265,6 +285,46 @@ impl QueryParts {
             limit,
             offset,
         })
+    }
+}
+
+impl Chat {
+    /// Reads the app-table record under `key`, lets `change` edit it (returning what to write
+    /// with it) and writes it back on the version read (`item_of` makes its item); again,
+    /// after a pause, when a concurrent change wins. `None` when there is no record.
+    pub(crate) async fn change_app_record<T: serde::de::DeserializeOwned>(
+        &self,
+        key: (String, String),
+        what: &'static str,
+        item_of: impl Fn(&T) -> Result<Item, ApiError>,
+        mut change: impl FnMut(
+            &mut T,
+            chrono::DateTime<chrono::Utc>,
+        ) -> Result<Vec<crate::store::Write>, ApiError>,
+    ) -> Result<Option<T>, ApiError> {
+        for attempt in 1..=CONTENDED_ATTEMPTS {
+            let Some(item) = self.store.get(TableName::App, &key.0, &key.1).await? else {
+                return Ok(None);
+            };
+            let mut record: T = decode(item.data, what)?;
+            let extra = change(&mut record, self.now())?;
+            let mut writes = vec![crate::store::Write::put_read_at(
+                TableName::App,
+                item_of(&record)?,
+                item.version,
+            )];
+            writes.extend(extra);
+            match self.store.transact(writes).await {
+                Ok(()) => return Ok(Some(record)),
+                Err(crate::store::StoreError::TransactionCanceled { .. }) => {
+                    contention_pause(attempt).await
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::input(format!(
+            "the {what} is being changed; try again"
+        )))
     }
 }
 

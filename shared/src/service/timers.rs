@@ -26,6 +26,13 @@ pub enum TimerKind {
     PendingMessage,
     /// A timed ban's end: lifted then, with `user.unbanned`.
     BanExpiry,
+    /// A scheduled campaign's start (`scheduled_for`).
+    CampaignStart,
+    /// A campaign's `stop_at`.
+    CampaignStop,
+    /// A started campaign whose delivery may not have been queued (the starter stopped first):
+    /// queued then unless it began.
+    CampaignKick,
 }
 
 impl TimerKind {
@@ -34,6 +41,9 @@ impl TimerKind {
             TimerKind::UnreadReminder => "unread_reminder",
             TimerKind::PendingMessage => "pending_message",
             TimerKind::BanExpiry => "ban_expiry",
+            TimerKind::CampaignStart => "campaign_start",
+            TimerKind::CampaignStop => "campaign_stop",
+            TimerKind::CampaignKick => "campaign_kick",
         }
     }
 
@@ -42,6 +52,9 @@ impl TimerKind {
             "unread_reminder" => Some(TimerKind::UnreadReminder),
             "pending_message" => Some(TimerKind::PendingMessage),
             "ban_expiry" => Some(TimerKind::BanExpiry),
+            "campaign_start" => Some(TimerKind::CampaignStart),
+            "campaign_stop" => Some(TimerKind::CampaignStop),
+            "campaign_kick" => Some(TimerKind::CampaignKick),
             _ => None,
         }
     }
@@ -201,6 +214,9 @@ impl Chat {
             TimerKind::UnreadReminder => self.fire_unread_reminder(timer).await,
             TimerKind::PendingMessage => self.fire_pending_timeout(timer).await,
             TimerKind::BanExpiry => self.fire_ban_expiry(timer).await,
+            TimerKind::CampaignStart | TimerKind::CampaignStop | TimerKind::CampaignKick => {
+                self.fire_campaign_timer(timer).await
+            }
         }
     }
 

@@ -65,6 +65,34 @@ pub fn user_field_index_ready_key() -> (String, String) {
     ("uindex#~ready".into(), "ready".into())
 }
 
+/// A segment (app table), listed on `gsi1` under [`SEGMENTS_PK`] by creation time.
+pub fn segment_key(id: &str) -> (String, String) {
+    (format!("segment#{id}"), "segment".into())
+}
+
+pub const SEGMENTS_PK: &str = "segments";
+
+/// A segment's targets added one by one (app table; sort key: the target id).
+pub fn segment_targets_pk(segment_id: &str) -> String {
+    format!("segtargets#{segment_id}")
+}
+
+/// A campaign (app table), listed on `gsi1` under [`CAMPAIGNS_PK`] by creation time; its
+/// delivered batches' receipts share its partition (`campaign_batch_sk`).
+pub fn campaign_key(id: &str) -> (String, String) {
+    (format!("campaign#{id}"), "campaign".into())
+}
+
+pub const CAMPAIGNS_PK: &str = "campaigns";
+
+/// The receipt of a campaign's delivered batch: present once the batch is counted.
+pub fn campaign_batch_sk(batch: u64) -> String {
+    format!("batch#{batch:010}")
+}
+
+/// Jobs of chat-local's campaign queue, waiting or running (app table; sort key: when queued).
+pub const CAMPAIGN_QUEUE_PK: &str = "campaign_queue";
+
 /// A claimed username (normalised) within a uniqueness scope (`app` or `team:<team>`).
 pub fn username_key(scope: &str, normalized: &str) -> (String, String) {
     (format!("username#{scope}#{normalized}"), "username".into())

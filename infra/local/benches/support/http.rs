@@ -81,8 +81,25 @@ pub async fn call(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> u16 {
+    match http.request(request(url, method, path, body)).await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let _ = res.into_body().collect().await;
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
+/// A server-side request.
+fn request(
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> axum::http::Request<Full<Bytes>> {
     let sep = if path.contains('?') { '&' } else { '?' };
-    let req = axum::http::Request::builder()
+    axum::http::Request::builder()
         .method(method)
         .uri(format!("{url}{path}{sep}api_key={KEY}"))
         .header("authorization", server_token())
@@ -91,14 +108,29 @@ pub async fn call(
         .body(Full::new(Bytes::from(
             body.map(|b| b.to_string()).unwrap_or_default(),
         )))
-        .expect("request");
-    match http.request(req).await {
+        .expect("request")
+}
+
+/// A server-side request's status and JSON answer.
+pub async fn call_json(
+    http: &Http,
+    url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    match http.request(request(url, method, path, body)).await {
         Ok(res) => {
             let status = res.status().as_u16();
-            let _ = res.into_body().collect().await;
-            status
+            let bytes = res
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            (status, serde_json::from_slice(&bytes).unwrap_or_default())
         }
-        Err(_) => 0,
+        Err(_) => (0, serde_json::Value::Null),
     }
 }
 

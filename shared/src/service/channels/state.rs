@@ -84,7 +84,7 @@ impl Chat {
             .await
     }
 
-    async fn create_channel(
+    pub(crate) async fn create_channel(
         &self,
         session: &Session,
         config: &ChannelTypeConfig,

@@ -26,6 +26,9 @@ use serde_json::{json, Map, Value};
 pub struct SendMessage {
     pub message: Map<String, Value>,
     pub skip_push: bool,
+    /// A campaign's `skip_webhook`: the hooks do not hear of this message (not a request field).
+    #[serde(skip)]
+    pub skip_webhook: bool,
     /// Server-side: hold the message for review (overrides the type's `mark_messages_pending`).
     pub pending: Option<bool>,
     pub pending_message_metadata: Map<String, Value>,
@@ -106,6 +109,7 @@ impl Chat {
         }
         let effective = loaded.channel.effective_config(&config, &[])?;
         message.skip_push = req.skip_push;
+        message.skip_webhook = req.skip_webhook;
         if req.pending.is_some() {
             session.caller.require_server("sending pending messages")?;
         }
@@ -675,6 +679,9 @@ pub(super) fn new_message_event(
         .with("watcher_count", 0.into());
     if message.skip_push {
         e = e.with(crate::domain::event::SKIP_PUSH, Value::Bool(true));
+    }
+    if message.skip_webhook {
+        e = e.with(crate::domain::event::SKIP_HOOKS, Value::Bool(true));
     }
     if let Some(n) = channel.message_count {
         e = e.with("channel_message_count", n.into());
