@@ -68,9 +68,6 @@ CREATE INDEX IF NOT EXISTS changes_by_age ON changes (at);
 
 const ITEM_COLUMNS: &str = "pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, ttl, version, data";
 
-/// WAL pages after which a commit copies the log back into the database (SQLite's default is
-/// 1,000: at campaign rates that checkpointed, and synced the file, every few dozen ms).
-const WAL_CHECKPOINT_PAGES: i64 = 10_000;
 /// The writer's page cache (SQLite's default is 2 MiB).
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
@@ -160,8 +157,6 @@ impl Embedded {
         // In WAL mode NORMAL loses nothing when the process stops or crashes; only a power loss
         // can drop the last commits, which is acceptable for a local server.
         conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db)?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
             .map_err(db)?;
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(db)?;
