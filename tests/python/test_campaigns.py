@@ -284,13 +284,21 @@ def test_campaign_refusals(own_server):
         ({**base, "user_ids": [sender] * 10001}, "10000"),
         ({**base, "user_ids": [sender], "create_channels": True}, "channel_template"),
         ({**base, "user_ids": [sender], "create_channels": True, "channel_template": {"id": "x"}}, "type"),
-        ({**base, "user_ids": [sender], "sender_mode": "include"}, "not supported yet"),
         ({**base, "user_ids": [sender], "sender_mode": "bogus"}, "sender_mode"),
-        ({**base, "user_ids": [sender], "sender_visibility": "hidden"}, "not supported yet"),
-        ({**base, "user_ids": [sender], "sender_visibility": "archived"}, "sender_visibility"),
+        ({**base, "user_ids": [sender], "sender_mode": "exclude"}, "channel_template"),
+        ({**base, "user_ids": [sender], "sender_mode": "exclude", "channel_template": {"type": "messaging"}}, "needs an id"),
+        ({**base, "user_ids": [sender], "sender_visibility": "visible"}, "sender_visibility"),
         (
-            {**base, "user_ids": [sender], "channel_template": {"type": "messaging", "members_template": [{"user_id": sender}]}},
-            "members_template",
+            {**base, "user_ids": [sender], "channel_template": {"type": "messaging", "members_template": [{"channel_role": "x"}]}},
+            "user_id",
+        ),
+        (
+            {
+                **base,
+                "user_ids": [sender],
+                "channel_template": {"type": "messaging", "members": [sender], "members_template": [{"user_id": sender}]},
+            },
+            "not both",
         ),
         ({**base, "message_template": {"text": "hi", "poll_id": "p1"}}, "poll"),
         ({**base, "message_template": {"text": "hi", "custom": {"blob": "y" * 25000}}}, "message_template"),
@@ -435,6 +443,60 @@ def test_e3_and_e5_delivery_templates_channels_and_membership(client, sender):
         (state,) = client.query_channels({"cid": f"messaging:ex-{rid}"}, messages_limit=10)["channels"]
         assert [m["user_id"] for m in state["members"]] == [rid], state["members"]
         assert [(m["text"], m["user"]["id"], m["campaign_id"]) for m in state["messages"]] == [("psst", sender, ex["id"])]
+
+    # sender_mode "include": the sender joins an existing channel they were not in;
+    # sender_visibility: new channels hidden (or archived) for the sender; members_template:
+    # members with their channel role and custom data, templated.
+    outside = client.channel("messaging", f"in-{cat}", {"members": [cat]})
+    outside.create(cat)
+    inc = client.create_campaign(
+        data={
+            "sender_id": sender,
+            "user_ids": [cat, dan],
+            "sender_mode": "include",
+            "sender_visibility": "hidden",
+            "create_channels": True,
+            "channel_template": {
+                "type": "messaging",
+                "id": "in-{{ receiver.id }}",
+                "members_template": [
+                    {"user_id": "{{ receiver.id }}", "channel_role": "channel_moderator", "custom": {"tier": "gold"}},
+                    {"user_id": ann},
+                ],
+            },
+            "message_template": {"text": "in"},
+        }
+    )["campaign"]
+    assert (inc["sender_mode"], inc["sender_visibility"]) == ("include", "hidden"), inc
+    client.start_campaign(inc["id"])
+    done = wait_campaign(client, inc["id"])
+    assert (done["stats"]["stats_messages_sent"], done["stats"]["stats_channels_created"]) == (2, 1), done["stats"]
+    (joined,) = client.query_channels({"cid": f"messaging:in-{cat}"}, messages_limit=10)["channels"]
+    assert sorted(m["user_id"] for m in joined["members"]) == sorted([sender, cat]), joined["members"]
+    assert [m["text"] for m in joined["messages"] if m.get("campaign_id") == inc["id"]] == ["in"]
+    made = client.query_channels({"cid": f"messaging:in-{dan}"}, messages_limit=10)["channels"][0]
+    roles = {m["user_id"]: (m.get("channel_role"), m.get("tier")) for m in made["members"]}
+    assert roles[dan] == ("channel_moderator", "gold") and set(roles) == {sender, dan, ann}, roles
+    mine = client.query_channels({"cid": f"messaging:in-{dan}", "hidden": True}, user_id=sender)["channels"]
+    assert [c["channel"]["cid"] for c in mine] == [f"messaging:in-{dan}"], "hidden for the sender"
+    theirs = client.query_channels({"cid": f"messaging:in-{dan}"}, user_id=dan)["channels"]
+    assert len(theirs) == 1, "shown to the receiver"
+    eve = f"eve-{tag}"
+    client.upsert_user({"id": eve, "name": "Eve"})
+    arch = client.create_campaign(
+        data={
+            "sender_id": sender,
+            "user_ids": [eve],
+            "sender_visibility": "archived",
+            "create_channels": True,
+            "channel_template": {"type": "messaging", "id": "ar-{{ receiver.id }}"},
+            "message_template": {"text": "archived"},
+        }
+    )["campaign"]
+    client.start_campaign(arch["id"])
+    assert wait_campaign(client, arch["id"])["stats"]["stats_channels_created"] == 1
+    (archived,) = client.query_channels({"cid": f"messaging:ar-{eve}"}, user_id=sender)["channels"]
+    assert archived["membership"].get("archived_at"), archived["membership"]
 
     # A distinct channel created by the campaign (no template id): messaging, sender + receiver.
     dist = client.create_campaign(

@@ -290,31 +290,20 @@ impl Campaign {
             self.sender_id = s;
         }
         if let Some(mode) = f.sender_mode {
-            self.sender_mode = match mode {
-                Value::Null => None,
-                Value::String(s) if s.is_empty() => None,
-                Value::String(s) if s == "exclude" => Some(s),
-                Value::String(s) if s == "include" => {
-                    return Err(ApiError::field(
-                        "sender_mode",
-                        "sender_mode \"include\" (adding the sender to existing channels) is not supported yet",
-                    ))
-                }
-                _ => {
-                    return Err(ApiError::field(
-                        "sender_mode",
-                        "sender_mode must be null or \"exclude\"",
-                    ))
-                }
-            };
+            self.sender_mode = one_of(
+                "sender_mode",
+                mode,
+                &["include", "exclude"],
+                "null, \"include\" (the sender joins existing channels too) or \"exclude\" (the sender joins none)",
+            )?;
         }
         if let Some(v) = f.sender_visibility {
-            if !v.is_null() && v != "" {
-                return Err(ApiError::field(
-                    "sender_visibility",
-                    "sender_visibility (hiding or archiving new channels for the sender) is not supported yet",
-                ));
-            }
+            self.sender_visibility = one_of(
+                "sender_visibility",
+                v,
+                &["hidden", "archived"],
+                "null, \"hidden\" or \"archived\" (new channels, for the sender)",
+            )?;
         }
         if let Some(t) = f.message_template {
             self.message_template = t;
@@ -421,7 +410,21 @@ impl Campaign {
             check_len("user_ids", id, MAX_ID_LEN)?;
         }
         if let Some(t) = &self.channel_template {
-            ChannelTemplate::parse(t)?;
+            let t = ChannelTemplate::parse(t)?;
+            if self.sender_mode.as_deref() == Some("exclude")
+                && t.id.is_none()
+                && t.members.is_empty()
+            {
+                return Err(ApiError::field(
+                    "channel_template.id",
+                    "with sender_mode \"exclude\" the channel template needs an id (or members): a receiver alone has no distinct channel",
+                ));
+            }
+        } else if self.sender_mode.as_deref() == Some("exclude") {
+            return Err(ApiError::field(
+                "channel_template",
+                "sender_mode \"exclude\" needs a channel_template with an id",
+            ));
         } else if self.create_channels {
             return Err(ApiError::field(
                 "channel_template",
@@ -482,7 +485,9 @@ pub struct ChannelTemplate {
     pub id: Option<String>,
     pub custom: Map<String, Value>,
     pub team: Option<String>,
-    pub members: Vec<String>,
+    /// Members besides the sender and the receiver, as channel creation takes them
+    /// (`{user_id, channel_role, ...custom}`): `members` (ids) or `members_template`.
+    pub members: Vec<Value>,
 }
 
 impl ChannelTemplate {
@@ -498,28 +503,35 @@ impl ChannelTemplate {
                 ApiError::field("channel_template.type", "channel_template.type is required")
             })?;
         check_len("channel_template.type", kind, 64)?;
-        if m.get("members_template").is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::field(
-                "channel_template.members_template",
-                "members_template is not supported yet: list members",
-            ));
-        }
-        let members = match m.get("members") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) if items.len() <= MAX_TEMPLATE_MEMBERS => items
-                .iter()
-                .map(|v| {
-                    v.as_str().map(str::to_string).ok_or_else(|| {
-                        ApiError::field("channel_template.members", "members are user ids")
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(ApiError::field(
-                    "channel_template.members",
-                    format!("members must be a list of at most {MAX_TEMPLATE_MEMBERS} user ids"),
+        let listed = |key: &str| match m.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) if items.len() <= MAX_TEMPLATE_MEMBERS => Ok(Some(items)),
+            Some(_) => Err(ApiError::field(
+                format!("channel_template.{key}"),
+                format!("{key} must be a list of at most {MAX_TEMPLATE_MEMBERS}"),
+            )),
+        };
+        let members: Vec<Value> = match (listed("members")?, listed("members_template")?) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::input(
+                    "channel_template takes members or members_template, not both",
                 ))
             }
+            (Some(ids), None) => ids
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(|id| serde_json::json!({ "user_id": id }))
+                        .ok_or_else(|| {
+                            ApiError::field("channel_template.members", "members are user ids")
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            (None, Some(templates)) => templates
+                .iter()
+                .map(member_of_template)
+                .collect::<Result<_, _>>()?,
+            (None, None) => Vec::new(),
         };
         let custom = match m.get("custom") {
             None | Some(Value::Null) => Map::new(),
@@ -542,6 +554,57 @@ impl ChannelTemplate {
             team: m.get("team").and_then(Value::as_str).map(str::to_string),
             members,
         })
+    }
+}
+
+/// A `members_template` entry (`{user_id, channel_role, custom}`) as channel creation takes a
+/// member.
+fn member_of_template(t: &Value) -> Result<Value, ApiError> {
+    let field = "channel_template.members_template";
+    let user_id = t
+        .get("user_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::field(field, "each member needs a user_id"))?;
+    let mut member = Map::new();
+    if let Some(custom) = t.get("custom") {
+        match custom {
+            Value::Object(c) => member.extend(c.clone()),
+            Value::Null => {}
+            _ => {
+                return Err(ApiError::field(
+                    field,
+                    "a member's custom must be an object",
+                ))
+            }
+        }
+    }
+    member.insert("user_id".into(), user_id.into());
+    match t.get("channel_role") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(r)) => {
+            member.insert("channel_role".into(), r.clone().into());
+        }
+        Some(_) => return Err(ApiError::field(field, "channel_role must be a string")),
+    }
+    Ok(Value::Object(member))
+}
+
+/// A string option: null or empty for none, else one of `allowed`.
+fn one_of(
+    field: &str,
+    v: Value,
+    allowed: &[&str],
+    expected: &str,
+) -> Result<Option<String>, ApiError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) if allowed.contains(&s.as_str()) => Ok(Some(s)),
+        _ => Err(ApiError::field(
+            field,
+            format!("{field} must be {expected}"),
+        )),
     }
 }
 

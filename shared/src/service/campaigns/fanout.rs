@@ -15,6 +15,7 @@ use crate::domain::channel::{distinct_channel_id, NewChannelData};
 use crate::domain::clock::format_time;
 use crate::domain::user::User;
 use crate::domain::ApiError;
+use crate::service::channels::ChannelUpdate;
 use crate::service::messages::SendMessage;
 use crate::service::timers::{timer_delete_write, TimerKind};
 use crate::service::Chat;
@@ -408,21 +409,30 @@ impl Chat {
             members: Vec::new(),
         });
         let exclude_sender = campaign.sender_mode.as_deref() == Some("exclude");
-        let mut members: Vec<String> = Vec::new();
-        if !exclude_sender {
-            members.push(sender.id.clone());
+        // The new channel's members (a template member may be templated, and may name the
+        // sender or the receiver with a role of their own).
+        let mut members: Vec<Value> = template
+            .members
+            .iter()
+            .map(|m| render_value(m, &context))
+            .collect();
+        let listed = |members: &[Value], id: &str| members.iter().any(|m| m["user_id"] == id);
+        if !listed(&members, receiver) {
+            members.insert(0, json!({ "user_id": receiver }));
         }
-        members.push(receiver.to_string());
-        for m in &template.members {
-            if !members.contains(m) {
-                members.push(m.clone());
-            }
+        if !exclude_sender && !listed(&members, &sender.id) {
+            members.insert(0, json!({ "user_id": sender.id }));
         }
+        let member_ids: Vec<String> = members
+            .iter()
+            .filter_map(|m| m["user_id"].as_str().map(str::to_string))
+            .collect();
         let channel_id = match &template.id {
             Some(t) => render(t, &context),
-            None => distinct_channel_id(&members)?,
+            None => distinct_channel_id(&member_ids)?,
         };
         let cid = format!("{}:{channel_id}", template.kind);
+        let (kind, id) = (template.kind.as_str(), channel_id.as_str());
         // The receiver's own channel, made by the sender since the campaign started, was made
         // for it (by an earlier attempt at this batch).
         let own = template.id.as_ref().is_none_or(|t| t.contains("receiver"));
@@ -437,6 +447,15 @@ impl Chat {
                 created = own
                     && l.channel.created_by_id.as_deref() == Some(sender.id.as_str())
                     && l.channel.created_at.as_str() >= started;
+                // `sender_mode: include`: the sender joins existing channels too.
+                let joined = l.members.iter().any(|m| m.user_id == sender.id);
+                if campaign.sender_mode.as_deref() == Some("include") && !joined {
+                    let join = ChannelUpdate {
+                        add_members: Some(json!([sender.id])),
+                        ..Default::default()
+                    };
+                    self.update_channel(session, kind, id, join).await?;
+                }
                 l
             }
             None if !campaign.create_channels => return Ok(Outcome::Skipped),
@@ -446,17 +465,28 @@ impl Chat {
                 if let Some(team) = &template.team {
                     data.insert("team".into(), team.clone().into());
                 }
-                data.insert(
-                    "members".into(),
-                    Value::Array(members.iter().cloned().map(Value::String).collect()),
-                );
+                data.insert("members".into(), Value::Array(members));
                 let new = NewChannelData::parse(&data)?;
+                let visibility = campaign.sender_visibility.as_deref();
                 match self
                     .create_channel(session, &config, &cid, new, Some(sender.id.clone()), false)
                     .await
                 {
                     Ok(l) => {
                         created = true;
+                        if visibility == Some("archived") && !exclude_sender {
+                            let mut archived = Map::new();
+                            archived.insert("archived".into(), true.into());
+                            self.update_member_partial(
+                                session,
+                                kind,
+                                id,
+                                &sender.id,
+                                archived,
+                                Vec::new(),
+                            )
+                            .await?;
+                        }
                         l
                     }
                     // Created meanwhile (another receiver's send into the same channel).
@@ -465,15 +495,21 @@ impl Chat {
             }
         };
         context["channel"] = Value::Object(loaded.channel.to_wire(&Default::default()));
-        self.send_campaign_message(campaign, session, sender, &cid, receiver, &context)
-            .await
-            .map(|sent| {
-                if sent {
-                    Outcome::Sent { created }
-                } else {
-                    Outcome::Skipped
-                }
-            })
+        let sent = self
+            .send_campaign_message(campaign, session, sender, &cid, receiver, &context)
+            .await?;
+        // Hidden for the sender once its message is in (a new message shows a channel again).
+        let hide = campaign.sender_visibility.as_deref() == Some("hidden") && !exclude_sender;
+        if sent && created && hide {
+            let sender_id = Some(sender.id.clone());
+            self.set_channel_hidden(session, kind, id, true, false, sender_id)
+                .await?;
+        }
+        Ok(if sent {
+            Outcome::Sent { created }
+        } else {
+            Outcome::Skipped
+        })
     }
 
     async fn send_to_channel(
