@@ -46,6 +46,10 @@ def test_t4_campaign_crud(server, client, sender):
     # An update switches the targets to user_ids.
     other = camp.update({"message_template": {"text": "new"}, "segment_ids": [], "user_ids": [sender], "sender_id": sender})["campaign"]
     assert other["user_ids"] == [sender] and other["segment_ids"] == [] and other["message_template"]["text"] == "new", other
+    # A refused update (its sender does not exist) changes nothing.
+    sdk_refused(lambda: camp.update({"sender_id": uid("nobody"), "name": "refused"}))
+    kept = camp.get()["campaign"]
+    assert (kept["sender_id"], kept["name"]) == (sender, "updated_name"), kept
 
     deleted = camp.delete()
     assert set(deleted) <= {"duration"}, deleted

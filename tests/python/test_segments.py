@@ -242,11 +242,9 @@ def test_e2_channel_segments_take_cids(server, client, sender):
     refused(api(server, client, "GET", f"/segments/seg-{tag}/target/messaging%3A{tag}-zzz"), 404)
     assert [t["target_id"] for t in seg.query_targets()["targets"]] == cids
 
-    # Not supported yet: a channel filter. all_users is for user segments, all_sender_channels
-    # for channel segments.
-    body = sdk_refused(lambda: client.create_segment(SegmentType.CHANNEL, data={"filter": {"team": "commonteam"}}))
-    assert "not supported yet" in body["message"], body
-    sdk_refused(lambda: seg.update({"filter": {"team": "commonteam"}}))
+    # A channel segment's filter is query channels' (its fields checked); all_users is for user
+    # segments, all_sender_channels for channel segments.
+    sdk_refused(lambda: client.create_segment(SegmentType.CHANNEL, data={"filter": {"members": {"$ne": "x"}}}))
     sdk_refused(lambda: client.create_segment(SegmentType.CHANNEL, data={"all_users": True}))
     sdk_refused(lambda: client.create_segment(SegmentType.USER, data={"all_sender_channels": True}))
 
@@ -269,6 +267,26 @@ def test_e2_channel_segments_take_cids(server, client, sender):
         f"{tag}-b": [(f"in {tag}-b to []", sender, camp["id"])],
     }, msgs
     seg.delete()
+
+    # By filter: the channels a server-side query channels with it finds (custom data, members,
+    # type), counted in `size`, and each sent to.
+    client.channel("messaging", f"{tag}-f1", {"members": [a], "campaign_tag": tag}).create(a)
+    client.channel("messaging", f"{tag}-f2", {"members": [b], "campaign_tag": tag}).create(b)
+    client.channel("messaging", f"{tag}-f3", {"members": [a], "campaign_tag": "other"}).create(a)
+    by_filter = client.create_segment(SegmentType.CHANNEL, data={"filter": {"campaign_tag": tag, "type": "messaging"}})["segment"]
+    assert by_filter["size"] == 2, by_filter
+    only_a = client.create_segment(SegmentType.CHANNEL, data={"filter": {"campaign_tag": tag, "members": {"$in": [a]}}})["segment"]
+    assert only_a["size"] == 1, only_a
+    client.segment_target_exists(by_filter["id"], f"messaging:{tag}-f2")
+    sdk_refused(lambda: client.segment_target_exists(by_filter["id"], f"messaging:{tag}-f3"), 404)
+    camp3 = client.create_campaign(data={"sender_id": sender, "segment_ids": [by_filter["id"]], "message_template": {"text": "filtered"}})[
+        "campaign"
+    ]
+    client.start_campaign(camp3["id"])
+    assert wait_campaign(client, camp3["id"])["stats"]["stats_messages_sent"] == 2
+    filtered = [f"messaging:{tag}-f{i}" for i in (1, 2, 3)]
+    got = {st["channel"]["id"]: [m["text"] for m in st["messages"] if m.get("campaign_id") == camp3["id"]] for st in channels_where(client, {"cid": {"$in": filtered}})}
+    assert got == {f"{tag}-f1": ["filtered"], f"{tag}-f2": ["filtered"], f"{tag}-f3": []}, got
 
     # all_sender_channels: every channel the sender is a member of (a and c, not b); its size
     # is not counted and it takes no targets.

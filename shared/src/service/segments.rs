@@ -13,7 +13,8 @@ use crate::domain::ids::random_id;
 use crate::domain::user::User;
 use crate::domain::ApiError;
 use crate::store::layout::{
-    memberships_pk, segment_key, segment_targets_pk, SEGMENTS_PK, USERS_INDEX_PK,
+    channels_of_type_pk, memberships_pk, segment_key, segment_targets_pk, SEGMENTS_PK,
+    USERS_INDEX_PK,
 };
 use crate::store::{
     query_all, Condition, Index, Item, Query, SkRange, StoreError, TableName, Write,
@@ -171,6 +172,15 @@ fn segment_item(segment: &Segment, version: u64) -> Result<Item, ApiError> {
     Ok(item)
 }
 
+/// A segment's filter: query users' for user segments, query channels' for channel segments.
+fn segment_filter(kind: SegmentType, f: &Value) -> Result<Filter, ApiError> {
+    let rules = match kind {
+        SegmentType::User => None,
+        SegmentType::Channel => Some(crate::domain::channel::query_channels_rules()),
+    };
+    Filter::parse(f, rules.as_ref()).map_err(|e| ApiError::field("filter", e.to_string()))
+}
+
 fn check_target_ids(kind: SegmentType, ids: &[String], max: usize) -> Result<(), ApiError> {
     if ids.is_empty() || ids.len() > max {
         return Err(ApiError::field(
@@ -243,14 +253,8 @@ impl Chat {
     }
 
     fn check_segment_source(&self, segment: &Segment) -> Result<(), ApiError> {
-        if segment.kind == SegmentType::Channel && segment.filter.is_some() {
-            return Err(ApiError::field(
-                "filter",
-                "channel segments by filter are not supported yet: add their channels as targets",
-            ));
-        }
         if let Some(f) = &segment.filter {
-            Filter::parse(f, None).map_err(|e| ApiError::field("filter", e.to_string()))?;
+            segment_filter(segment.kind, f)?;
         }
         Ok(())
     }
@@ -576,6 +580,56 @@ impl Chat {
         Ok(json!({ "targets": targets, "next": next }))
     }
 
+    /// Up to `limit` channels in cid order in `range` that a server-side query channels with
+    /// `filter` finds: each type's channels (the filter's types, or every type) walked in cid
+    /// order, merged.
+    async fn channels_matching(
+        &self,
+        filter: &Filter,
+        range: SkRange,
+        limit: usize,
+    ) -> Result<Vec<String>, ApiError> {
+        let types: Vec<String> = match filter.key_values("type") {
+            Some(types) => types
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            None => self
+                .list_channel_types_raw()
+                .await?
+                .into_iter()
+                .map(|t| t.name)
+                .collect(),
+        };
+        let mut found = BTreeSet::new();
+        for kind in types {
+            let mut taken = 0;
+            let mut cursor = None;
+            loop {
+                let query = Query::new(TableName::Channels, channels_of_type_pk(&kind))
+                    .index(Index::Gsi2)
+                    .range(range.clone())
+                    .limit(WALK_PAGE)
+                    .start_after(cursor)
+                    .keys_only();
+                let page = self.store.query(query).await?;
+                for cid in page.items.into_iter().filter_map(|i| i.gsi2.map(|k| k.sk)) {
+                    if taken < limit && self.channel_matches(&cid, filter).await? {
+                        found.insert(cid);
+                        taken += 1;
+                    }
+                }
+                cursor = page.last;
+                if cursor.is_none() || taken == limit {
+                    break;
+                }
+            }
+        }
+        // Each type gave its first `limit`, so the union's first `limit` are the audience's.
+        Ok(found.into_iter().take(limit).collect())
+    }
+
     /// How many targets a segment has: its count of targets added one by one, or its
     /// audience walked (a filter's or everyone's).
     async fn audience_size(&self, segment: &Segment) -> Result<u64, ApiError> {
@@ -641,11 +695,12 @@ impl Chat {
             return Ok(page.items.into_iter().map(|i| i.sk).collect());
         }
         let filter = match &segment.filter {
-            Some(f) => {
-                Some(Filter::parse(f, None).map_err(|e| ApiError::field("filter", e.to_string()))?)
-            }
+            Some(f) => Some(segment_filter(segment.kind, f)?),
             None => None,
         };
+        if let (SegmentType::Channel, Some(filter)) = (segment.kind, &filter) {
+            return self.channels_matching(filter, range, limit).await;
+        }
         let mut out = Vec::new();
         let mut cursor = None;
         loop {

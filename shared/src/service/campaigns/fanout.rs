@@ -5,8 +5,9 @@
 //! batch into the campaign's stats together with the batch's receipt, so a batch delivered
 //! twice (a retried job, a restarted worker) is counted once. Each receiver's message id comes
 //! from the campaign and the receiver and is claimed like a client-chosen id, so nobody gets a
-//! campaign's message twice. Every step reads the campaign first: a stopped (or deleted)
-//! campaign sends nothing more.
+//! campaign's message twice. Every step reads the campaign first, and a batch again between
+//! its waves of sends: a stopped (or deleted) campaign sends nothing more once the sends under
+//! way are done.
 
 use super::{campaign_event, campaign_item, reaches_channels};
 use crate::domain::caller::Session;

@@ -268,6 +268,10 @@ impl Chat {
         fields: CampaignFields,
     ) -> Result<Value, ApiError> {
         session.caller.require_server("updating campaigns")?;
+        // Checked before anything is written: the sender, segments and channel type it names.
+        let (mut updated, _) = self.campaign_or_404(id).await?;
+        updated.apply(fields.clone(), "")?;
+        self.check_audience(&updated).await?;
         let campaign = self
             .change_campaign(id, |c, now| {
                 if !c.is_draft() {
@@ -281,7 +285,6 @@ impl Chat {
                 Ok(Vec::new())
             })
             .await?;
-        self.check_audience(&campaign).await?;
         self.campaign_reply(&campaign).await
     }
 

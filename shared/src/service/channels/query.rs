@@ -336,6 +336,29 @@ impl Chat {
     /// The document query-channels filters and sorts see: the channel's fields and custom data,
     /// its member ids and names, and the reader's view (joined, invite status, muted, hidden,
     /// archived, pinned, banned).
+    /// Whether the channel `cid` exists (not deleted) and a server-side query channels with
+    /// `filter` would find it (campaign segments of channels by filter).
+    pub(crate) async fn channel_matches(
+        &self,
+        cid: &str,
+        filter: &crate::domain::filter::Filter,
+    ) -> Result<bool, ApiError> {
+        let Some(loaded) = self.load_channel(cid).await? else {
+            return Ok(false);
+        };
+        if loaded.channel.deleted_at.is_some() {
+            return Ok(false);
+        }
+        let view = ReaderView {
+            user_id: None,
+            muted: false,
+            member_names: filter.mentions("member.user.name"),
+            app_banned: filter.mentions("app_banned"),
+        };
+        let doc = self.filter_doc(&loaded, &view).await?;
+        Ok(filter.matches_json(&doc))
+    }
+
     async fn filter_doc(
         &self,
         loaded: &Loaded,
