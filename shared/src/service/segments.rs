@@ -589,21 +589,8 @@ impl Chat {
         range: SkRange,
         limit: usize,
     ) -> Result<Vec<String>, ApiError> {
-        let types: Vec<String> = match filter.key_values("type") {
-            Some(types) => types
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-            None => self
-                .list_channel_types_raw()
-                .await?
-                .into_iter()
-                .map(|t| t.name)
-                .collect(),
-        };
         let mut found = BTreeSet::new();
-        for kind in types {
+        for kind in self.filter_types(filter).await? {
             let mut taken = 0;
             let mut cursor = None;
             loop {

@@ -336,6 +336,26 @@ impl Chat {
     /// The document query-channels filters and sorts see: the channel's fields and custom data,
     /// its member ids and names, and the reader's view (joined, invite status, muted, hidden,
     /// archived, pinned, banned).
+    /// The channel types a filter confines channels to (its `type`), or every type.
+    pub(crate) async fn filter_types(
+        &self,
+        filter: &crate::domain::filter::Filter,
+    ) -> Result<Vec<String>, ApiError> {
+        Ok(match filter.key_values("type") {
+            Some(t) => t
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            None => self
+                .list_channel_types_raw()
+                .await?
+                .into_iter()
+                .map(|c| c.name)
+                .collect(),
+        })
+    }
+
     /// Whether the channel `cid` exists (not deleted) and a server-side query channels with
     /// `filter` would find it (campaign segments of channels by filter).
     pub(crate) async fn channel_matches(
@@ -495,20 +515,7 @@ impl Chat {
             }
             return Ok(out.into_iter().collect());
         }
-        let types: Vec<String> = match filter.key_values("type") {
-            Some(t) => t
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-            None => self
-                .list_channel_types_raw()
-                .await?
-                .into_iter()
-                .map(|c| c.name)
-                .collect(),
-        };
-        for t in types {
+        for t in self.filter_types(filter).await? {
             self.collect_index(Index::Gsi2, &channels_of_type_pk(&t), &mut out)
                 .await?;
         }
