@@ -217,22 +217,22 @@ def test_e8_stop_without_a_body_and_delete_with_an_empty_one(server, client, sen
     refused(api(server, client, "GET", f"/campaigns/{cid}"), 404)
 
 
-def test_stop_reads_the_body_the_sdk_sends(server, client, sender):
-    """The Python SDK posts `{}` to stop through a pooled keep-alive connection, the body in its
-    own write after the headers (http.client sends a str body so). The server must read that
-    body before it answers: a server that answers first closes the connection behind the
-    client's back now and then, and the SDK's next call fails with RemoteDisconnected."""
-    cid = client.create_campaign(data={"sender_id": sender, "user_ids": [sender], "message_template": {"text": "x"}})["campaign"]["id"]
+def answered_after_its_body(server, client, method, path):
+    """Sends the request's headers, then its `{}` body half a second later (as http.client does
+    with a str body on a pooled keep-alive connection) and checks the server waited for the
+    body, answered 200 and keeps the connection for a next request. A server that answers first
+    closes the connection behind the client's back now and then, and the SDK's next call fails
+    with RemoteDisconnected. Returns the answer."""
     host, port = server.url.removeprefix("http://").split(":")
+    auth = f"Authorization: {client.auth_token}\r\nstream-auth-type: jwt\r\n"
     head = (
-        f"POST /campaigns/{cid}/stop?api_key={server.api_key} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        f"Authorization: {client.auth_token}\r\nstream-auth-type: jwt\r\nContent-Type: application/json\r\n"
-        "Content-Length: 2\r\n\r\n"
+        f"{method} {path}?api_key={server.api_key} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n"
     )
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(head.encode())
         early, _, _ = select.select([sock], [], [], 0.5)
-        assert not early, f"the stop was answered before its body came: {sock.recv(300)!r}"
+        assert not early, f"{method} {path} was answered before its body came: {sock.recv(300)!r}"
         sock.sendall(b"{}")
         reader = sock.makefile("rb")
         status = reader.readline()
@@ -242,15 +242,21 @@ def test_stop_reads_the_body_the_sdk_sends(server, client, sender):
             name, _, value = line.decode().partition(":")
             headers[name.strip().lower()] = value.strip()
         body = json.loads(reader.read(int(headers["content-length"])))
-        assert body["campaign"]["status"] == "stopped", body
         assert headers.get("connection", "").lower() != "close", headers
         # The same connection takes the next request.
-        sock.sendall(
-            f"GET /campaigns/{cid}?api_key={server.api_key} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Authorization: {client.auth_token}\r\nstream-auth-type: jwt\r\n\r\n".encode()
-        )
+        sock.sendall(f"GET /app?api_key={server.api_key} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}\r\n".encode())
         assert reader.readline().startswith(b"HTTP/1.1 200")
-    client.delete_campaign(cid)
+    return body
+
+
+def test_routes_read_the_body_the_sdk_sends(server, client, sender):
+    """The sync SDK posts `{}` to stop; the async SDK sends `{}` with every DELETE."""
+    cid = client.create_campaign(data={"sender_id": sender, "user_ids": [sender], "message_template": {"text": "x"}})["campaign"]["id"]
+    assert answered_after_its_body(server, client, "POST", f"/campaigns/{cid}/stop")["campaign"]["status"] == "stopped"
+    answered_after_its_body(server, client, "DELETE", f"/campaigns/{cid}")
+    gone = uid("gone")
+    client.upsert_user({"id": gone})
+    answered_after_its_body(server, client, "DELETE", f"/users/{gone}")
 
 
 # Campaigns: refusals ---------------------------------------------------------------------------

@@ -36,11 +36,6 @@ pub fn routes() -> Router<Chat> {
         .route("/campaigns/{id}/stop", post(stop_campaign))
 }
 
-/// A body the route does not use (`{}` from the SDKs), read anyway: a response sent before
-/// the body arrived makes the server drop the keep-alive connection under the client's next
-/// request.
-type Drained = axum::body::Bytes;
-
 #[derive(Deserialize)]
 struct Targets {
     #[serde(default)]
@@ -84,7 +79,6 @@ async fn delete_segment(
     State(chat): State<Chat>,
     session: Session,
     Path(id): Path<String>,
-    _body: Drained,
 ) -> HttpResult {
     Ok(Reply::json(chat.delete_segment(&session, &id).await?))
 }
@@ -178,7 +172,6 @@ async fn delete_campaign(
     State(chat): State<Chat>,
     session: Session,
     Path(id): Path<String>,
-    _body: Drained,
 ) -> HttpResult {
     Ok(Reply::json(chat.delete_campaign(&session, &id).await?))
 }
@@ -196,7 +189,6 @@ async fn stop_campaign(
     State(chat): State<Chat>,
     session: Session,
     Path(id): Path<String>,
-    _body: Drained,
 ) -> HttpResult {
     Ok(Reply::json(chat.stop_campaign(&session, &id).await?))
 }

@@ -156,6 +156,13 @@ fn source_address(req: &Request) -> Option<IpAddr> {
         .and_then(|ip| ip.trim().parse().ok())
 }
 
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/"))
+}
+
 fn header_bytes(headers: &HeaderMap) -> usize {
     headers
         .iter()
@@ -244,6 +251,19 @@ async fn edge(mut req: Request, next: Next) -> Response {
         .into_response()
     } else {
         req.extensions_mut().insert(origin.clone());
+        // The body is read before the route runs, whether or not the route uses it (the SDKs
+        // send `{}` with DELETE and some POSTs): answering before a body has arrived made the
+        // server drop the keep-alive connection under the client's next request. Uploads
+        // (multipart) stream to their route.
+        if !is_multipart(req.headers()) {
+            let (parts, body) = req.into_parts();
+            match axum::body::to_bytes(body, MAX_REQUEST_BODY_BYTES).await {
+                Ok(bytes) => req = Request::from_parts(parts, axum::body::Body::from(bytes)),
+                Err(_) => {
+                    return enveloped(StatusCode::PAYLOAD_TOO_LARGE);
+                }
+            }
+        }
         // A panic in a use case answers 500 in the envelope instead of dropping the connection;
         // a request past its deadline is answered, so no request holds up a shutdown.
         use futures::FutureExt;
