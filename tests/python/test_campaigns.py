@@ -429,6 +429,7 @@ def test_e3_and_e5_delivery_templates_channels_and_membership(client, sender):
     done = wait_campaign(client, skip["campaign"]["id"])
     assert done["stats"]["stats_messages_sent"] == 1 and done["stats"]["stats_channels_created"] == 0, done["stats"]
     assert done["stats"]["stats_users_sent"] == 1 and done["stats"]["progress"] == 1, done["stats"]
+    assert (done["stats"]["stats_users_targeted"], done["stats"]["stats_channels_existing"], done["stats"]["stats_errors"]) == (2, 1, 0)
     texts = [m["text"] for m in existing.query(messages={"limit": 10})["messages"]]
     assert texts == ["Only Cat"], texts
     dan_channels = channels_where(client, {"members": {"$in": [dan]}})
@@ -583,6 +584,7 @@ def test_a_thousand_receivers_with_new_channels(crowd):
     done = wait_campaign(client, camp.campaign_id)
     st = done["stats"]
     assert (st["stats_messages_sent"], st["stats_channels_created"], st["stats_users_sent"], st["progress"]) == (1000, 1000, 1000, 1), st
+    assert (st["stats_users_targeted"], st["stats_channels_existing"], st["stats_errors"]) == (1000, 0, 0), st
     started, completed = parse_time(st["stats_started_at"]), parse_time(st["stats_completed_at"])
     assert t0 - timedelta(seconds=2) <= started <= completed <= datetime.now(timezone.utc) + timedelta(seconds=2), st
 

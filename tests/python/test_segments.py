@@ -254,12 +254,19 @@ def test_e2_channel_segments_take_cids(server, client, sender):
     client.channel("messaging", f"{tag}-a", {"members": [a, sender]}).create(a)
     client.channel("messaging", f"{tag}-b", {"members": [b]}).create(b)
     seg.add_targets([f"messaging:{tag}-missing"])
+    # A channel that bans the sender refuses its message: an error, the others still sent.
+    banned = client.channel("messaging", f"{tag}-banned", {"members": [b]})
+    banned.create(b)
+    banned.ban_user(sender, banned_by_id=b)
+    seg.add_targets([f"messaging:{tag}-banned"])
     camp = client.create_campaign(
         data={"sender_id": sender, "segment_ids": [s["id"]], "message_template": {"text": "in {{ channel.id }} to [{{ receiver.name }}]"}}
     )["campaign"]
     client.start_campaign(camp["id"])
     done = wait_campaign(client, camp["id"])
     assert done["stats"]["stats_messages_sent"] == 2 and done["stats"]["stats_channels_created"] == 0, done["stats"]
+    st = done["stats"]
+    assert (st["stats_channels_existing"], st["stats_errors"], st["stats_users_targeted"], st["progress"]) == (2, 1, 0, 1), st
     states = channels_where(client, {"cid": {"$in": cids + [f"messaging:{tag}-missing"]}})
     msgs = {st["channel"]["id"]: [(m["text"], m["user"]["id"], m["campaign_id"]) for m in st["messages"]] for st in states}
     assert msgs == {

@@ -170,6 +170,7 @@ impl CampaignStatus {
 
 /// What a campaign did (Stream's `CampaignStatsResponse`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CampaignStats {
     pub stats_started_at: Option<String>,
     pub stats_completed_at: Option<String>,
@@ -179,6 +180,14 @@ pub struct CampaignStats {
     pub stats_users_sent: u64,
     /// Receivers who read the campaign's message: not tracked, always 0.
     pub stats_users_read: u64,
+    /// Users the campaign reaches (listed so far until the whole audience is; 0 for channel
+    /// segments).
+    pub stats_users_targeted: u64,
+    /// Messages sent into channels that existed already.
+    pub stats_channels_existing: u64,
+    /// Receivers not sent to because the send was refused (a frozen channel, a banned sender);
+    /// receivers without a channel (and `create_channels` off) or gone are not errors.
+    pub stats_errors: u64,
 }
 
 /// Where a running campaign's delivery stands (stored, never on the wire).
@@ -197,6 +206,8 @@ pub struct CampaignRun {
     pub processed: u64,
     /// Receivers that could not be sent to (no channel and `create_channels` off, an error).
     pub skipped: u64,
+    /// Its receivers are users (not channels of channel segments).
+    pub to_users: bool,
 }
 
 /// A campaign as stored.
@@ -459,6 +470,12 @@ impl Campaign {
 
     fn stats_wire(&self) -> Value {
         let mut stats = self.stats.clone();
+        if self.run.to_users {
+            stats.stats_users_targeted = match self.run.expanded {
+                true => self.run.receivers,
+                false => self.run.receivers.max(self.run.estimate),
+            };
+        }
         stats.progress = match self.status {
             CampaignStatus::Completed => 1.0,
             _ => {

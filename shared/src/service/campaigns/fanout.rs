@@ -105,7 +105,9 @@ impl CampaignJob {
 struct Tally {
     sent: u64,
     channels_created: u64,
+    channels_existing: u64,
     skipped: u64,
+    errors: u64,
 }
 
 enum Outcome {
@@ -295,6 +297,7 @@ impl Chat {
                     Ok(Outcome::Sent { created }) => {
                         tally.sent += 1;
                         tally.channels_created += u64::from(created);
+                        tally.channels_existing += u64::from(!created);
                     }
                     Ok(Outcome::Skipped) => tally.skipped += 1,
                     // The store or a service failed: the batch runs again (who got it is not
@@ -304,6 +307,7 @@ impl Chat {
                     Err(e) => {
                         tracing::warn!(campaign = id, receiver = %receiver, error = %e, "campaign message not sent");
                         tally.skipped += 1;
+                        tally.errors += 1;
                     }
                 }
             }
@@ -344,6 +348,8 @@ impl Chat {
                 c.stats.stats_users_sent += tally.sent;
             }
             c.stats.stats_channels_created += tally.channels_created;
+            c.stats.stats_channels_existing += tally.channels_existing;
+            c.stats.stats_errors += tally.errors;
             c.run.processed += size;
             c.run.skipped += tally.skipped;
             let receipt = Item::new(

@@ -430,9 +430,14 @@ impl Chat {
 
     /// A campaign going from draft or scheduled to in progress: its status, start time, the
     /// `campaign.started` event and the kick timer, to write with it.
-    fn begin(c: &mut Campaign, now: chrono::DateTime<chrono::Utc>, estimate: u64) -> Vec<Write> {
+    fn begin(
+        c: &mut Campaign,
+        now: chrono::DateTime<chrono::Utc>,
+        (estimate, to_users): (u64, bool),
+    ) -> Vec<Write> {
         c.status = CampaignStatus::InProgress;
         c.run.estimate = estimate;
+        c.run.to_users = to_users;
         c.stats.stats_started_at = Some(format_time(now));
         let kick = now + chrono::Duration::seconds(KICK_AFTER_SECS);
         vec![
@@ -443,15 +448,17 @@ impl Chat {
     }
 
     /// The audience's size as its segments count it (receivers in several count more than
-    /// once), or its user ids.
-    async fn audience_estimate(&self, campaign: &Campaign) -> Result<u64, ApiError> {
+    /// once), or its user ids; and whether its receivers are users.
+    async fn audience_estimate(&self, campaign: &Campaign) -> Result<(u64, bool), ApiError> {
         let mut n = campaign.user_ids.len() as u64;
+        let mut to_users = true;
         for id in &campaign.segment_ids {
             if let Some((segment, _)) = self.load_segment(id).await? {
                 n += segment.size;
+                to_users &= segment.kind == SegmentType::User;
             }
         }
-        Ok(n)
+        Ok((n, to_users))
     }
 
     /// `POST /campaigns/{id}/stop`: nothing more is sent (a batch under way finishes).
