@@ -20,6 +20,9 @@ const MAX_NAME_LEN: usize = 128;
 const MAX_DESCRIPTION_LEN: usize = 256;
 const MAX_TEMPLATE_BYTES: usize = 20_000;
 const MAX_TEMPLATE_MEMBERS: usize = 1_000;
+const MAX_CHANNEL_TEMPLATE_BYTES: usize = 64 * 1024;
+/// A campaign is one stored record (400 KB at most in DynamoDB, with room for its stats).
+const MAX_RECORD_BYTES: usize = 300 * 1024;
 const MAX_TEMPLATE_ATTACHMENTS: usize = 30;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -386,6 +389,24 @@ impl Campaign {
                 ));
             }
         }
+        if template.get("searchable") == Some(&Value::Bool(false)) {
+            return Err(ApiError::field(
+                "message_template.searchable",
+                "unsearchable campaign messages are not supported yet: campaign messages are searchable",
+            ));
+        }
+        if t_len(&self.channel_template) > MAX_CHANNEL_TEMPLATE_BYTES {
+            return Err(ApiError::field(
+                "channel_template",
+                format!("channel_template must be at most {MAX_CHANNEL_TEMPLATE_BYTES} bytes"),
+            ));
+        }
+        let record = serde_json::to_string(self).map_or(0, |r| r.len());
+        if record > MAX_RECORD_BYTES {
+            return Err(ApiError::input(format!(
+                "the campaign is {record} bytes, over the {MAX_RECORD_BYTES} a campaign may take: put its user_ids in a segment"
+            )));
+        }
         if template.get("poll_id").is_some_and(|p| !p.is_null()) {
             return Err(ApiError::field(
                 "message_template.poll_id",
@@ -605,6 +626,11 @@ fn member_of_template(t: &Value) -> Result<Value, ApiError> {
         Some(_) => return Err(ApiError::field(field, "channel_role must be a string")),
     }
     Ok(Value::Object(member))
+}
+
+/// The size of an optional JSON value, as sent.
+fn t_len(v: &Option<Value>) -> usize {
+    v.as_ref().map_or(0, |v| v.to_string().len())
 }
 
 /// A string option: null or empty for none, else one of `allowed`.

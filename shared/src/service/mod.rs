@@ -303,10 +303,10 @@ impl Chat {
         ) -> Result<Vec<crate::store::Write>, ApiError>,
     ) -> Result<Option<T>, ApiError> {
         for attempt in 1..=CONTENDED_ATTEMPTS {
-            let Some(item) = self.store.get(TableName::App, &key.0, &key.1).await? else {
+            let Some((mut record, item)) = self.load::<T>(TableName::App, key.clone()).await?
+            else {
                 return Ok(None);
             };
-            let mut record: T = decode(item.data, what)?;
             let extra = change(&mut record, self.now())?;
             let mut writes = vec![crate::store::Write::put_read_at(
                 TableName::App,

@@ -208,11 +208,10 @@ fn check_target_ids(kind: SegmentType, ids: &[String], max: usize) -> Result<(),
 impl Chat {
     /// A segment and its version, unless deleted.
     pub(crate) async fn load_segment(&self, id: &str) -> Result<Option<(Segment, u64)>, ApiError> {
-        let (pk, sk) = segment_key(id);
-        match self.store.get(TableName::App, &pk, &sk).await? {
-            Some(item) => Ok(Some((decode(item.data, "segment")?, item.version))),
-            None => Ok(None),
-        }
+        let found = self
+            .load::<Segment>(TableName::App, segment_key(id))
+            .await?;
+        Ok(found.map(|(segment, item)| (segment, item.version)))
     }
 
     async fn segment_or_404(&self, id: &str) -> Result<(Segment, u64), ApiError> {

@@ -583,9 +583,6 @@ impl Chat {
         if let Some(a) = template.get("attachments").filter(|a| a.is_array()) {
             message.insert("attachments".into(), render_value(a, context));
         }
-        if let Some(s) = template.get("searchable").and_then(Value::as_bool) {
-            message.insert("searchable".into(), s.into());
-        }
         message.insert("type".into(), "regular".into());
         message.insert("user_id".into(), sender.id.clone().into());
         message.insert("campaign_id".into(), campaign.id.clone().into());

@@ -98,11 +98,10 @@ impl Chat {
         &self,
         id: &str,
     ) -> Result<Option<(Campaign, u64)>, ApiError> {
-        let (pk, sk) = campaign_key(id);
-        match self.store.get(TableName::App, &pk, &sk).await? {
-            Some(item) => Ok(Some((decode(item.data, "campaign")?, item.version))),
-            None => Ok(None),
-        }
+        let found = self
+            .load::<Campaign>(TableName::App, campaign_key(id))
+            .await?;
+        Ok(found.map(|(campaign, item)| (campaign, item.version)))
     }
 
     async fn campaign_or_404(&self, id: &str) -> Result<(Campaign, u64), ApiError> {
